@@ -1,0 +1,45 @@
+"""Sphinx configuration for trio_mqttconn."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(".."))
+
+from trio_mqttconn import __version__  # noqa: E402
+
+project = "trio_mqttconn"
+author = "trio_mqttconn developers"
+copyright = "2026, trio_mqttconn developers"  # noqa: A001
+version = release = __version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+    "sphinxcontrib_trio",
+]
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "trio": ("https://trio.readthedocs.io/en/stable", None),
+    "anyio": ("https://anyio.readthedocs.io/en/stable", None),
+    "attrs": ("https://www.attrs.org/en/stable", None),
+}
+# The machines that build the docs may have no network: intersphinx then warns, and
+# warnings are errors, so inventories are only used when explicitly allowed.
+if not os.environ.get("DOCS_INTERSPHINX"):
+    intersphinx_mapping = {}
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:class", r"(anyio|trio|ssl|attrs|collections\.abc|typing|_contextvars)\..*"),
+    (r"py:class", r"(Self|T|TypeAlias|Sequence|Mapping|Callable|Awaitable|Any)"),
+    (r"py:.*", r".*\._.*"),
+]
+default_role = "obj"
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+html_theme = "furo"
+html_title = "trio_mqttconn"
+exclude_patterns = ["_build"]

@@ -1,0 +1,52 @@
+"""trio_mqttconn: an MQTT 3.1.1/5.0 client on structured concurrency.
+
+The public API is what this module exports; everything in ``_``-modules is private.
+"""
+
+from __future__ import annotations
+
+from ._enums import (
+    PacketType as PacketType,
+    PropertyId as PropertyId,
+    ProtocolVersion as ProtocolVersion,
+    QoS as QoS,
+    ReasonCode as ReasonCode,
+    RetainHandling as RetainHandling,
+)
+from ._exceptions import (
+    ConfigError as ConfigError,
+    ConnectError as ConnectError,
+    ConnectionLost as ConnectionLost,
+    ConnectTimeout as ConnectTimeout,
+    InvalidStateError as InvalidStateError,
+    MalformedPacketError as MalformedPacketError,
+    MqttError as MqttError,
+    MqttInternalError as MqttInternalError,
+    NotOpenError as NotOpenError,
+    PacketTooLargeError as PacketTooLargeError,
+    ProtocolError as ProtocolError,
+    PublishError as PublishError,
+    SubscribeError as SubscribeError,
+    UnsubscribeError as UnsubscribeError,
+)
+from ._message import Message as Message
+from ._packets import Will as Will
+from ._properties import Properties as Properties
+from ._version import __version__ as __version__
+
+
+def _fix_module() -> None:
+    # Public names report the package as their module (trio does the same), so reprs,
+    # docs and pickles do not leak private module names.
+    for name, value in list(globals().items()):
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith(
+            "trio_mqttconn._"
+        ):
+            try:
+                value.__module__ = __name__
+            except (AttributeError, TypeError):  # pragma: no cover
+                pass
+
+
+_fix_module()
+del _fix_module

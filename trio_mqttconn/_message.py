@@ -1,0 +1,42 @@
+"""Message: what subscribers and listeners receive."""
+
+from __future__ import annotations
+
+from typing import final
+
+import attrs
+
+from ._enums import QoS
+from ._properties import EMPTY_PROPERTIES, Properties
+
+__all__ = ["Message"]
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Message:
+    """An application message received from the broker.
+
+    Messages are immutable values; the same instance is handed to every subscription
+    it matches.
+    """
+
+    topic: str
+    """The topic name the message was published to (topic aliases already resolved)."""
+    payload: bytes
+    """The payload, exactly as published."""
+    qos: QoS = QoS.AT_MOST_ONCE
+    """The QoS it was delivered with (the lower of the publish and subscription QoS)."""
+    retain: bool = False
+    """True when the broker sent it from its retained store."""
+    dup: bool = False
+    """True when the broker marked it as a possible re-delivery."""
+    packet_id: int | None = attrs.field(default=None, eq=False)
+    """Packet identifier of a QoS 1/2 delivery (informational)."""
+    properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 properties (content type, response topic, user properties ...)."""
+
+    @property
+    def text(self) -> str:
+        """The payload decoded as UTF-8 (raises UnicodeDecodeError if it is not)."""
+        return self.payload.decode("utf-8")
