@@ -5,16 +5,52 @@ class with one optional field per property; ``user_properties`` and
 ``subscription_identifiers`` are tuples (possibly empty). ``EMPTY_PROPERTIES`` is the
 shared instance with nothing set, used on the hot path so that a PUBLISH without
 properties allocates nothing.
+
+How the table works: ``PROPERTY_TABLE`` maps each `PropertyId` to a `PropertySpec`
+(field name, wire type, the packets it may appear in, allowed value range). A
+"context" is a `PacketType` value, or ``WILL`` (0) for the will properties of a
+CONNECT. Decoding walks the property block once, looking each identifier up in a
+list indexed by identifier, and checks, as MQTT 5.0 section 2.2.2.2 and the
+per-packet sections say:
+
+* unknown identifier, or one not valid for the packet: Malformed Packet (0x81);
+* a property repeated that may appear only once: Protocol Error (0x82) (only User
+  Property repeats everywhere, and Subscription Identifier in PUBLISH);
+* a value outside its range (e.g. Receive Maximum 0, Maximum QoS 2): Protocol
+  Error (0x82); Topic Alias 0 is Topic Alias Invalid (0x94).
+
+Encoding checks the same rules and raises ``ValueError`` naming the field.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 import attrs
 
-__all__ = ["EMPTY_PROPERTIES", "Properties"]
+from ._codec import (
+    MAX_VARINT,
+    check_utf8,
+    decode_varint_in,
+    utf8_bytes,
+    varint_bytes,
+)
+from ._enums import PacketType, PropertyId, ReasonCode
+from ._exceptions import MalformedPacketError, ProtocolError
+
+__all__ = [
+    "EMPTY_PROPERTIES",
+    "PROPERTY_TABLE",
+    "WILL",
+    "Properties",
+    "PropertySpec",
+    "decode_properties",
+    "encode_properties",
+    "validate_properties",
+]
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Properties:
     """MQTT 5 properties of a packet; a field left None is absent on the wire."""
 
@@ -75,3 +111,431 @@ class Properties:
 
 
 EMPTY_PROPERTIES = Properties()
+
+# Decoded properties are built without going through ``__init__``: the decoder has
+# validated every value, and the generated frozen ``__init__`` costs a
+# ``object.__setattr__`` per field (27 of them). A non-slotted attrs class lets us
+# fill the instance dict in two C-level ``dict.update`` calls instead.
+_DEFAULTS: Final[dict[str, object]] = {
+    a.name: a.default for a in attrs.fields(Properties)
+}
+_new = object.__new__
+
+
+def _make(values: dict[str, object]) -> Properties:
+    props: Properties = _new(Properties)
+    state = props.__dict__
+    state.update(_DEFAULTS)
+    state.update(values)
+    return props
+
+
+# ---------------------------------------------------------------- the table
+
+WILL: Final = 0
+"""Context value for the will properties of a CONNECT (packet types are 1..15)."""
+
+# Wire data types (MQTT 5.0 section 1.5).
+BYTE: Final = 1
+TWO_BYTE: Final = 2
+FOUR_BYTE: Final = 4
+VARINT: Final = 5
+UTF8: Final = 6
+BINARY: Final = 7
+PAIR: Final = 8
+
+_WIRE_HIGH: Final = {BYTE: 0xFF, TWO_BYTE: 0xFFFF, FOUR_BYTE: 0xFFFF_FFFF}
+
+
+@attrs.frozen
+class PropertySpec:
+    """One row of the MQTT 5.0 property table (section 2.2.2.2)."""
+
+    id: PropertyId
+    """The property identifier."""
+    name: str
+    """Field of `Properties` that holds it."""
+    wire: int
+    """Wire data type: BYTE, TWO_BYTE, FOUR_BYTE, VARINT, UTF8, BINARY or PAIR."""
+    contexts: frozenset[int]
+    """Packet types (and ``WILL``) the property may appear in."""
+    low: int = 0
+    """Smallest allowed value (integer properties)."""
+    high: int = 0
+    """Largest allowed value (integer properties); 0 means the wire maximum."""
+    range_reason: ReasonCode = ReasonCode.PROTOCOL_ERROR
+    """Reason code when a received value is out of range."""
+    repeatable: frozenset[int] = frozenset()
+    """Contexts in which it may appear more than once."""
+
+    @property
+    def mask(self) -> int:
+        """Bit mask of ``contexts`` (bit n set for context n)."""
+        bits = 0
+        for context in self.contexts:
+            bits |= 1 << context
+        return bits
+
+
+_T = PacketType
+_PUB_WILL = frozenset({_T.PUBLISH, WILL})
+_ALL_WITH_USER = frozenset(
+    {
+        _T.CONNECT,
+        _T.CONNACK,
+        _T.PUBLISH,
+        WILL,
+        _T.PUBACK,
+        _T.PUBREC,
+        _T.PUBREL,
+        _T.PUBCOMP,
+        _T.SUBSCRIBE,
+        _T.SUBACK,
+        _T.UNSUBSCRIBE,
+        _T.UNSUBACK,
+        _T.DISCONNECT,
+        _T.AUTH,
+    }
+)
+_P = PropertyId
+
+
+def _spec(
+    pid: PropertyId,
+    wire: int,
+    contexts: frozenset[int] | set[int],
+    low: int = 0,
+    high: int = 0,
+    *,
+    range_reason: ReasonCode = ReasonCode.PROTOCOL_ERROR,
+    repeatable: frozenset[int] = frozenset(),
+) -> PropertySpec:
+    name = pid.name.lower()
+    if name in ("subscription_identifier", "user_property"):
+        name += "s"
+    return PropertySpec(
+        pid,
+        name,
+        wire,
+        frozenset(contexts),
+        low,
+        high or _WIRE_HIGH.get(wire, MAX_VARINT),
+        range_reason,
+        repeatable,
+    )
+
+
+PROPERTY_TABLE: Final[dict[PropertyId, PropertySpec]] = {
+    spec.id: spec
+    for spec in (
+        _spec(_P.PAYLOAD_FORMAT_INDICATOR, BYTE, _PUB_WILL, 0, 1),
+        _spec(_P.MESSAGE_EXPIRY_INTERVAL, FOUR_BYTE, _PUB_WILL),
+        _spec(_P.CONTENT_TYPE, UTF8, _PUB_WILL),
+        _spec(_P.RESPONSE_TOPIC, UTF8, _PUB_WILL),
+        _spec(_P.CORRELATION_DATA, BINARY, _PUB_WILL),
+        # [v5:MQTT-3.8.2.1.2] 1..268435455; repeated only in PUBLISH (one per match).
+        _spec(
+            _P.SUBSCRIPTION_IDENTIFIER,
+            VARINT,
+            {_T.PUBLISH, _T.SUBSCRIBE},
+            1,
+            MAX_VARINT,
+            repeatable=frozenset({_T.PUBLISH}),
+        ),
+        _spec(
+            _P.SESSION_EXPIRY_INTERVAL,
+            FOUR_BYTE,
+            {_T.CONNECT, _T.CONNACK, _T.DISCONNECT},
+        ),
+        _spec(_P.ASSIGNED_CLIENT_IDENTIFIER, UTF8, {_T.CONNACK}),
+        _spec(_P.SERVER_KEEP_ALIVE, TWO_BYTE, {_T.CONNACK}),
+        _spec(_P.AUTHENTICATION_METHOD, UTF8, {_T.CONNECT, _T.CONNACK, _T.AUTH}),
+        _spec(_P.AUTHENTICATION_DATA, BINARY, {_T.CONNECT, _T.CONNACK, _T.AUTH}),
+        _spec(_P.REQUEST_PROBLEM_INFORMATION, BYTE, {_T.CONNECT}, 0, 1),
+        _spec(_P.WILL_DELAY_INTERVAL, FOUR_BYTE, {WILL}),
+        _spec(_P.REQUEST_RESPONSE_INFORMATION, BYTE, {_T.CONNECT}, 0, 1),
+        _spec(_P.RESPONSE_INFORMATION, UTF8, {_T.CONNACK}),
+        _spec(_P.SERVER_REFERENCE, UTF8, {_T.CONNACK, _T.DISCONNECT}),
+        _spec(
+            _P.REASON_STRING,
+            UTF8,
+            _ALL_WITH_USER
+            - {_T.CONNECT, _T.PUBLISH, WILL, _T.SUBSCRIBE, _T.UNSUBSCRIBE},
+        ),
+        _spec(_P.RECEIVE_MAXIMUM, TWO_BYTE, {_T.CONNECT, _T.CONNACK}, 1),
+        _spec(_P.TOPIC_ALIAS_MAXIMUM, TWO_BYTE, {_T.CONNECT, _T.CONNACK}),
+        # [v5:MQTT-3.3.2-8] a Topic Alias of 0 is not permitted.
+        _spec(
+            _P.TOPIC_ALIAS,
+            TWO_BYTE,
+            {_T.PUBLISH},
+            1,
+            range_reason=ReasonCode.TOPIC_ALIAS_INVALID,
+        ),
+        _spec(_P.MAXIMUM_QOS, BYTE, {_T.CONNACK}, 0, 1),
+        _spec(_P.RETAIN_AVAILABLE, BYTE, {_T.CONNACK}, 0, 1),
+        _spec(_P.USER_PROPERTY, PAIR, _ALL_WITH_USER, repeatable=_ALL_WITH_USER),
+        _spec(_P.MAXIMUM_PACKET_SIZE, FOUR_BYTE, {_T.CONNECT, _T.CONNACK}, 1),
+        _spec(_P.WILDCARD_SUBSCRIPTION_AVAILABLE, BYTE, {_T.CONNACK}, 0, 1),
+        _spec(_P.SUBSCRIPTION_IDENTIFIER_AVAILABLE, BYTE, {_T.CONNACK}, 0, 1),
+        _spec(_P.SHARED_SUBSCRIPTION_AVAILABLE, BYTE, {_T.CONNACK}, 0, 1),
+    )
+}
+"""Every MQTT 5 property: wire type, where it may appear, allowed values."""
+
+# Decoder lookup: index = identifier -> (spec, context mask); None = unknown.
+_BY_ID: Final[list[tuple[PropertySpec, int] | None]] = [None] * (max(_P) + 1)
+for _s in PROPERTY_TABLE.values():
+    _BY_ID[_s.id] = (_s, _s.mask)
+del _s
+
+# Encoder order: by identifier, as the table in the specification lists them.
+_ENCODE_ORDER: Final = tuple(sorted(PROPERTY_TABLE.values(), key=lambda s: s.id))
+
+
+def context_name(context: int) -> str:
+    """Return ``"PUBLISH"``, ``"CONNECT"`` ... or ``"will properties"``."""
+    return "will properties" if context == WILL else PacketType(context).name
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode_properties(
+    buf: bytes, pos: int, end: int, context: int
+) -> tuple[Properties, int]:
+    """Decode a property block (length, then properties) at *pos*.
+
+    Args:
+        buf: The receive buffer.
+        pos: Index of the property length.
+        end: End of the enclosing packet.
+        context: Packet type, or ``WILL`` for will properties.
+
+    Returns:
+        The properties (`EMPTY_PROPERTIES` when there are none) and the index after
+        the block.
+
+    Raises:
+        MalformedPacketError: The block is truncated or holds an unknown property
+            or one not allowed in *context*.
+        ProtocolError: A property is repeated or has a value out of range.
+    """
+    length, pos = decode_varint_in(buf, pos, end, "property length")
+    if length == 0:
+        return EMPTY_PROPERTIES, pos
+    stop = pos + length
+    if stop > end:
+        raise MalformedPacketError("property length runs past the end of the packet")
+    bit = 1 << context
+    values: dict[str, object] = {}
+    user: list[tuple[str, str]] = []
+    sub_ids: list[int] = []
+    while pos < stop:
+        ident = buf[pos]
+        if ident < 0x80:
+            pos += 1
+        else:
+            ident, pos = decode_varint_in(buf, pos, stop, "property identifier")
+        entry = _BY_ID[ident] if ident < len(_BY_ID) else None
+        if entry is None:
+            raise MalformedPacketError(f"unknown property identifier 0x{ident:02X}")
+        spec, mask = entry
+        if not mask & bit:
+            raise MalformedPacketError(
+                f"property {spec.name} is not allowed in {context_name(context)}"
+            )
+        wire = spec.wire
+        value: object
+        if wire == PAIR:
+            if pos + 2 > stop:
+                raise MalformedPacketError(
+                    "packet ends inside the length of the user property name"
+                )
+            n_end = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
+            if n_end + 2 > stop:
+                raise MalformedPacketError("user property runs past its property block")
+            v_end = n_end + 2 + (buf[n_end] << 8 | buf[n_end + 1])
+            if v_end > stop:
+                raise MalformedPacketError("user property runs past its property block")
+            user.append(
+                (
+                    check_utf8(buf[pos + 2 : n_end], "user property name"),
+                    check_utf8(buf[n_end + 2 : v_end], "user property value"),
+                )
+            )
+            pos = v_end
+            continue
+        if wire == UTF8 or wire == BINARY:
+            if pos + 2 > stop:
+                raise MalformedPacketError(f"packet ends inside the {spec.name}")
+            v_end = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
+            if v_end > stop:
+                raise MalformedPacketError(
+                    f"{spec.name} runs past its property block"
+                )
+            raw = buf[pos + 2 : v_end]
+            value = check_utf8(raw, spec.name) if wire == UTF8 else raw
+            pos = v_end
+        else:
+            if wire == VARINT:
+                number, pos = decode_varint_in(buf, pos, stop, spec.name)
+            else:
+                if pos + wire > stop:
+                    raise MalformedPacketError(f"packet ends inside the {spec.name}")
+                number = int.from_bytes(buf[pos : pos + wire], "big")
+                pos += wire
+            if not spec.low <= number <= spec.high:
+                raise ProtocolError(
+                    f"property {spec.name} has value {number}, "
+                    f"allowed is {spec.low}..{spec.high}",
+                    reason_code=spec.range_reason,
+                )
+            if wire == VARINT:
+                if sub_ids and context not in spec.repeatable:
+                    raise ProtocolError(
+                        f"property {spec.name} appears more than once "
+                        f"in {context_name(context)}"
+                    )
+                sub_ids.append(number)
+                continue
+            value = number
+        if spec.name in values:
+            raise ProtocolError(
+                f"property {spec.name} appears more than once "
+                f"in {context_name(context)}"
+            )
+        values[spec.name] = value
+    if user:
+        values["user_properties"] = tuple(user)
+    if sub_ids:
+        values["subscription_identifiers"] = tuple(sub_ids)
+    if "authentication_data" in values and "authentication_method" not in values:
+        # [v5:MQTT-3.1.2.11.10] data without a method is a Protocol Error.
+        raise ProtocolError(
+            f"authentication_data without authentication_method "
+            f"in {context_name(context)}"
+        )
+    return _make(values), stop
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def _check_number(spec: PropertySpec, value: object) -> int:
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not spec.low <= value <= spec.high
+    ):
+        raise ValueError(
+            f"property {spec.name} must be an integer {spec.low}..{spec.high}, "
+            f"not {value!r}"
+        )
+    return value
+
+
+def encode_properties(props: Properties, context: int) -> bytes:
+    """Encode *props* as a property block (length, then properties).
+
+    Args:
+        props: The properties; `EMPTY_PROPERTIES` encodes as one zero byte.
+        context: Packet type, or ``WILL`` for will properties.
+
+    Returns:
+        The encoded block.
+
+    Raises:
+        ValueError: A property is not allowed in *context*, has a value out of
+            range, or a string breaks the MQTT UTF-8 rules.
+        TypeError: A property has the wrong type.
+    """
+    if props is EMPTY_PROPERTIES:
+        return b"\x00"
+    if not isinstance(props, Properties):
+        raise TypeError(f"properties must be Properties, not {type(props).__name__}")
+    state = props.__dict__
+    out = bytearray()
+    for spec in _ENCODE_ORDER:
+        value = state[spec.name]
+        if value is None or (spec.wire in (PAIR, VARINT) and not value):
+            continue
+        if context not in spec.contexts:
+            raise ValueError(
+                f"property {spec.name} is not allowed in {context_name(context)}; "
+                f"remove it"
+            )
+        wire = spec.wire
+        ident = spec.id
+        if wire == PAIR:
+            if not isinstance(value, tuple | list):
+                raise TypeError(
+                    "user_properties must be a tuple of (name, value) pairs, "
+                    f"not {type(value).__name__}"
+                )
+            for pair in value:
+                if not isinstance(pair, tuple | list) or len(pair) != 2:
+                    raise TypeError(
+                        "user_properties must hold (name, value) pairs of str, "
+                        f"not {pair!r}"
+                    )
+                name = utf8_bytes(pair[0], "user property name")
+                text = utf8_bytes(pair[1], "user property value")
+                out.append(ident)
+                out += len(name).to_bytes(2, "big")
+                out += name
+                out += len(text).to_bytes(2, "big")
+                out += text
+        elif wire == VARINT:
+            if not isinstance(value, tuple | list):
+                raise TypeError(
+                    "subscription_identifiers must be a tuple of int, "
+                    f"not {type(value).__name__}"
+                )
+            if len(value) > 1 and context not in spec.repeatable:
+                raise ValueError(
+                    f"{context_name(context)} may carry at most one "
+                    f"subscription identifier, not {len(value)}"
+                )
+            for number in value:
+                out.append(ident)
+                out += varint_bytes(_check_number(spec, number))
+        elif wire == UTF8:
+            data = utf8_bytes(value, f"property {spec.name}")
+            out.append(ident)
+            out += len(data).to_bytes(2, "big")
+            out += data
+        elif wire == BINARY:
+            if not isinstance(value, bytes | bytearray | memoryview):
+                raise TypeError(
+                    f"property {spec.name} must be bytes, not {type(value).__name__}"
+                )
+            if len(value) > 0xFFFF:
+                raise ValueError(
+                    f"property {spec.name} is {len(value)} bytes, "
+                    f"the maximum is 65535; shorten it"
+                )
+            out.append(ident)
+            out += len(value).to_bytes(2, "big")
+            out += value
+        else:
+            out.append(ident)
+            out += _check_number(spec, value).to_bytes(wire, "big")
+    if (
+        state["authentication_data"] is not None
+        and state["authentication_method"] is None
+    ):
+        raise ValueError(
+            "property authentication_data needs authentication_method; set both"
+        )
+    return varint_bytes(len(out)) + out
+
+
+def validate_properties(props: Properties, context: int) -> None:
+    """Check that *props* may be sent in *context*; see `encode_properties`.
+
+    Raises:
+        ValueError: A property is not allowed there or has a bad value.
+        TypeError: A property has the wrong type.
+    """
+    encode_properties(props, context)

@@ -1,0 +1,1334 @@
+"""MqttClient: the engine. One attrs object that runs inside a task group.
+
+Theory of operation
+-------------------
+``run()`` (or ``async with``) opens one task group that the client owns. Everything the
+client does in the background is a child of it:
+
+* the **supervisor** keeps the client connected: it serves one connection at a time and,
+  when a connection ends, waits (capped exponential backoff with jitter) and reconnects,
+  cycling through the URIs;
+* for each connection, a connection task group holds the **reader** (bytes -> session ->
+  events -> waiters and subscription channels; it never calls user code) and the
+  **keepalive** watchdog (PINGREQ when idle, dead peer after 1.5 x keepalive of silence
+  counted only while the reader waits for bytes); when either ends, the connection is
+  over and the supervisor takes the next step;
+* one **dispatcher** per listener-style subscription feeds its listener from the
+  subscription's memory channel.
+
+Protocol state lives in the sans-IO :class:`~trio_mqttconn._session.ClientSession`, which
+survives reconnects, so unacknowledged QoS 1/2 data is re-sent (session present) or
+published again (session lost). Public calls wait on small records (an Event and a
+result) keyed by packet id; a cancelled caller unregisters its record, the session keeps
+the in-flight entry.
+
+All writes go through ``_send`` under one lock. A write that fails or is cancelled half
+way may have left part of a packet on the wire, so the connection is dropped and
+replaced (``session.send_failed()``): frames are never continued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import random as _random
+import secrets
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, final
+
+import anyio
+import anyio.abc
+import attrs
+
+from ._backoff import Backoff
+from ._enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
+from ._events import (
+    AuthReceived,
+    Connected,
+    ConnectionRefused,
+    Disconnected,
+    Event,
+    MessageReceived,
+    PongReceived,
+    PublishCompleted,
+    Subscribed,
+    Unsubscribed,
+)
+from ._exceptions import (
+    ConnectError,
+    ConnectionLost,
+    ConnectTimeout,
+    MqttError,
+    MqttInternalError,
+    NotOpenError,
+    ProtocolError,
+    PublishError,
+    SubscribeError,
+    UnsubscribeError,
+)
+from ._packets import ConnectPacket, TopicSubscription, Will
+from ._properties import EMPTY_PROPERTIES, Properties
+from ._session import ClientSession, SessionState
+from ._subscription import Listener, Overflow, Subscription
+from ._subtree import SubscriptionTree
+from ._topics import validate_topic_filter, validate_topic_name
+from ._transports import Endpoint, connect_stream, parse_uri
+
+if TYPE_CHECKING:
+    from ._message import Message
+
+__all__ = ["ClientStatistics", "MqttClient", "Transport"]
+
+#: A transport factory: connects to an endpoint and returns a byte stream.
+Transport = Callable[[Endpoint], Awaitable[anyio.abc.ByteStream]]
+
+_READ_SIZE = 65536
+#: Reason codes of a refused CONNACK that retrying cannot fix.
+_FATAL_CONNACK = frozenset(
+    {
+        ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+        ReasonCode.NOT_AUTHORIZED,
+        ReasonCode.BANNED,
+        ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+        ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+        ReasonCode.BAD_AUTHENTICATION_METHOD,
+    }
+)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ClientStatistics:
+    """A snapshot of an :class:`MqttClient`'s counters, from :meth:`MqttClient.statistics`."""
+
+    connected: bool
+    """Whether the broker link is up right now."""
+    connects: int
+    """Successful CONNACKs so far (the first connection included)."""
+    reconnects: int
+    """Successful reconnections after a lost connection."""
+    messages_received: int
+    """Application messages received."""
+    messages_published: int
+    """Application messages handed to the broker."""
+    inflight: int
+    """Outgoing QoS 1/2 messages not yet acknowledged."""
+    subscriptions: int
+    """Live subscriptions."""
+    bytes_received: int
+    """Bytes read from the broker."""
+    bytes_sent: int
+    """Bytes written to the broker."""
+
+
+@attrs.define(eq=False)
+class _Operation:
+    """A caller waiting for the broker's answer to one packet."""
+
+    packet_id: int
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    result: Event | None = None
+    error: BaseException | None = None
+    #: The request must be sent again on the next connection.
+    retry: bool = False
+
+    def finish(self, result: Event) -> None:
+        self.result = result
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+    def ask_retry(self) -> None:
+        self.retry = True
+        self.done.set()
+
+
+@attrs.define(eq=False)
+class _Connection:
+    """One live stream to the broker and the bookkeeping of its watchdog."""
+
+    stream: anyio.abc.ByteStream
+    endpoint: Endpoint
+    keepalive: float
+    last_heard: float
+    last_sent: float
+    on_end: Callable[[], None]
+    scope: anyio.CancelScope = attrs.Factory(anyio.CancelScope)
+    ping_outstanding: bool = False
+    reader_paused: bool = False
+    ended: BaseException | None = None
+
+    def end(self, reason: BaseException) -> None:
+        """Record why the connection ended (first reason wins) and stop its tasks."""
+        if self.ended is None:
+            self.ended = reason
+            self.on_end()
+        self.scope.cancel()
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(_leaves(exc))
+        else:
+            found.append(exc)
+    return found
+
+
+def _collapse(
+    group: BaseExceptionGroup[BaseException], body: BaseException | None
+) -> BaseException:
+    """Turn a task group's ExceptionGroup into the one exception a caller expects.
+
+    The body's own exception wins, as is; a single background failure is raised as
+    itself; cancellation stays cancellation; anything else is our bug.
+    """
+    leaves = _leaves(group)
+    cancelled = anyio.get_cancelled_exc_class()
+    real = [exc for exc in leaves if not isinstance(exc, cancelled)]
+    if body is not None and any(exc is body for exc in leaves):
+        return body
+    if len(real) == 1:
+        return real[0]
+    if not real:
+        return leaves[0]
+    error = MqttInternalError(
+        "several background tasks failed at once; this is a bug in trio_mqttconn, "
+        "please report it with the traceback"
+    )
+    error.__cause__ = group
+    return error
+
+
+def _to_payload(payload: bytes | bytearray | memoryview | str) -> bytes:
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload)
+    raise TypeError(
+        f"payload must be bytes or str, not {type(payload).__name__}; "
+        "encode other values before publishing"
+    )
+
+
+def _to_endpoints(uri_or_uris: str | Sequence[str]) -> tuple[Endpoint, ...]:
+    uris = [uri_or_uris] if isinstance(uri_or_uris, str) else list(uri_or_uris)
+    if not uris:
+        raise ValueError("at least one broker URI is needed, e.g. 'mqtt://localhost'")
+    return tuple(parse_uri(uri) for uri in uris)
+
+
+def _positive_or_zero(name: str) -> Callable[[Any, Any, float], None]:
+    def check(instance: Any, attribute: Any, value: float) -> None:
+        if not (isinstance(value, int | float) and value >= 0):
+            raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+    return check
+
+
+def _check_keepalive(instance: Any, attribute: Any, value: int) -> None:
+    if not (isinstance(value, int) and 0 <= value <= 65535):
+        raise ValueError(f"keepalive must be a whole number of seconds 0..65535, not {value!r}")
+
+
+@final
+@attrs.define(eq=False, repr=False)
+class MqttClient:
+    """An MQTT 3.1.1/5.0 client whose background work lives in a task group it owns.
+
+    Use it as an async context manager (connects on enter, closes on exit)::
+
+        async with MqttClient("mqtt://localhost") as client:
+            await client.publish("sensors/1/temp", b"21.5", qos=1)
+
+    or start it in your own nursery; :meth:`run` returns control once the first CONNACK
+    arrived, and keeps the client connected until :meth:`aclose`::
+
+        async with trio.open_nursery() as nursery:
+            client = MqttClient(["mqtt://a:1883", "mqtt://b:1883"])
+            await nursery.start(client.run)
+            ...
+            await client.aclose()
+
+    Args:
+        uri_or_uris: One broker URI or several (tried in order: failover). Schemes:
+            ``mqtt``/``tcp``, ``mqtts``/``ssl``/``tls``, ``ws``, ``wss`` (path
+            ``/mqtt`` by default) and ``unix``. User name and password may be given in
+            the URI.
+        client_id: The MQTT client identifier; a unique one is generated when None.
+        protocol: `ProtocolVersion.V5` (default) or `ProtocolVersion.V311`.
+        username: User name (overrides the URI's).
+        password: Password (overrides the URI's); never logged or shown.
+        keepalive: Seconds of silence after which a PINGREQ is sent (0: never).
+        clean_start: Start a new session (MQTT 3.1.1: clean session).
+        session_expiry: Seconds the broker keeps the session after a disconnect (MQTT 5).
+        will: The message the broker publishes if the client vanishes.
+        ssl_context: TLS settings for ``mqtts``/``wss``; default: verify certificate
+            and host name with the system's CAs.
+        tls_insecure: Skip the host-name check (the certificate is still verified).
+        connect_timeout: Seconds for one connection attempt, TCP to CONNACK.
+        reconnect: Reconnect when the connection drops (else the client ends with
+            `ConnectionLost`).
+        reconnect_delay: First delay before reconnecting, in seconds; doubles after
+            each failed round up to *max_reconnect_delay*.
+        max_reconnect_delay: Cap of the reconnect delay, in seconds.
+        reconnect_jitter: Random spread of each delay, as a fraction (0 disables).
+        properties: Extra MQTT 5 CONNECT properties.
+        receive_maximum: QoS 1/2 messages the broker may send before we acknowledge.
+        maximum_packet_size: Largest packet we accept (None: no limit).
+        topic_alias_maximum: Topic aliases the broker may use towards us.
+        outgoing_topic_aliases: Use topic aliases for our publishes when allowed.
+        disconnect_timeout: Seconds granted to the DISCONNECT on close.
+        websocket_headers: Extra HTTP headers for the WebSocket handshake.
+        transport: Replaces the network: an async callable taking an `Endpoint`-like
+            value and returning an `anyio.abc.ByteStream` (used by tests).
+        random: Source of randomness for the jitter (tests pass a seeded one).
+    """
+
+    _endpoints: tuple[Endpoint, ...] = attrs.field(
+        converter=_to_endpoints, alias="uri_or_uris"
+    )
+    client_id: str | None = attrs.field(default=None, kw_only=True)
+    """The client identifier in force (the broker's choice when it assigned one)."""
+    protocol: ProtocolVersion = attrs.field(
+        default=ProtocolVersion.V5, converter=ProtocolVersion, kw_only=True
+    )
+    """The MQTT protocol version spoken."""
+    _username: str | None = attrs.field(default=None, kw_only=True, alias="username")
+    _password: str | None = attrs.field(
+        default=None, kw_only=True, repr=False, alias="password"
+    )
+    keepalive: int = attrs.field(default=60, kw_only=True, validator=_check_keepalive)
+    """Keep alive requested in CONNECT, seconds."""
+    clean_start: bool = attrs.field(default=True, kw_only=True)
+    """Whether CONNECT asks for a new session."""
+    session_expiry: int = attrs.field(default=0, kw_only=True)
+    """Session expiry interval requested (MQTT 5), seconds."""
+    will: Will | None = attrs.field(default=None, kw_only=True)
+    """The will message, if any."""
+    _ssl_context: ssl.SSLContext | None = attrs.field(
+        default=None, kw_only=True, alias="ssl_context"
+    )
+    _tls_insecure: bool = attrs.field(default=False, kw_only=True, alias="tls_insecure")
+    connect_timeout: float = attrs.field(
+        default=30.0, kw_only=True, validator=_positive_or_zero("connect_timeout")
+    )
+    """Seconds allowed for one connection attempt."""
+    reconnect: bool = attrs.field(default=True, kw_only=True)
+    """Whether a lost connection is re-established."""
+    reconnect_delay: float = attrs.field(default=1.0, kw_only=True)
+    """First reconnect delay, seconds."""
+    max_reconnect_delay: float = attrs.field(default=60.0, kw_only=True)
+    """Cap of the reconnect delay, seconds."""
+    reconnect_jitter: float = attrs.field(default=0.1, kw_only=True)
+    """Random spread of reconnect delays, as a fraction."""
+    properties: Properties = attrs.field(default=EMPTY_PROPERTIES, kw_only=True)
+    """Extra MQTT 5 CONNECT properties."""
+    receive_maximum: int = attrs.field(default=65535, kw_only=True)
+    """How many unacknowledged QoS 1/2 messages the broker may send us."""
+    maximum_packet_size: int | None = attrs.field(default=None, kw_only=True)
+    """Largest packet we accept from the broker."""
+    topic_alias_maximum: int = attrs.field(default=0, kw_only=True)
+    """Highest topic alias the broker may use towards us."""
+    outgoing_topic_aliases: bool = attrs.field(default=False, kw_only=True)
+    """Whether our publishes use topic aliases."""
+    disconnect_timeout: float = attrs.field(
+        default=5.0, kw_only=True, validator=_positive_or_zero("disconnect_timeout")
+    )
+    """Seconds granted to the DISCONNECT on close."""
+    _websocket_headers: dict[str, str] | None = attrs.field(
+        default=None, kw_only=True, alias="websocket_headers"
+    )
+    _transport: Transport | None = attrs.field(
+        default=None, kw_only=True, alias="transport"
+    )
+    _random: _random.Random | None = attrs.field(
+        default=None, kw_only=True, alias="random"
+    )
+
+    # -- runtime state -------------------------------------------------------------
+    _session: ClientSession = attrs.field(init=False)
+    _state: str = attrs.field(init=False, default="new")
+    _task_group: anyio.abc.TaskGroup | None = attrs.field(init=False, default=None)
+    _outer: anyio.abc.TaskGroup | None = attrs.field(init=False, default=None)
+    _conn: _Connection | None = attrs.field(init=False, default=None)
+    _ready: anyio.Event = attrs.field(init=False, factory=anyio.Event)
+    _quota: anyio.Event = attrs.field(init=False, factory=anyio.Event)
+    _finished: anyio.Event = attrs.field(init=False, factory=anyio.Event)
+    _write_lock: anyio.Lock = attrs.field(init=False, factory=anyio.Lock)
+    _pending: dict[int, _Operation] = attrs.field(init=False, factory=dict)
+    _tree: SubscriptionTree[Subscription] = attrs.field(
+        init=False, factory=SubscriptionTree
+    )
+    _subscriptions: list[Subscription] = attrs.field(init=False, factory=list)
+    _filter_ids: dict[str, int] = attrs.field(init=False, factory=dict)
+    _by_id: dict[int, list[Subscription]] = attrs.field(init=False, factory=dict)
+    _next_sub_id: int = attrs.field(init=False, default=1)
+    _endpoint_index: int = attrs.field(init=False, default=0)
+    _fatal: BaseException | None = attrs.field(init=False, default=None)
+    _connects: int = attrs.field(init=False, default=0)
+    _messages_received: int = attrs.field(init=False, default=0)
+    _messages_published: int = attrs.field(init=False, default=0)
+    _bytes_received: int = attrs.field(init=False, default=0)
+    _bytes_sent: int = attrs.field(init=False, default=0)
+
+    def __attrs_post_init__(self) -> None:
+        if self.client_id is None:
+            self.client_id = f"trio-mqttconn-{secrets.token_hex(6)}"
+        if self.reconnect_delay <= 0 or self.max_reconnect_delay < self.reconnect_delay:
+            raise ValueError(
+                "reconnect_delay must be > 0 and <= max_reconnect_delay, not "
+                f"{self.reconnect_delay!r} and {self.max_reconnect_delay!r}"
+            )
+        self._session = ClientSession(
+            protocol_version=self.protocol,
+            receive_maximum=self.receive_maximum,
+            maximum_packet_size=self.maximum_packet_size,
+            topic_alias_maximum=self.topic_alias_maximum,
+            outgoing_topic_aliases=self.outgoing_topic_aliases,
+        )
+
+    def __repr__(self) -> str:
+        uris = ", ".join(endpoint.display() for endpoint in self._endpoints)
+        return (
+            f"<MqttClient {self.client_id!r} [{uris}] {self._state}"
+            f"{' connected' if self.is_connected else ''}>"
+        )
+
+    # -- public state --------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the broker link is up right now (sync; no checkpoint)."""
+        conn = self._conn
+        return (
+            conn is not None
+            and conn.ended is None
+            and self._session.state is SessionState.CONNECTED
+        )
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The brokers, in failover order (credentials hidden in their repr)."""
+        return self._endpoints
+
+    async def wait_connected(self) -> None:
+        """Wait until the broker link is up.
+
+        Raises:
+            NotOpenError: the client is not running or was closed.
+        """
+        await anyio.lowlevel.checkpoint()
+        await self._wait_ready()
+
+    def statistics(self) -> ClientStatistics:
+        """Counters of this client."""
+        return ClientStatistics(
+            connected=self.is_connected,
+            connects=self._connects,
+            reconnects=max(0, self._connects - 1),
+            messages_received=self._messages_received,
+            messages_published=self._messages_published,
+            inflight=len(self._session.pending_publishes()),
+            subscriptions=len(self._subscriptions),
+            bytes_received=self._bytes_received,
+            bytes_sent=self._bytes_sent,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        """Connect; returns after the first CONNACK. Raises ConnectError on failure."""
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        try:
+            await group.start(self.run)
+        except BaseException as exc:
+            try:
+                await group.__aexit__(None, None, None)
+            except BaseExceptionGroup as inner:  # pragma: no cover - defensive
+                raise _collapse(inner, None) from None
+            raise exc
+        self._outer = group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the client; the body's exception propagates unchanged."""
+        group, self._outer = self._outer, None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+            if group is not None:
+                await group.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as eg:
+            error = _collapse(eg, exc)
+            raise error from error.__cause__
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Connect, then keep the client connected until :meth:`aclose`.
+
+        For ``await nursery.start(client.run)``: control returns to the caller after
+        the first CONNACK. A client runs once.
+
+        Raises:
+            ConnectError: the first connection failed on every URI (or was refused).
+            ConnectionLost: the connection dropped and *reconnect* is False.
+            NotOpenError: the client already ran.
+        """
+        if self._state != "new":
+            raise NotOpenError(
+                f"this MqttClient is {self._state}: a client runs once, make a new one"
+            )
+        self._state = "connecting"
+        try:
+            async with anyio.create_task_group() as group:
+                self._task_group = group
+                conn, connected, rest = await self._connect_round(first=True)
+                self._state = "running"
+                group.start_soon(
+                    self._supervise,
+                    conn,
+                    connected,
+                    rest,
+                    name=f"mqtt-supervisor[{self.client_id}]",
+                )
+                task_status.started()
+        except BaseExceptionGroup as eg:
+            error = _collapse(eg, None)
+            self._fatal = error
+            raise error from error.__cause__
+        except BaseException as exc:
+            self._fatal = exc
+            raise
+        finally:
+            self._shutdown()
+
+    async def aclose(self) -> None:
+        """Disconnect gracefully, stop every task of the client and wait for them.
+
+        Idempotent. Pending publish/subscribe calls raise `NotOpenError`; the
+        iterators of subscriptions end. The DISCONNECT is bounded by
+        *disconnect_timeout* and shielded from cancellation; the stream is closed in
+        any case.
+        """
+        if self._state == "new":
+            self._state = "closed"
+            self._finished.set()
+        if self._state == "closed":
+            await anyio.lowlevel.checkpoint()
+            return
+        with anyio.CancelScope(shield=True):
+            if self._state != "closing":
+                self._state = "closing"
+                await self._disconnect_gracefully()
+                if self._task_group is not None:
+                    self._task_group.cancel_scope.cancel()
+            await self._finished.wait()
+
+    async def _disconnect_gracefully(self) -> None:
+        conn = self._conn
+        if conn is None or not self.is_connected:
+            return
+        with anyio.move_on_after(self.disconnect_timeout):
+            try:
+                data = self._session.disconnect()
+                async with self._write_lock:
+                    await conn.stream.send(data)
+            except (MqttError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+        conn.end(NotOpenError("the client is closed"))
+        with anyio.move_on_after(self.disconnect_timeout):
+            await conn.stream.aclose()
+
+    def _shutdown(self) -> None:
+        """Leave nothing behind: fail waiters, end subscriptions, wake everyone."""
+        self._state = "closed"
+        closed = NotOpenError("the client is closed")
+        for op in self._pending.values():
+            op.fail(closed)
+        self._pending.clear()
+        for sub in self._subscriptions:
+            sub._close()
+            sub._client = None
+        self._subscriptions.clear()
+        self._tree.clear()
+        self._by_id.clear()
+        self._filter_ids.clear()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.end(closed)
+        self._ready.set()
+        self._quota.set()
+        self._finished.set()
+
+    # -- connecting ------------------------------------------------------------------
+
+    def _connect_packet(self, endpoint: Endpoint) -> ConnectPacket:
+        username = self._username if self._username is not None else endpoint.username
+        password = self._password if self._password is not None else endpoint.password
+        properties = self.properties
+        if self.protocol is ProtocolVersion.V5:
+            changes: dict[str, Any] = {}
+            if self.session_expiry:
+                changes["session_expiry_interval"] = self.session_expiry
+            if self.receive_maximum != 65535:
+                changes["receive_maximum"] = self.receive_maximum
+            if self.maximum_packet_size is not None:
+                changes["maximum_packet_size"] = self.maximum_packet_size
+            if self.topic_alias_maximum:
+                changes["topic_alias_maximum"] = self.topic_alias_maximum
+            if changes:
+                properties = attrs.evolve(properties, **changes)
+        assert self.client_id is not None
+        return ConnectPacket(
+            client_id=self.client_id,
+            protocol_version=self.protocol,
+            clean_start=self.clean_start,
+            keepalive=self.keepalive,
+            username=username,
+            password=None if password is None else password.encode("utf-8"),
+            will=self.will,
+            properties=properties,
+        )
+
+    async def _open_stream(self, endpoint: Endpoint) -> anyio.abc.ByteStream:
+        if self._transport is not None:
+            return await self._transport(endpoint)
+        return await connect_stream(
+            endpoint,
+            ssl_context=self._ssl_context,
+            tls_insecure=self._tls_insecure,
+            websocket_headers=self._websocket_headers,
+        )
+
+    async def _handshake(
+        self, endpoint: Endpoint, *, first: bool
+    ) -> tuple[_Connection, Connected, list[Event]]:
+        """One connection attempt: stream, CONNECT, CONNACK, bounded by connect_timeout."""
+        where = endpoint.display()
+        session = self._session
+        stream: anyio.abc.ByteStream | None = None
+        try:
+            with anyio.fail_after(self.connect_timeout or math.inf):
+                stream = await self._open_stream(endpoint)
+                await stream.send(session.connect(self._connect_packet(endpoint)))
+                sent_at = anyio.current_time()
+                while True:
+                    try:
+                        data = await stream.receive(_READ_SIZE)
+                    except anyio.EndOfStream:
+                        raise ConnectError(
+                            f"{where} closed the connection before answering CONNECT; "
+                            "check the protocol version and the broker's log"
+                        ) from None
+                    self._bytes_received += len(data)
+                    session.receive_data(data)
+                    events = session.events()
+                    for index, event in enumerate(events):
+                        if isinstance(event, Connected):
+                            conn = _Connection(
+                                stream=stream,
+                                endpoint=endpoint,
+                                keepalive=float(event.keepalive),
+                                last_heard=anyio.current_time(),
+                                last_sent=sent_at,
+                                on_end=self._connection_ended,
+                            )
+                            if event.client_id:
+                                self.client_id = event.client_id
+                            return conn, event, events[index + 1 :]
+                        if isinstance(event, ConnectionRefused):
+                            raise ConnectError(
+                                f"{where} refused the connection: "
+                                f"{event.reason_code.phrase} "
+                                f"(reason code {event.reason_code.value:#04x})",
+                                reason_code=event.reason_code,
+                            )
+        except TimeoutError as exc:
+            if stream is not None:
+                await anyio.aclose_forcefully(stream)
+            session.connection_lost()
+            raise ConnectTimeout(
+                f"connecting to {where} took longer than {self.connect_timeout:g} s "
+                "(connect_timeout)"
+            ) from exc
+        except BaseException as exc:
+            if stream is not None:
+                await anyio.aclose_forcefully(stream)
+            if session.state is not SessionState.CLOSED:
+                session.connection_lost()
+            if isinstance(exc, ConnectError | anyio.get_cancelled_exc_class()):
+                raise
+            if isinstance(exc, ProtocolError):
+                raise ConnectError(
+                    f"{where} answered CONNECT with an invalid packet: {exc}"
+                ) from exc
+            if isinstance(
+                exc,
+                OSError
+                | anyio.BrokenResourceError
+                | anyio.ClosedResourceError
+                | anyio.EndOfStream,
+            ):
+                raise ConnectError(f"connection to {where} failed: {exc}") from exc
+            raise
+
+    async def _connect_round(
+        self, *, first: bool
+    ) -> tuple[_Connection, Connected, list[Event]]:
+        """Try every endpoint once, starting with the last good one."""
+        count = len(self._endpoints)
+        last_error: ConnectError | None = None
+        for step in range(count):
+            index = (self._endpoint_index + step) % count
+            try:
+                result = await self._handshake(self._endpoints[index], first=first)
+            except ConnectError as exc:
+                if exc.reason_code in _FATAL_CONNACK:
+                    raise
+                last_error = exc
+                continue
+            self._endpoint_index = index
+            return result
+        assert last_error is not None
+        raise last_error
+
+    # -- supervision -----------------------------------------------------------------
+
+    async def _supervise(
+        self, conn: _Connection, connected: Connected, rest: list[Event]
+    ) -> None:
+        backoff = Backoff(
+            initial=self.reconnect_delay,
+            maximum=self.max_reconnect_delay,
+            jitter=self.reconnect_jitter,
+            rng=self._random or _random.Random(),
+        )
+        while True:
+            reason = await self._serve(conn, connected, rest)
+            if self._state != "running":
+                return
+            if not self.reconnect:
+                raise ConnectionLost(
+                    f"lost the connection to {conn.endpoint.display()}: {reason}"
+                ) from reason
+            backoff.reset()
+            while True:
+                await anyio.sleep(backoff.next_delay())
+                try:
+                    conn, connected, rest = await self._connect_round(first=False)
+                except ConnectError as exc:
+                    if exc.reason_code in _FATAL_CONNACK:
+                        raise
+                    continue
+                break
+
+    async def _serve(
+        self, conn: _Connection, connected: Connected, rest: list[Event]
+    ) -> BaseException:
+        """Run one connection until it ends; return why it ended."""
+        self._conn = conn
+        self._connects += 1
+        with conn.scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    self._reader, conn, rest, name=f"mqtt-reader[{self.client_id}]"
+                )
+                group.start_soon(
+                    self._keepalive_task, conn, name=f"mqtt-keepalive[{self.client_id}]"
+                )
+                await self._after_connect(conn, connected)
+        # The connection is over: nothing may use it again.
+        if self._conn is conn:
+            self._conn = None
+        if self._session.state is not SessionState.DISCONNECTED and self._state == "running":
+            self._session.connection_lost()
+        self._lost_requests()
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(conn.stream)
+        return conn.ended or ConnectionLost("the connection ended")
+
+    def _lost_requests(self) -> None:
+        """SUBSCRIBE/UNSUBSCRIBE in flight are asked again on the next connection."""
+        publishing = {packet.packet_id for packet in self._session.pending_publishes()}
+        for packet_id, op in list(self._pending.items()):
+            if packet_id not in publishing and not op.done.is_set():
+                del self._pending[packet_id]
+                op.ask_retry()
+
+    async def _after_connect(self, conn: _Connection, connected: Connected) -> None:
+        """Re-send what the session queued, then restore publishes and subscriptions."""
+        try:
+            data = self._session.data_to_send()
+            if data:
+                await self._send(conn, data)
+            if connected.discarded or connected.discarded_pubrel:
+                await self._republish(conn, connected)
+            self._ready.set()
+            self._quota.set()
+            if not connected.session_present and self._filter_options():
+                await self._resubscribe(conn)
+        except (ConnectionLost, ProtocolError) as exc:
+            conn.end(exc)
+
+    async def _republish(self, conn: _Connection, connected: Connected) -> None:
+        # The broker lost the session ([MQTT-3.2.2-5]): QoS 2 messages it had received
+        # (PUBREC) count as delivered; the rest are published again as new messages.
+        for packet_id in connected.discarded_pubrel:
+            op = self._pending.pop(packet_id, None)
+            if op is not None:
+                op.finish(PublishCompleted(packet_id=packet_id))
+        waiting = [
+            (packet, self._pending.pop(packet.packet_id, None))
+            for packet in connected.discarded
+            if packet.packet_id is not None
+        ]
+        for packet, op in waiting:
+            while self._session.send_quota <= 0:
+                await self._wait_quota()
+            new_id, data = self._session.publish(
+                packet.topic,
+                packet.payload,
+                qos=packet.qos,
+                retain=packet.retain,
+                properties=packet.properties,
+            )
+            if op is not None and new_id is not None:
+                op.packet_id = new_id
+                self._pending[new_id] = op
+            await self._send(conn, data)
+
+    def _filter_options(self) -> dict[str, tuple[TopicSubscription, Properties]]:
+        seen: dict[str, tuple[TopicSubscription, Properties]] = {}
+        for sub in self._subscriptions:
+            seen[sub.topic_filter] = (sub.options, self._sub_properties(sub))
+        return seen
+
+    async def _resubscribe(self, conn: _Connection) -> None:
+        ops: list[_Operation] = []
+        for options, properties in self._filter_options().values():
+            packet_id, data = self._session.subscribe([options], properties=properties)
+            op = _Operation(packet_id)
+            self._pending[packet_id] = op
+            ops.append(op)
+            await self._send(conn, data)
+        for op in ops:
+            await op.done.wait()
+
+    # -- the reader --------------------------------------------------------------------
+
+    async def _reader(self, conn: _Connection, rest: list[Event]) -> None:
+        session = self._session
+        stream = conn.stream
+        where = conn.endpoint.display()
+        try:
+            if rest:
+                await self._dispatch(conn, rest)
+            while True:
+                try:
+                    data = await stream.receive(_READ_SIZE)
+                except anyio.EndOfStream:
+                    raise ConnectionLost(f"{where} closed the connection") from None
+                except (
+                    OSError,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                ) as exc:
+                    raise ConnectionLost(f"the connection to {where} broke: {exc}") from exc
+                conn.last_heard = anyio.current_time()
+                conn.ping_outstanding = False
+                self._bytes_received += len(data)
+                session.receive_data(data)
+                events = session.events()
+                if events:
+                    await self._dispatch(conn, events)
+                out = session.data_to_send()
+                if out:
+                    await self._send(conn, out)
+        except ProtocolError as exc:
+            await self._protocol_violation(conn, exc)
+            conn.end(exc)
+        except ConnectionLost as exc:
+            conn.end(exc)
+
+    async def _protocol_violation(self, conn: _Connection, exc: ProtocolError) -> None:
+        # [v5:MQTT-4.13] answer a malformed packet / protocol error with DISCONNECT
+        # carrying the reason code, then close.
+        if self.protocol is not ProtocolVersion.V5:
+            return
+        with contextlib.suppress(Exception), anyio.move_on_after(self.disconnect_timeout):
+            reason = ReasonCode(int(exc.reason_code))
+            await conn.stream.send(self._session.disconnect(reason))
+
+    async def _dispatch(self, conn: _Connection, events: list[Event]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is MessageReceived:
+                assert isinstance(event, MessageReceived)
+                message = event.message
+                self._messages_received += 1
+                for sub in self._route(message):
+                    if not sub._offer(message):
+                        # Lossless policy: wait for room. Broker silence during this pause
+                        # is not a dead broker (the keepalive watchdog skips it).
+                        conn.reader_paused = True
+                        try:
+                            await sub._put(message)
+                        finally:
+                            conn.reader_paused = False
+                            conn.last_heard = anyio.current_time()
+            elif kind is PublishCompleted:
+                assert isinstance(event, PublishCompleted)
+                self._complete(event.packet_id, event)
+                self._quota.set()
+            elif kind is Subscribed or kind is Unsubscribed:
+                assert isinstance(event, Subscribed | Unsubscribed)
+                self._complete(event.packet_id, event)
+            elif kind is PongReceived:
+                pass
+            elif kind is Disconnected:
+                assert isinstance(event, Disconnected)
+                raise ConnectionLost(
+                    f"{conn.endpoint.display()} closed the connection: "
+                    f"{event.reason_code.phrase} (reason code {event.reason_code.value:#04x})"
+                    + (
+                        f": {event.properties.reason_string}"
+                        if event.properties.reason_string
+                        else ""
+                    )
+                )
+            elif kind is AuthReceived:
+                raise ConnectionLost(
+                    f"{conn.endpoint.display()} started enhanced authentication, "
+                    "which this client does not support"
+                )
+            else:  # pragma: no cover - the session yields nothing else here
+                raise MqttInternalError(f"unexpected event {event!r}; please report")
+
+    def _complete(self, packet_id: int, event: Event) -> None:
+        op = self._pending.pop(packet_id, None)
+        if op is not None:
+            op.finish(event)
+
+    def _route(self, message: Message) -> list[Subscription]:
+        identifiers = message.properties.subscription_identifiers
+        if identifiers and self._by_id:
+            if len(identifiers) == 1:
+                return self._by_id.get(identifiers[0], [])
+            found: list[Subscription] = []
+            for identifier in identifiers:
+                for sub in self._by_id.get(identifier, ()):
+                    if sub not in found:
+                        found.append(sub)
+            return found
+        return self._tree.match(message.topic)
+
+    # -- keepalive ----------------------------------------------------------------------
+
+    async def _keepalive_task(self, conn: _Connection) -> None:
+        keepalive = conn.keepalive
+        if keepalive <= 0:
+            return
+        try:
+            while True:
+                now = anyio.current_time()
+                if conn.reader_paused:
+                    conn.last_heard = now
+                silence = now - conn.last_heard
+                if silence >= 1.5 * keepalive:
+                    raise ConnectionLost(
+                        f"{conn.endpoint.display()} did not answer for "
+                        f"{silence:g} s (keepalive {keepalive:g} s); the connection is dead"
+                    )
+                if now - conn.last_sent >= keepalive or (
+                    silence >= keepalive and not conn.ping_outstanding
+                ):
+                    # [v5:MQTT-3.1.2-20] nothing else to send: PINGREQ.
+                    conn.ping_outstanding = True
+                    await self._send(conn, self._session.ping())
+                    continue
+                wake = min(
+                    conn.last_sent + keepalive,
+                    conn.last_heard
+                    + (1.5 * keepalive if conn.ping_outstanding else keepalive),
+                )
+                await anyio.sleep(max(0.0, wake - now))
+        except ConnectionLost as exc:
+            conn.end(exc)
+
+    # -- writing ------------------------------------------------------------------------
+
+    async def _send(self, conn: _Connection, data: bytes) -> None:
+        async with self._write_lock:
+            if conn.ended is not None or self._conn is not conn:
+                raise ConnectionLost("not connected to the broker")
+            try:
+                await conn.stream.send(data)
+            except BaseException as exc:
+                # Part of a packet may be on the wire: this stream is unusable.
+                self._session.send_failed()
+                reason: BaseException = exc
+                if not isinstance(exc, anyio.get_cancelled_exc_class()):
+                    reason = ConnectionLost(
+                        f"sending to {conn.endpoint.display()} failed: {exc}"
+                    )
+                    reason.__cause__ = exc
+                conn.end(reason)
+                if reason is exc:
+                    raise
+                raise reason from exc
+        conn.last_sent = anyio.current_time()
+        self._bytes_sent += len(data)
+
+    # -- waiting helpers --------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._state in ("new", "connecting"):
+            if self._state == "new":
+                raise NotOpenError(
+                    "the client is not running: use `async with MqttClient(...)` or "
+                    "`await nursery.start(client.run)` first"
+                )
+        elif self._state != "running":
+            if self._fatal is not None and isinstance(self._fatal, MqttError):
+                raise NotOpenError(f"the client stopped: {self._fatal}") from self._fatal
+            raise NotOpenError("the client is closed")
+
+    async def _wait_ready(self) -> _Connection:
+        while True:
+            self._check_open()
+            conn = self._conn
+            if conn is not None and self._ready.is_set() and self.is_connected:
+                return conn
+            await self._ready.wait()
+
+    async def _wait_quota(self) -> None:
+        # One Event shared by every waiter; replaced only once it has fired, so no
+        # waiter is ever left on an Event nobody will set.
+        if self._quota.is_set():
+            self._quota = anyio.Event()
+        await self._quota.wait()
+
+    def _connection_ended(self) -> None:
+        # Callers waiting for the connection must wait for the next one. An Event that
+        # has not fired yet keeps its waiters: the next connection sets it.
+        if self._ready.is_set() and self._state == "running":
+            self._ready = anyio.Event()
+
+    # -- publishing -----------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | bytearray | memoryview | str = b"",
+        *,
+        qos: QoS | int = QoS.AT_MOST_ONCE,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publish a message and wait for the QoS-appropriate completion.
+
+        Returns after the write (QoS 0), PUBACK (QoS 1) or PUBCOMP (QoS 2). While the
+        client is reconnecting the call waits for the connection; bound it with your
+        own cancel scope (``with trio.fail_after(5): ...``).
+
+        If cancelled, a QoS 1/2 message may still be delivered (it stays in the
+        session and is re-sent after a reconnect); it is never half-written.
+
+        Raises:
+            ValueError: invalid topic name or QoS, or the broker's limits forbid it.
+            TypeError: *payload* is neither bytes nor str.
+            PublishError: the broker answered with a failure reason code.
+            NotOpenError: the client is not running.
+        """
+        data_payload = _to_payload(payload)
+        qos = QoS(qos)
+        validate_topic_name(topic)
+        props = EMPTY_PROPERTIES if properties is None else properties
+        session = self._session
+        if qos is QoS.AT_MOST_ONCE:
+            conn = await self._wait_ready()
+            _, data = session.publish(
+                topic, data_payload, qos=qos, retain=retain, properties=props
+            )
+            await self._send(conn, data)
+            self._messages_published += 1
+            return
+        while True:
+            conn = await self._wait_ready()
+            if session.send_quota > 0:
+                break
+            await self._wait_quota()
+        packet_id, data = session.publish(
+            topic, data_payload, qos=qos, retain=retain, properties=props
+        )
+        assert packet_id is not None
+        op = _Operation(packet_id)
+        self._pending[packet_id] = op
+        try:
+            with contextlib.suppress(ConnectionLost):
+                # On a lost connection the session keeps the message in flight: it
+                # is re-sent (or published again) after reconnecting.
+                await self._send(conn, data)
+            await op.done.wait()
+        finally:
+            if self._pending.get(op.packet_id) is op and not op.done.is_set():
+                del self._pending[op.packet_id]
+        if op.error is not None:
+            raise op.error
+        self._messages_published += 1
+        result = op.result
+        assert isinstance(result, PublishCompleted)
+        if result.reason_code.is_failure:
+            raise PublishError(
+                f"the broker refused the message to {topic!r}: "
+                f"{result.reason_code.phrase} (reason code {result.reason_code.value:#04x})",
+                reason_code=result.reason_code,
+            )
+
+    # -- subscribing ----------------------------------------------------------------------
+
+    def _new_subscription(
+        self,
+        topic_filter: str,
+        *,
+        qos: QoS | int,
+        no_local: bool,
+        retain_as_published: bool,
+        retain_handling: RetainHandling | int,
+        buffer: int,
+        overflow: Overflow,
+    ) -> Subscription:
+        validate_topic_filter(topic_filter)
+        options = TopicSubscription(
+            filter=topic_filter,
+            qos=QoS(qos),
+            no_local=no_local,
+            retain_as_published=retain_as_published,
+            retain_handling=RetainHandling(retain_handling),
+        )
+        identifier = 0
+        if self.protocol is ProtocolVersion.V5:
+            identifier = self._filter_ids.get(topic_filter, 0)
+            if not identifier:
+                identifier = self._next_sub_id
+                self._next_sub_id = identifier % 268_435_455 + 1
+        return Subscription(
+            topic_filter,
+            options,
+            overflow=overflow,
+            buffer=buffer,
+            client=self,
+            identifier=identifier,
+        )
+
+    def _sub_properties(self, sub: Subscription) -> Properties:
+        if sub._identifier and self._identifiers_available():
+            return attrs.evolve(
+                EMPTY_PROPERTIES, subscription_identifiers=(sub._identifier,)
+            )
+        return EMPTY_PROPERTIES
+
+    def _identifiers_available(self) -> bool:
+        available = getattr(self._session, "subscription_identifier_available", None)
+        return available is None or bool(available)
+
+    def _register(self, sub: Subscription) -> None:
+        self._subscriptions.append(sub)
+        self._tree.add(sub.topic_filter, sub)
+        if sub._identifier:
+            self._filter_ids[sub.topic_filter] = sub._identifier
+            self._by_id.setdefault(sub._identifier, []).append(sub)
+
+    def _unregister(self, sub: Subscription) -> bool:
+        """Forget *sub*; True when no other subscription uses its filter."""
+        if sub not in self._subscriptions:
+            return False
+        self._subscriptions.remove(sub)
+        self._tree.remove(sub.topic_filter, sub)
+        if sub._identifier:
+            subs = self._by_id.get(sub._identifier, [])
+            if sub in subs:
+                subs.remove(sub)
+            if not subs:
+                self._by_id.pop(sub._identifier, None)
+                self._filter_ids.pop(sub.topic_filter, None)
+        return all(other.topic_filter != sub.topic_filter for other in self._subscriptions)
+
+    async def subscribe(
+        self,
+        topic_filter: str,
+        *,
+        qos: QoS | int = QoS.AT_MOST_ONCE,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: RetainHandling | int = RetainHandling.SEND_ON_SUBSCRIBE,
+        buffer: int = 1000,
+        overflow: Overflow = "wait",
+        properties: Properties | None = None,
+        listener: Listener | None = None,
+    ) -> Subscription:
+        """Subscribe and return the subscription once the broker granted it (SUBACK).
+
+        With *listener* (a sync or async callable taking a `Message`), a dispatcher
+        task of the client calls it for every message, in order; otherwise iterate the
+        returned `Subscription`. Call :meth:`Subscription.unsubscribe` to stop.
+
+        Raises:
+            ValueError: invalid topic filter or option.
+            SubscribeError: the broker refused (SUBACK reason code 0x80 or above).
+            NotOpenError: the client is not running.
+        """
+        self._check_open()
+        sub = self._new_subscription(
+            topic_filter,
+            qos=qos,
+            no_local=no_local,
+            retain_as_published=retain_as_published,
+            retain_handling=retain_handling,
+            buffer=buffer,
+            overflow=overflow,
+        )
+        self._register(sub)
+        try:
+            await self._subscribe(sub, properties)
+        except BaseException:
+            self._unregister(sub)
+            sub._release()
+            raise
+        if listener is not None:
+            assert self._task_group is not None
+            self._task_group.start_soon(
+                self._run_listener, sub, listener, name=f"mqtt-dispatch[{topic_filter}]"
+            )
+        return sub
+
+    @contextlib.asynccontextmanager
+    async def subscription(
+        self,
+        topic_filter: str,
+        *,
+        qos: QoS | int = QoS.AT_MOST_ONCE,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: RetainHandling | int = RetainHandling.SEND_ON_SUBSCRIBE,
+        buffer: int = 1000,
+        overflow: Overflow = "wait",
+        properties: Properties | None = None,
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe on enter (after SUBACK), unsubscribe on exit.
+
+        Both enter and exit are checkpoints. The exit's UNSUBSCRIBE is shielded and
+        bounded by *disconnect_timeout*.
+
+        Example::
+
+            async with client.subscription("sensors/+/temp", qos=1) as sub:
+                async for message in sub:
+                    print(message.topic, message.payload)
+        """
+        sub = await self.subscribe(
+            topic_filter,
+            qos=qos,
+            no_local=no_local,
+            retain_as_published=retain_as_published,
+            retain_handling=retain_handling,
+            buffer=buffer,
+            overflow=overflow,
+            properties=properties,
+        )
+        try:
+            yield sub
+        finally:
+            with anyio.move_on_after(self.disconnect_timeout, shield=True):
+                with contextlib.suppress(MqttError):
+                    await sub.unsubscribe()
+            sub._release()
+
+    async def _subscribe(self, sub: Subscription, properties: Properties | None) -> None:
+        props = self._sub_properties(sub)
+        if properties is not None:
+            props = attrs.evolve(
+                properties, subscription_identifiers=props.subscription_identifiers
+            )
+        while True:
+            conn = await self._wait_ready()
+            packet_id, data = self._session.subscribe([sub.options], properties=props)
+            op = _Operation(packet_id)
+            self._pending[packet_id] = op
+            try:
+                with contextlib.suppress(ConnectionLost):
+                    await self._send(conn, data)
+                await op.done.wait()
+            finally:
+                if self._pending.get(packet_id) is op:
+                    del self._pending[packet_id]
+            if op.retry:
+                continue
+            if op.error is not None:
+                raise op.error
+            assert isinstance(op.result, Subscribed)
+            code = op.result.reason_codes[0]
+            if code.is_failure:
+                raise SubscribeError(
+                    f"the broker refused the subscription to {sub.topic_filter!r}: "
+                    f"{code.phrase} (reason code {code.value:#04x})",
+                    reason_code=code,
+                )
+            sub.granted_qos = QoS(min(int(code), 2))
+            return
+
+    async def _unsubscribe(self, sub: Subscription) -> None:
+        last = self._unregister(sub)
+        sub._close()
+        if not last or self._state != "running":
+            await anyio.lowlevel.checkpoint()
+            return
+        while self.is_connected:
+            conn = self._conn
+            assert conn is not None
+            packet_id, data = self._session.unsubscribe([sub.topic_filter])
+            op = _Operation(packet_id)
+            self._pending[packet_id] = op
+            try:
+                with contextlib.suppress(ConnectionLost):
+                    await self._send(conn, data)
+                await op.done.wait()
+            finally:
+                if self._pending.get(packet_id) is op:
+                    del self._pending[packet_id]
+            if op.retry:
+                continue
+            if op.error is not None:
+                if isinstance(op.error, NotOpenError):
+                    return
+                raise op.error
+            assert isinstance(op.result, Unsubscribed)
+            codes = op.result.reason_codes
+            if codes and codes[0].is_failure and codes[0] != ReasonCode.NO_SUBSCRIPTION_EXISTED:
+                raise UnsubscribeError(
+                    f"the broker refused to unsubscribe {sub.topic_filter!r}: "
+                    f"{codes[0].phrase} (reason code {codes[0].value:#04x})",
+                    reason_code=codes[0],
+                )
+            return
+        await anyio.lowlevel.checkpoint()
+
+    async def _run_listener(self, sub: Subscription, listener: Listener) -> None:
+        async for message in sub:
+            result = listener(message)
+            if inspect.isawaitable(result):
+                await result

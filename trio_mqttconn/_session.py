@@ -1,0 +1,1101 @@
+"""Sans-IO MQTT client session: the protocol state machine between bytes and events.
+
+`ClientSession` knows MQTT 3.1.1 and 5.0 packet by packet and nothing about sockets,
+tasks or clocks: methods that send return the bytes to write, `receive_data` buffers
+what the broker sent and `events` turns it into `Event` objects (the shape of h11 and
+wsproto).
+"""
+
+# Theory of operation
+# ===================
+#
+# One ClientSession lives as long as the MQTT *session* (which may span several
+# network connections); each connection is one trip through the states below.
+#
+#                    connect()                 CONNACK ok
+#   DISCONNECTED ───────────────> CONNECTING ─────────────> CONNECTED
+#        ^   ^                        │  │                    │   │
+#        │   │  connection_lost(),    │  │ CONNACK refused,   │   │ DISCONNECT sent
+#        │   │  send_failed(), EOF    │  │ disconnect()       │   │ or received
+#        │   └────────────────────────┘  v                    │   v
+#        │                              CLOSED <──────────────┘ CLOSED
+#        └──── connection_lost() ────── (any live state)
+#
+# connect() is allowed from DISCONNECTED and CLOSED and starts a fresh decoder. In
+# CLOSED the connection ended in an orderly way (DISCONNECT either way, or a refused
+# CONNACK); connection_lost() keeps CLOSED as it is. Bytes received in CLOSED are
+# dropped: after a DISCONNECT nothing more is processed or acknowledged.
+#
+# What may be sent and received depends on the state only:
+#
+#   we send      CONNECT in DISCONNECTED/CLOSED; AUTH and DISCONNECT in CONNECTING
+#                and CONNECTED; PUBLISH, SUBSCRIBE, UNSUBSCRIBE, PINGREQ in CONNECTED.
+#   we receive   CONNACK (and AUTH) in CONNECTING; in CONNECTED everything a broker
+#                may send except CONNACK. Anything else is a ProtocolError naming the
+#                packet and the state. The tables are _HANDLERS[(version, state)];
+#                MQTT 3.1.1 has no broker DISCONNECT and no AUTH.
+#
+# Tables kept across connections (the session state of [v5:MQTT-4.1.0-1]):
+#
+#   _outgoing       packet id -> the PublishPacket awaiting PUBACK/PUBREC, or None
+#                   once PUBREC arrived and PUBREL went out (awaiting PUBCOMP). Dict
+#                   order is the order in which the last packet for that id was sent:
+#                   PUBLISH entries never move, and a PUBREC moves its entry to the
+#                   end, so re-sending in dict order keeps PUBLISH in publish order
+#                   [v5:MQTT-4.6.0-1] and PUBREL in PUBREC order [v5:MQTT-4.6.0-3].
+#                   Its size is what the broker's Receive Maximum limits (send_quota).
+#   _incoming_qos2  ids of received QoS 2 PUBLISH whose PUBREL has not arrived: a
+#                   PUBLISH with one of them is a re-delivery, acknowledged again but
+#                   not delivered again [v5:MQTT-4.3.3-*].
+#
+# Tables of one connection only (cleared by connect() and connection_lost()):
+#
+#   _subscribes / _unsubscribes   packet id -> number of topic filters, for the
+#                   SUBACK/UNSUBACK count check; SUBSCRIBE is never re-sent.
+#   _in_aliases / _out_aliases    topic aliases in each direction [v5:MQTT-3.3.2-7].
+#   _out            acknowledgements and re-sends produced while decoding, taken by
+#                   data_to_send(); _acks_queued counts the PUBACK/PUBCOMP in it,
+#                   which the broker cannot yet have received.
+#
+# Packet ids come from one allocator shared by PUBLISH, SUBSCRIBE and UNSUBSCRIBE:
+# it walks forward from the last id used, skipping ids in any of the three tables,
+# wrapping 65535 -> 1 [v5:MQTT-2.2.1-3].
+#
+# On CONNACK with Session Present = 1 every _outgoing entry is queued into _out
+# again (PUBLISH with DUP=1, or PUBREL), same ids, dict order [v5:MQTT-4.4.0-1]. With
+# Session Present = 0 the broker has no session, so ours is discarded
+# [v5:MQTT-3.2.2-5] and reported in the Connected event. Nothing is ever re-sent on
+# a live connection.
+#
+# Errors: local misuse raises ValueError or InvalidStateError before any byte is
+# produced and changes nothing. Bad input from the broker raises ProtocolError (with
+# the MQTT 5 reason code to put in our DISCONNECT); events() first returns the events
+# decoded before the bad packet, so nothing already acknowledged is lost, then raises
+# the error on this and every later call until the next connection.
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any, Final, final
+
+import attrs
+
+from ._enums import ProtocolVersion, QoS, ReasonCode
+from ._events import (
+    AuthReceived,
+    Connected,
+    ConnectionRefused,
+    Disconnected,
+    Event,
+    MessageReceived,
+    PongReceived,
+    PublishCompleted,
+    Subscribed,
+    Unsubscribed,
+)
+from ._exceptions import InvalidStateError, ProtocolError
+from ._message import Message
+from ._packets import (
+    AuthPacket,
+    ConnAckPacket,
+    ConnectPacket,
+    DisconnectPacket,
+    Packet,
+    PacketDecoder,
+    PingReqPacket,
+    PingRespPacket,
+    PubAckPacket,
+    PubCompPacket,
+    PubRecPacket,
+    PubRelPacket,
+    PublishPacket,
+    SubAckPacket,
+    SubscribePacket,
+    TopicSubscription,
+    UnsubAckPacket,
+    UnsubscribePacket,
+    encode_packet,
+)
+from ._properties import EMPTY_PROPERTIES, Properties
+from ._topics import validate_topic_filter, validate_topic_name
+
+__all__ = ["ClientSession", "SessionState"]
+
+_MAX_PACKET_ID: Final = 65535
+_DEFAULT_RECEIVE_MAXIMUM: Final = 65535
+# MQTT 3.1.1 has no Receive Maximum: the broker may have any number in flight.
+_NO_LIMIT: Final = 1 << 62
+
+# A success PUBACK/PUBREC/PUBREL/PUBCOMP without properties is the same four bytes
+# in 3.1.1 and 5.0 (MQTT 5 omits reason code and property length, v5 3.4.2.1), so
+# the acknowledgements of the receive path are packed here, not encoded per packet.
+_ACK: Final = struct.Struct("!BBH")
+_PUBACK: Final = 0x40
+_PUBREC: Final = 0x50
+_PUBREL: Final = 0x62  # PUBREL has the reserved flags 0010 [v5:MQTT-3.6.1-1]
+_PUBCOMP: Final = 0x70
+
+_PONG: Final = PongReceived()
+
+
+@final
+class SessionState(enum.Enum):
+    """Where a `ClientSession` stands in the life of one network connection."""
+
+    DISCONNECTED = "DISCONNECTED"
+    """No connection: before `ClientSession.connect`, or after the stream was lost."""
+    CONNECTING = "CONNECTING"
+    """CONNECT was sent; waiting for CONNACK (or AUTH)."""
+    CONNECTED = "CONNECTED"
+    """CONNACK accepted the connection."""
+    CLOSED = "CLOSED"
+    """Ended in order: DISCONNECT sent or received, or CONNACK refused."""
+
+
+_DISCONNECTED: Final = SessionState.DISCONNECTED
+_CONNECTING: Final = SessionState.CONNECTING
+_CONNECTED: Final = SessionState.CONNECTED
+_CLOSED: Final = SessionState.CLOSED
+
+
+def _to_protocol_version(value: ProtocolVersion | int) -> ProtocolVersion:
+    try:
+        return ProtocolVersion(value)
+    except ValueError:
+        raise ValueError(
+            f"protocol_version must be ProtocolVersion.V311 (4) or "
+            f"ProtocolVersion.V5 (5), not {value!r}"
+        ) from None
+
+
+def _check_receive_maximum(
+    _session: object, _attribute: object, value: int
+) -> None:
+    if not 1 <= value <= _DEFAULT_RECEIVE_MAXIMUM:
+        raise ValueError(f"receive_maximum must be 1..65535, not {value!r}")
+
+
+def _check_maximum_packet_size(
+    _session: object, _attribute: object, value: int | None
+) -> None:
+    if value is not None and not 1 <= value <= 0xFFFFFFFF:
+        raise ValueError(
+            f"maximum_packet_size must be None or 1..4294967295 bytes, not {value!r}"
+        )
+
+
+def _check_topic_alias_maximum(
+    _session: object, _attribute: object, value: int
+) -> None:
+    if not 0 <= value <= _MAX_PACKET_ID:
+        raise ValueError(f"topic_alias_maximum must be 0..65535, not {value!r}")
+
+
+def _awaits(entry: PublishPacket | None) -> str:
+    if entry is None:
+        return "PUBCOMP"
+    return "PUBACK" if entry.qos == QoS.AT_LEAST_ONCE else "PUBREC"
+
+
+@final
+@attrs.define(eq=False, kw_only=True)
+class ClientSession:
+    """The MQTT protocol state of one client, without any I/O.
+
+    The engine writes the bytes that `connect`, `publish`, `subscribe` ... return,
+    feeds what it reads to `receive_data`, handles `events` and writes
+    `data_to_send` (acknowledgements and re-sends) after each batch. One session
+    outlives its connections: after `connection_lost` the next `connect` resumes it,
+    re-sending what the broker has not acknowledged.
+
+    Example::
+
+        session = ClientSession()
+        stream.write(session.connect(ConnectPacket(client_id="c1")))
+        session.receive_data(stream.read())
+        for event in session.events():
+            ...
+        stream.write(session.data_to_send())
+    """
+
+    protocol_version: ProtocolVersion = attrs.field(
+        default=ProtocolVersion.V5, converter=_to_protocol_version
+    )
+    """MQTT version spoken; `connect` only accepts a CONNECT of this version."""
+    receive_maximum: int = attrs.field(
+        default=_DEFAULT_RECEIVE_MAXIMUM, validator=_check_receive_maximum
+    )
+    """How many unacknowledged QoS 1/2 PUBLISH the broker may send us (MQTT 5)."""
+    maximum_packet_size: int | None = attrs.field(
+        default=None, validator=_check_maximum_packet_size
+    )
+    """Largest packet we accept, announced in CONNECT (MQTT 5); None = no limit."""
+    topic_alias_maximum: int = attrs.field(
+        default=0, validator=_check_topic_alias_maximum
+    )
+    """Highest topic alias the broker may use towards us (MQTT 5); 0 = none."""
+    outgoing_topic_aliases: bool = False
+    """Replace repeated topics of our PUBLISH by topic aliases, when the broker allows."""
+
+    client_id: str = attrs.field(default="", init=False)
+    """Client id in force: CONNECT's, or the one the broker assigned in CONNACK."""
+    keepalive: int = attrs.field(default=0, init=False)
+    """Keep alive in force, seconds: CONNECT's, or the broker's Server Keep Alive."""
+    maximum_qos: QoS = attrs.field(default=QoS.EXACTLY_ONCE, init=False)
+    """Highest QoS the broker accepts in our PUBLISH (CONNACK Maximum QoS)."""
+    retain_available: bool = attrs.field(default=True, init=False)
+    """Whether the broker accepts retained messages (CONNACK Retain Available)."""
+    broker_maximum_packet_size: int | None = attrs.field(default=None, init=False)
+    """Largest packet the broker accepts (CONNACK); None = no limit announced."""
+    broker_topic_alias_maximum: int = attrs.field(default=0, init=False)
+    """Highest topic alias the broker accepts from us (CONNACK); 0 = none."""
+    broker_receive_maximum: int = attrs.field(
+        default=_DEFAULT_RECEIVE_MAXIMUM, init=False
+    )
+    """How many QoS 1/2 PUBLISH we may have in flight (CONNACK Receive Maximum)."""
+
+    _state: SessionState = attrs.field(default=_DISCONNECTED, init=False)
+    _handlers: _HandlerTable | None = attrs.field(default=None, init=False, repr=False)
+    _decoder: PacketDecoder = attrs.field(
+        default=attrs.Factory(
+            lambda self: PacketDecoder(self.protocol_version), takes_self=True
+        ),
+        init=False,
+        repr=False,
+    )
+    _out: bytearray = attrs.field(factory=bytearray, init=False, repr=False)
+    _acks_queued: int = attrs.field(default=0, init=False, repr=False)
+    _eof: bool = attrs.field(default=False, init=False, repr=False)
+    _error: ProtocolError | None = attrs.field(default=None, init=False, repr=False)
+    _next_id: int = attrs.field(default=1, init=False, repr=False)
+    _outgoing: dict[int, PublishPacket | None] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
+    _incoming_qos2: set[int] = attrs.field(factory=set, init=False, repr=False)
+    _subscribes: dict[int, int] = attrs.field(factory=dict, init=False, repr=False)
+    _unsubscribes: dict[int, int] = attrs.field(factory=dict, init=False, repr=False)
+    _in_aliases: dict[int, str] = attrs.field(factory=dict, init=False, repr=False)
+    _out_aliases: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
+    _use_out_aliases: bool = attrs.field(default=False, init=False, repr=False)
+    _incoming_limit: int = attrs.field(default=_NO_LIMIT, init=False, repr=False)
+    _clean_start: bool = attrs.field(default=True, init=False, repr=False)
+    _session_expiry: int = attrs.field(default=0, init=False, repr=False)
+    _auth_method: str | None = attrs.field(default=None, init=False, repr=False)
+    # Highest QoS of any SUBSCRIBE in this broker session: the broker never delivers
+    # above the QoS it granted, which is at most the one requested [v5:MQTT-3.8.4-8].
+    # 2 (no check) when the broker resumed a session this object did not start.
+    _max_sub_qos: int = attrs.field(default=0, init=False, repr=False)
+    _session_known: bool = attrs.field(default=False, init=False, repr=False)
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def state(self) -> SessionState:
+        """The current `SessionState`."""
+        return self._state
+
+    @property
+    def send_quota(self) -> int:
+        """How many more QoS 1/2 PUBLISH may be sent now [v5:MQTT-3.3.4-7].
+
+        The broker's Receive Maximum minus the publishes in flight; the engine waits
+        for a `PublishCompleted` while it is 0. QoS 0 is never limited.
+        """
+        return max(0, self.broker_receive_maximum - len(self._outgoing))
+
+    @property
+    def inflight(self) -> int:
+        """Outgoing QoS 1/2 PUBLISH not yet completed (PUBACK or PUBCOMP)."""
+        return len(self._outgoing)
+
+    # ------------------------------------------------------------ sending packets
+
+    def connect(self, packet: ConnectPacket) -> bytes:
+        """Start a connection: return the CONNECT bytes, expect CONNACK.
+
+        For MQTT 5 the session's `receive_maximum`, `maximum_packet_size` and
+        `topic_alias_maximum` are added to the CONNECT properties when they are not
+        the protocol defaults.
+
+        Args:
+            packet: The CONNECT to send; its ``protocol_version`` must be the
+                session's.
+
+        Returns:
+            The bytes to write.
+
+        Raises:
+            InvalidStateError: If the session is CONNECTING or CONNECTED.
+            ValueError: If the packet does not fit the session or cannot be encoded.
+        """
+        self._require("ConnectPacket", _DISCONNECTED, _CLOSED)
+        version = self.protocol_version
+        if packet.protocol_version != version:
+            raise ValueError(
+                f"CONNECT protocol_version {packet.protocol_version.name} differs from "
+                f"the session's {version.name}; create the session with the same "
+                f"protocol_version"
+            )
+        if packet.will is not None:
+            validate_topic_name(packet.will.topic)
+        v5 = version is ProtocolVersion.V5
+        if v5:
+            packet = self._announce_limits(packet)
+        data = encode_packet(packet, version)
+
+        properties = packet.properties
+        self.client_id = packet.client_id
+        self.keepalive = packet.keepalive
+        self._clean_start = packet.clean_start
+        if v5:
+            self._session_expiry = properties.session_expiry_interval or 0
+            self._auth_method = properties.authentication_method
+            self._incoming_limit = self.receive_maximum
+        else:
+            self._session_expiry = 0
+            self._auth_method = None
+            self._incoming_limit = _NO_LIMIT
+        self._decoder = PacketDecoder(
+            version, max_packet_size=self.maximum_packet_size if v5 else None
+        )
+        self._reset_connection()
+        self._set_state(_CONNECTING)
+        return data
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: QoS = QoS.AT_MOST_ONCE,
+        retain: bool = False,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> tuple[int | None, bytes]:
+        """Return the bytes of a PUBLISH; QoS 1/2 publishes enter the in-flight table.
+
+        Args:
+            topic: Topic name (no wildcards).
+            payload: The application message.
+            qos: Quality of service, at most the broker's `maximum_qos`.
+            retain: Ask the broker to retain the message.
+            properties: MQTT 5 properties; topic aliases are the session's business.
+
+        Returns:
+            The packet id (None for QoS 0) and the bytes to write. A QoS 1/2 publish
+            completes with a `PublishCompleted` event carrying that id.
+
+        Raises:
+            InvalidStateError: If not CONNECTED, if `send_quota` is 0 for QoS 1/2,
+                or if all packet ids are in use.
+            ValueError: If the topic, QoS, retain flag, properties or packet size
+                are not acceptable to the broker.
+        """
+        if self._state is not _CONNECTED:
+            raise self._cannot_send("PublishPacket")
+        validate_topic_name(topic)
+        if qos > self.maximum_qos:  # [v5:MQTT-3.2.2-11]
+            raise ValueError(
+                f"qos {int(qos)} is above the broker's maximum QoS "
+                f"{int(self.maximum_qos)}; publish with qos <= {int(self.maximum_qos)}"
+            )
+        if retain and not self.retain_available:  # [v5:MQTT-3.2.2-14]
+            raise ValueError(
+                "the broker does not support retained messages; "
+                "publish with retain=False"
+            )
+        if properties is not EMPTY_PROPERTIES:
+            _check_publish_properties(properties)
+        packet_id: int | None = None
+        if qos:
+            if len(self._outgoing) >= self.broker_receive_maximum:
+                raise InvalidStateError(
+                    f"cannot send PublishPacket with QoS {int(qos)}: the send quota "
+                    f"is 0 (broker receive maximum {self.broker_receive_maximum}); "
+                    f"wait for a PublishCompleted event"
+                )
+            packet_id = self._allocate_id("PublishPacket")
+        packet = PublishPacket(
+            topic=topic,
+            payload=payload,
+            qos=qos,
+            retain=retain,
+            packet_id=packet_id,
+            properties=properties,
+        )
+        wire = packet
+        new_alias = 0
+        if self._use_out_aliases:
+            # First use of a topic sends topic + alias, later uses an empty topic
+            # + alias [v5:MQTT-3.3.2-12]; no alias once the broker's maximum is used.
+            alias = self._out_aliases.get(topic)
+            if alias is None and len(self._out_aliases) < self.broker_topic_alias_maximum:
+                alias = new_alias = len(self._out_aliases) + 1
+            if alias is not None:
+                wire = attrs.evolve(
+                    packet,
+                    topic=topic if new_alias else "",
+                    properties=attrs.evolve(properties, topic_alias=alias),
+                )
+        data = encode_packet(wire, self.protocol_version)
+        self._check_size("PublishPacket", data)
+        if new_alias:
+            self._out_aliases[topic] = new_alias
+        if packet_id is not None:
+            # The stored packet carries the full topic and no alias: a re-send goes
+            # on a new connection, where aliases start afresh [v5:MQTT-3.3.2-7].
+            self._outgoing[packet_id] = packet
+            self._next_id = packet_id % _MAX_PACKET_ID + 1
+        return packet_id, data
+
+    def subscribe(
+        self,
+        subscriptions: Sequence[TopicSubscription],
+        *,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> tuple[int, bytes]:
+        """Return the bytes of a SUBSCRIBE; a `Subscribed` event answers it.
+
+        Args:
+            subscriptions: One or more topic filters with their options.
+            properties: MQTT 5 properties (subscription identifier, user properties).
+
+        Returns:
+            The packet id and the bytes to write.
+
+        Raises:
+            InvalidStateError: If not CONNECTED, or all packet ids are in use.
+            ValueError: If there is no filter, a filter is invalid, or the packet is
+                too large for the broker.
+        """
+        self._require("SubscribePacket", _CONNECTED)
+        if not subscriptions:
+            raise ValueError("subscribe needs at least one TopicSubscription")
+        for subscription in subscriptions:
+            validate_topic_filter(subscription.filter)
+        packet_id = self._allocate_id("SubscribePacket")
+        data = encode_packet(
+            SubscribePacket(
+                packet_id=packet_id,
+                subscriptions=tuple(subscriptions),
+                properties=properties,
+            ),
+            self.protocol_version,
+        )
+        self._check_size("SubscribePacket", data)
+        self._subscribes[packet_id] = len(subscriptions)
+        self._next_id = packet_id % _MAX_PACKET_ID + 1
+        self._max_sub_qos = max(self._max_sub_qos, *(s.qos for s in subscriptions))
+        return packet_id, data
+
+    def unsubscribe(
+        self, filters: Sequence[str], *, properties: Properties = EMPTY_PROPERTIES
+    ) -> tuple[int, bytes]:
+        """Return the bytes of an UNSUBSCRIBE; an `Unsubscribed` event answers it.
+
+        Args:
+            filters: One or more topic filters, as subscribed.
+            properties: MQTT 5 properties (user properties).
+
+        Returns:
+            The packet id and the bytes to write.
+
+        Raises:
+            InvalidStateError: If not CONNECTED, or all packet ids are in use.
+            ValueError: If there is no filter, a filter is invalid, or the packet is
+                too large for the broker.
+        """
+        self._require("UnsubscribePacket", _CONNECTED)
+        if not filters or isinstance(filters, str):
+            raise ValueError(
+                f"unsubscribe needs a sequence of one or more topic filters, "
+                f"not {filters!r}"
+            )
+        for topic_filter in filters:
+            validate_topic_filter(topic_filter)
+        packet_id = self._allocate_id("UnsubscribePacket")
+        data = encode_packet(
+            UnsubscribePacket(
+                packet_id=packet_id, filters=tuple(filters), properties=properties
+            ),
+            self.protocol_version,
+        )
+        self._check_size("UnsubscribePacket", data)
+        self._unsubscribes[packet_id] = len(filters)
+        self._next_id = packet_id % _MAX_PACKET_ID + 1
+        return packet_id, data
+
+    def ping(self) -> bytes:
+        """Return the bytes of a PINGREQ; a `PongReceived` event answers it.
+
+        Raises:
+            InvalidStateError: If not CONNECTED.
+        """
+        self._require("PingReqPacket", _CONNECTED)
+        return encode_packet(PingReqPacket(), self.protocol_version)
+
+    def disconnect(
+        self,
+        reason_code: ReasonCode = ReasonCode.NORMAL_DISCONNECTION,
+        *,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> bytes:
+        """End the connection in order: return DISCONNECT, the state becomes CLOSED.
+
+        The returned bytes start with any acknowledgements still waiting in
+        `data_to_send`, because nothing may be sent after DISCONNECT
+        [v5:MQTT-3.14.4-1]. The in-flight tables are kept for the next connection.
+
+        Args:
+            reason_code: MQTT 5 reason code (3.1.1 has none).
+            properties: MQTT 5 properties (session expiry, reason string ...).
+
+        Returns:
+            The bytes to write before closing the stream.
+
+        Raises:
+            InvalidStateError: If not CONNECTING or CONNECTED.
+            ValueError: If the properties break the protocol or the packet is too
+                large for the broker.
+        """
+        self._require("DisconnectPacket", _CONNECTING, _CONNECTED)
+        expiry = properties.session_expiry_interval
+        if expiry and not self._session_expiry:
+            # v5 3.14.2.2.2: a non-zero expiry here after 0 in CONNECT is a
+            # protocol error, committed by us.
+            raise ValueError(
+                f"cannot set session_expiry_interval={expiry} in DISCONNECT: CONNECT "
+                f"had a session expiry interval of 0; leave it unset"
+            )
+        data = encode_packet(
+            DisconnectPacket(reason_code=reason_code, properties=properties),
+            self.protocol_version,
+        )
+        self._check_size("DisconnectPacket", data)
+        if self._out:
+            data = bytes(self._out) + data
+        self._out.clear()
+        self._acks_queued = 0
+        self._set_state(_CLOSED)
+        return data
+
+    def auth(self, reason_code: ReasonCode, *, properties: Properties) -> bytes:
+        """Return the bytes of an AUTH packet (MQTT 5 enhanced authentication).
+
+        Args:
+            reason_code: ``CONTINUE_AUTHENTICATION`` or ``RE_AUTHENTICATE``.
+            properties: Must carry CONNECT's authentication method.
+
+        Returns:
+            The bytes to write.
+
+        Raises:
+            InvalidStateError: With MQTT 3.1.1, when not CONNECTING or CONNECTED, or
+                when CONNECT had no authentication method.
+            ValueError: If the method differs from CONNECT's or the packet is too
+                large for the broker.
+        """
+        if self.protocol_version is ProtocolVersion.V311:
+            raise InvalidStateError(
+                "cannot send AuthPacket with MQTT 3.1.1; enhanced authentication "
+                "needs ProtocolVersion.V5"
+            )
+        self._require("AuthPacket", _CONNECTING, _CONNECTED)
+        if self._auth_method is None:  # [v5:MQTT-4.12.0-?] no AUTH without a method
+            raise InvalidStateError(
+                "cannot send AuthPacket: CONNECT had no authentication method; set "
+                "properties.authentication_method in CONNECT"
+            )
+        if properties.authentication_method != self._auth_method:
+            raise ValueError(
+                f"AUTH authentication_method {properties.authentication_method!r} "
+                f"differs from CONNECT's {self._auth_method!r}; use the same method"
+            )
+        data = encode_packet(
+            AuthPacket(reason_code=reason_code, properties=properties),
+            self.protocol_version,
+        )
+        self._check_size("AuthPacket", data)
+        return data
+
+    # ---------------------------------------------------------- receiving packets
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes read from the stream; ``b""`` means the broker closed it.
+
+        Nothing is decoded here: call `events`. In CLOSED the bytes are dropped.
+
+        Raises:
+            InvalidStateError: If the session is DISCONNECTED.
+        """
+        if self._handlers is not None:
+            if data:
+                self._decoder.feed(data)
+            else:
+                self._eof = True
+        elif self._state is _DISCONNECTED:
+            raise InvalidStateError(
+                "cannot receive data in state DISCONNECTED; call connect() first"
+            )
+
+    def events(self) -> list[Event]:
+        """Decode every complete packet buffered and return the resulting events.
+
+        Acknowledgements the packets call for are queued for `data_to_send`, in
+        receive order [v5:MQTT-4.6.0-2]. After EOF the remaining packets are decoded
+        and the session becomes DISCONNECTED (see `connection_lost`).
+
+        Raises:
+            ProtocolError: The broker broke the protocol; ``reason_code`` is what to
+                send in DISCONNECT. Events decoded before the bad packet are returned
+                first; the error is raised by the next call and every later one
+                until the next `connect`.
+        """
+        if self._error is not None:
+            raise self._error
+        handlers = self._handlers
+        if handlers is None:
+            return []
+        events: list[Event] = []
+        next_packet = self._decoder.next_packet
+        try:
+            while (packet := next_packet()) is not None:
+                handler = handlers.get(type(packet))
+                if handler is None:
+                    raise ProtocolError(
+                        f"received {type(packet).__name__} in state {self._state.name}"
+                    )
+                event = handler(self, packet)
+                if event is not None:
+                    events.append(event)
+                if self._handlers is not handlers:
+                    handlers = self._handlers
+                    if handlers is None:
+                        # DISCONNECT or refused CONNACK: the rest is not processed.
+                        return events
+        except ProtocolError as exc:
+            self._error = exc
+            if events:
+                return events
+            raise
+        if self._eof:
+            self.connection_lost()
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Return (and forget) the acknowledgements and re-sends queued so far."""
+        out = self._out
+        if not out:
+            return b""
+        data = bytes(out)
+        out.clear()
+        self._acks_queued = 0
+        return data
+
+    def connection_lost(self) -> None:
+        """The stream is gone: become DISCONNECTED (CLOSED stays CLOSED).
+
+        In-flight QoS 1/2 publishes, PUBRELs awaiting PUBCOMP and received QoS 2 ids
+        are kept for the next `connect`; pending SUBSCRIBE/UNSUBSCRIBE ids are freed
+        (they are never re-sent) and unsent acknowledgements dropped.
+        """
+        self._reset_connection()
+        if self._state is not _CLOSED:
+            self._set_state(_DISCONNECTED)
+
+    def send_failed(self) -> None:
+        """A write of bytes this session produced failed or was cancelled.
+
+        The stream cannot be trusted with a partial packet, so this is the same as
+        `connection_lost`.
+        """
+        self.connection_lost()
+
+    def pending_publishes(self) -> list[PublishPacket]:
+        """Return the outgoing QoS 1/2 PUBLISH awaiting PUBACK/PUBREC, in send order."""
+        return [entry for entry in self._outgoing.values() if entry is not None]
+
+    # -------------------------------------------------------------------- helpers
+
+    def _set_state(self, state: SessionState) -> None:
+        self._state = state
+        self._handlers = _HANDLERS.get((self.protocol_version, state))
+
+    def _reset_connection(self) -> None:
+        self._out.clear()
+        self._acks_queued = 0
+        self._eof = False
+        self._error = None
+        self._subscribes.clear()
+        self._unsubscribes.clear()
+        self._in_aliases.clear()
+        self._out_aliases.clear()
+
+    def _cannot_send(self, name: str) -> InvalidStateError:
+        return InvalidStateError(f"cannot send {name} in state {self._state.name}")
+
+    def _require(self, name: str, *states: SessionState) -> None:
+        if self._state not in states:
+            raise self._cannot_send(name)
+
+    def _allocate_id(self, name: str) -> int:
+        """Return the next free packet id without taking it [v5:MQTT-2.2.1-3]."""
+        outgoing, subscribes, unsubscribes = (
+            self._outgoing,
+            self._subscribes,
+            self._unsubscribes,
+        )
+        if len(outgoing) + len(subscribes) + len(unsubscribes) >= _MAX_PACKET_ID:
+            raise InvalidStateError(
+                f"cannot send {name}: all 65535 packet identifiers are in use; "
+                f"wait for acknowledgements"
+            )
+        packet_id = self._next_id
+        while packet_id in outgoing or packet_id in subscribes or packet_id in unsubscribes:
+            packet_id = packet_id % _MAX_PACKET_ID + 1
+        return packet_id
+
+    def _check_size(self, name: str, data: bytes) -> None:
+        limit = self.broker_maximum_packet_size
+        if limit is not None and len(data) > limit:  # [v5:MQTT-3.2.2-15]
+            raise ValueError(
+                f"{name} of {len(data)} bytes exceeds the broker's maximum packet "
+                f"size of {limit} bytes; send less data"
+            )
+
+    def _announce_limits(self, packet: ConnectPacket) -> ConnectPacket:
+        properties = packet.properties
+        wanted: dict[str, object] = {}
+        for name, ours, default in (
+            ("receive_maximum", self.receive_maximum, _DEFAULT_RECEIVE_MAXIMUM),
+            ("maximum_packet_size", self.maximum_packet_size, None),
+            ("topic_alias_maximum", self.topic_alias_maximum, 0),
+        ):
+            theirs = getattr(properties, name)
+            if theirs is None:
+                if ours != default:
+                    wanted[name] = ours
+            elif theirs != ours:
+                raise ValueError(
+                    f"CONNECT {name}={theirs} differs from the session's "
+                    f"{name}={ours}; set it on the ClientSession only"
+                )
+        if not wanted:
+            return packet
+        return attrs.evolve(packet, properties=attrs.evolve(properties, **wanted))
+
+    # ----------------------------------------------------- handlers (by packet)
+
+    def _on_connack(self, packet: ConnAckPacket) -> Event:
+        if packet.reason_code >= 0x80:  # [v5:MQTT-3.2.2-7]
+            self._set_state(_CLOSED)
+            return ConnectionRefused(
+                reason_code=packet.reason_code, properties=packet.properties
+            )
+        session_present = packet.session_present
+        if session_present and self._clean_start:
+            raise ProtocolError(  # [v5:MQTT-3.2.2-4]
+                "received ConnAckPacket with session present = 1 in answer to a "
+                "CONNECT with clean start = 1"
+            )
+        properties = packet.properties  # EMPTY_PROPERTIES with 3.1.1: defaults
+        if properties.assigned_client_identifier is not None:
+            self.client_id = properties.assigned_client_identifier
+        if properties.server_keep_alive is not None:  # [v5:MQTT-3.2.2-21]
+            self.keepalive = properties.server_keep_alive
+        self.broker_receive_maximum = (
+            properties.receive_maximum or _DEFAULT_RECEIVE_MAXIMUM
+        )
+        self.maximum_qos = (
+            QoS.EXACTLY_ONCE
+            if properties.maximum_qos is None
+            else QoS(properties.maximum_qos)
+        )
+        self.retain_available = properties.retain_available != 0
+        self.broker_maximum_packet_size = properties.maximum_packet_size
+        self.broker_topic_alias_maximum = properties.topic_alias_maximum or 0
+        self._use_out_aliases = (
+            self.outgoing_topic_aliases and self.broker_topic_alias_maximum > 0
+        )
+        resent = 0
+        discarded: tuple[PublishPacket, ...] = ()
+        discarded_pubrel: tuple[int, ...] = ()
+        if session_present:
+            if not self._session_known:
+                self._max_sub_qos = QoS.EXACTLY_ONCE
+            resent = self._resend()
+        else:
+            # [v5:MQTT-3.2.2-5] the broker has no session: neither do we.
+            outgoing = self._outgoing
+            discarded = tuple(e for e in outgoing.values() if e is not None)
+            discarded_pubrel = tuple(i for i, e in outgoing.items() if e is None)
+            outgoing.clear()
+            self._incoming_qos2.clear()
+            self._max_sub_qos = QoS.AT_MOST_ONCE
+        self._session_known = True
+        self._set_state(_CONNECTED)
+        return Connected(
+            session_present=session_present,
+            client_id=self.client_id,
+            keepalive=self.keepalive,
+            properties=properties,
+            resent=resent,
+            discarded=discarded,
+            discarded_pubrel=discarded_pubrel,
+        )
+
+    def _resend(self) -> int:
+        # [v5:MQTT-4.4.0-1] same ids, DUP=1 [v5:MQTT-3.3.1-1], original order
+        # [v5:MQTT-4.6.0-1]; the topic is the full one (aliases are per connection).
+        out, version = self._out, self.protocol_version
+        for packet_id, entry in self._outgoing.items():
+            if entry is None:
+                out += _ACK.pack(_PUBREL, 2, packet_id)
+            else:
+                out += encode_packet(attrs.evolve(entry, dup=True), version)
+        return len(self._outgoing)
+
+    def _on_auth(self, packet: AuthPacket) -> Event:
+        method = packet.properties.authentication_method
+        if self._auth_method is None or method != self._auth_method:
+            raise ProtocolError(  # [v5:MQTT-4.12.0-?] method consistency
+                f"received AuthPacket with authentication method {method!r} after a "
+                f"CONNECT with {self._auth_method!r}"
+            )
+        return AuthReceived(reason_code=packet.reason_code, properties=packet.properties)
+
+    def _on_publish(self, packet: PublishPacket) -> Event | None:
+        qos = packet.qos
+        if qos > self._max_sub_qos:  # [v5:MQTT-3.8.4-8]
+            raise ProtocolError(
+                f"received PublishPacket with QoS {int(qos)} above the highest QoS "
+                f"subscribed ({self._max_sub_qos})"
+            )
+        topic = packet.topic
+        properties = packet.properties
+        alias = properties.topic_alias
+        if alias is not None:
+            topic = self._resolve_alias(topic, alias)
+        elif not topic:
+            raise ProtocolError(
+                "received PublishPacket with an empty topic and no topic alias"
+            )
+        if qos:
+            packet_id = packet.packet_id
+            assert packet_id is not None  # the decoder guarantees it for QoS > 0
+            if qos == QoS.EXACTLY_ONCE and packet_id in self._incoming_qos2:
+                # A re-delivery before PUBREL: acknowledge, do not deliver again.
+                self._out += _ACK.pack(_PUBREC, 2, packet_id)
+                return None
+            if len(self._incoming_qos2) + self._acks_queued >= self._incoming_limit:
+                raise ProtocolError(  # [v5:MQTT-3.3.4-9]
+                    f"the broker sent more than receive_maximum="
+                    f"{self.receive_maximum} unacknowledged QoS 1/2 PUBLISH packets",
+                    reason_code=ReasonCode.RECEIVE_MAXIMUM_EXCEEDED,
+                )
+            if qos == QoS.AT_LEAST_ONCE:
+                self._out += _ACK.pack(_PUBACK, 2, packet_id)
+                self._acks_queued += 1
+            else:
+                self._incoming_qos2.add(packet_id)
+                self._out += _ACK.pack(_PUBREC, 2, packet_id)
+        return MessageReceived(
+            message=Message(
+                topic=topic,
+                payload=packet.payload,
+                qos=qos,
+                retain=packet.retain,
+                dup=packet.dup,
+                packet_id=packet.packet_id,
+                properties=properties,
+            )
+        )
+
+    def _resolve_alias(self, topic: str, alias: int) -> str:
+        if not 0 < alias <= self.topic_alias_maximum:  # [v5:MQTT-3.3.2-10]
+            raise ProtocolError(
+                f"received PublishPacket with invalid topic alias {alias} "
+                f"(topic_alias_maximum={self.topic_alias_maximum})",
+                reason_code=ReasonCode.TOPIC_ALIAS_INVALID,
+            )
+        if topic:
+            self._in_aliases[alias] = topic
+            return topic
+        known = self._in_aliases.get(alias)
+        if known is None:
+            raise ProtocolError(
+                f"received PublishPacket with an empty topic and unknown topic "
+                f"alias {alias}"
+            )
+        return known
+
+    def _mismatch(self, name: str, packet_id: int) -> ProtocolError:
+        return ProtocolError(
+            f"received {name} for packet id {packet_id}, which awaits "
+            f"{_awaits(self._outgoing[packet_id])}"
+        )
+
+    def _on_puback(self, packet: PubAckPacket) -> Event | None:
+        packet_id, outgoing = packet.packet_id, self._outgoing
+        if packet_id not in outgoing:
+            return None  # not ours (any more): ignored
+        entry = outgoing[packet_id]
+        if entry is None or entry.qos != QoS.AT_LEAST_ONCE:
+            raise self._mismatch("PubAckPacket", packet_id)
+        del outgoing[packet_id]
+        return PublishCompleted(
+            packet_id=packet_id,
+            reason_code=packet.reason_code,
+            properties=packet.properties,
+        )
+
+    def _on_pubrec(self, packet: PubRecPacket) -> Event | None:
+        packet_id, outgoing = packet.packet_id, self._outgoing
+        if packet_id not in outgoing:
+            if self.protocol_version is ProtocolVersion.V5:
+                self._out += encode_packet(
+                    PubRelPacket(
+                        packet_id=packet_id,
+                        reason_code=ReasonCode.PACKET_IDENTIFIER_NOT_FOUND,
+                    ),
+                    ProtocolVersion.V5,
+                )
+            else:
+                self._out += _ACK.pack(_PUBREL, 2, packet_id)
+            return None
+        entry = outgoing[packet_id]
+        if entry is not None:
+            if entry.qos != QoS.EXACTLY_ONCE:
+                raise self._mismatch("PubRecPacket", packet_id)
+            del outgoing[packet_id]
+            if packet.reason_code >= 0x80:  # [v5:MQTT-4.4.0-2] done, failed
+                return PublishCompleted(
+                    packet_id=packet_id,
+                    reason_code=packet.reason_code,
+                    properties=packet.properties,
+                )
+            outgoing[packet_id] = None  # now last: PUBREL order [v5:MQTT-4.6.0-3]
+        # else a repeated PUBREC: answer it again, the entry stays where it is.
+        self._out += _ACK.pack(_PUBREL, 2, packet_id)
+        return None
+
+    def _on_pubrel(self, packet: PubRelPacket) -> None:
+        packet_id = packet.packet_id
+        if packet_id in self._incoming_qos2:
+            self._incoming_qos2.remove(packet_id)  # [v5:MQTT-4.3.3-12]
+            self._out += _ACK.pack(_PUBCOMP, 2, packet_id)
+            self._acks_queued += 1
+        elif self.protocol_version is ProtocolVersion.V5:
+            self._out += encode_packet(
+                PubCompPacket(
+                    packet_id=packet_id,
+                    reason_code=ReasonCode.PACKET_IDENTIFIER_NOT_FOUND,
+                ),
+                ProtocolVersion.V5,
+            )
+        else:
+            self._out += _ACK.pack(_PUBCOMP, 2, packet_id)
+
+    def _on_pubcomp(self, packet: PubCompPacket) -> Event | None:
+        packet_id, outgoing = packet.packet_id, self._outgoing
+        if packet_id not in outgoing:
+            return None  # not ours (any more): ignored
+        if outgoing[packet_id] is not None:
+            raise self._mismatch("PubCompPacket", packet_id)
+        del outgoing[packet_id]
+        return PublishCompleted(
+            packet_id=packet_id,
+            reason_code=packet.reason_code,
+            properties=packet.properties,
+        )
+
+    def _pop_request(
+        self, table: dict[int, int], name: str, packet_id: int, count: int
+    ) -> None:
+        expected = table.get(packet_id)
+        if expected is None:
+            raise ProtocolError(f"received {name} for unknown packet id {packet_id}")
+        if count != expected:  # [v5:MQTT-3.8.4-6]
+            raise ProtocolError(
+                f"received {name} with {count} reason codes for {expected} topic "
+                f"filters"
+            )
+        del table[packet_id]
+
+    def _on_suback(self, packet: SubAckPacket) -> Event:
+        reason_codes = packet.reason_codes
+        self._pop_request(
+            self._subscribes, "SubAckPacket", packet.packet_id, len(reason_codes)
+        )
+        return Subscribed(
+            packet_id=packet.packet_id,
+            reason_codes=reason_codes,
+            properties=packet.properties,
+        )
+
+    def _on_unsuback(self, packet: UnsubAckPacket) -> Event:
+        reason_codes = packet.reason_codes
+        if self.protocol_version is ProtocolVersion.V311:
+            # 3.1.1 UNSUBACK has no codes: every filter was removed.
+            count = self._unsubscribes.get(packet.packet_id, 0)
+            reason_codes = (ReasonCode.SUCCESS,) * count
+        self._pop_request(
+            self._unsubscribes, "UnsubAckPacket", packet.packet_id, len(reason_codes)
+        )
+        return Unsubscribed(
+            packet_id=packet.packet_id,
+            reason_codes=reason_codes,
+            properties=packet.properties,
+        )
+
+    def _on_pingresp(self, packet: PingRespPacket) -> Event:
+        return _PONG
+
+    def _on_disconnect(self, packet: DisconnectPacket) -> Event:
+        if packet.properties.session_expiry_interval is not None:
+            raise ProtocolError(  # [v5:MQTT-3.14.2-2]
+                "received DisconnectPacket with a session expiry interval"
+            )
+        self._set_state(_CLOSED)
+        return Disconnected(reason_code=packet.reason_code, properties=packet.properties)
+
+
+def _check_publish_properties(properties: Properties) -> None:
+    if properties.topic_alias is not None:
+        raise ValueError(
+            "topic aliases are chosen by the session; remove properties.topic_alias "
+            "and create the ClientSession with outgoing_topic_aliases=True"
+        )
+    if properties.subscription_identifiers:  # [v5:MQTT-3.3.4-6]
+        raise ValueError(
+            "a PUBLISH from a client cannot carry subscription identifiers; "
+            "remove properties.subscription_identifiers"
+        )
+
+
+_HandlerTable = dict[type[Packet], Callable[[ClientSession, Any], "Event | None"]]
+
+_CONNECTED_V311: Final[_HandlerTable] = {
+    PublishPacket: ClientSession._on_publish,
+    PubAckPacket: ClientSession._on_puback,
+    PubRecPacket: ClientSession._on_pubrec,
+    PubRelPacket: ClientSession._on_pubrel,
+    PubCompPacket: ClientSession._on_pubcomp,
+    SubAckPacket: ClientSession._on_suback,
+    UnsubAckPacket: ClientSession._on_unsuback,
+    PingRespPacket: ClientSession._on_pingresp,
+}
+_HANDLERS: Final[dict[tuple[ProtocolVersion, SessionState], _HandlerTable]] = {
+    (ProtocolVersion.V311, _CONNECTING): {ConnAckPacket: ClientSession._on_connack},
+    (ProtocolVersion.V311, _CONNECTED): _CONNECTED_V311,
+    (ProtocolVersion.V5, _CONNECTING): {
+        ConnAckPacket: ClientSession._on_connack,
+        AuthPacket: ClientSession._on_auth,
+    },
+    (ProtocolVersion.V5, _CONNECTED): {
+        **_CONNECTED_V311,
+        DisconnectPacket: ClientSession._on_disconnect,
+        AuthPacket: ClientSession._on_auth,
+    },
+}

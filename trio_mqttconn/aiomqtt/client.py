@@ -1,0 +1,1 @@
+# Client is added by the engine work
