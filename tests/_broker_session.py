@@ -8,7 +8,7 @@ object behind a memory stream (h11's ``ConnectionPair`` idea).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -22,7 +22,11 @@ from trio_mqttconn._packets import (
     encode_packet,
 )
 from trio_mqttconn._properties import EMPTY_PROPERTIES, Properties
-from trio_mqttconn._session import ClientSession
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from trio_mqttconn._session import ClientSession
 
 __all__ = ["ScriptedBroker"]
 
@@ -79,7 +83,9 @@ class ScriptedBroker:
         session.receive_data(self.encode(*packets))
         return session.events()
 
-    def send_bytes(self, session: ClientSession, chunks: Iterable[bytes]) -> list[Event]:
+    def send_bytes(
+        self, session: ClientSession, chunks: Iterable[bytes]
+    ) -> list[Event]:
         """Hand raw chunks to *session* one by one; return all events."""
         events: list[Event] = []
         for chunk in chunks:

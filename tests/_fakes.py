@@ -14,7 +14,8 @@ N more bytes), `MemoryByteStream.abort` (reset now), and half-close with ``send_
 is the ``transport=`` factory of `MqttClient`: every call opens one new in-memory
 connection, served by a task in the broker's own task group::
 
-    async with FakeBroker() as broker, MqttClient("mqtt://fake", transport=broker.connect):
+    broker = FakeBroker()
+    async with broker, MqttClient("mqtt://fake", transport=broker.connect):
         conn = await broker.wait_connection(0)
         await conn.wait_for(PingReqPacket)
 
@@ -31,13 +32,15 @@ from __future__ import annotations
 
 import errno
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import attrs
+import trio
+import trio.abc
+import trio.lowlevel
 
 from trio_mqttconn._enums import ProtocolVersion, QoS, ReasonCode
 from trio_mqttconn._exceptions import ProtocolError
@@ -66,15 +69,24 @@ from trio_mqttconn._properties import EMPTY_PROPERTIES, Properties
 from trio_mqttconn._topics import topic_matches
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
     from types import TracebackType
     from typing import Self
+
+    from trio_mqttconn import MqttClient
 
 __all__ = [
     "Answer",
     "Attempt",
     "FakeBroker",
     "FakeConnection",
+    "CancelAfterSteps",
     "MemoryByteStream",
+    "URI",
+    "cancel_at_step",
+    "client_task_names",
+    "live_tasks",
+    "make_client",
     "memory_byte_stream_pair",
 ]
 
@@ -88,7 +100,7 @@ P = TypeVar("P")
 
 @attrs.define(eq=False)
 class _Pipe:
-    """One direction of a memory connection: a byte buffer plus its end-of-data state."""
+    """One direction of a connection: a byte buffer and its end-of-data state."""
 
     buffer: bytearray = attrs.Factory(bytearray)
     eof: bool = False
@@ -229,7 +241,7 @@ class MemoryByteStream(anyio.abc.ByteStream):
         await anyio.lowlevel.cancel_shielded_checkpoint()
 
     async def send_eof(self) -> None:
-        """Shut down the sending direction; the peer reads EndOfStream after the data."""
+        """Shut down sending; the peer reads EndOfStream after the data."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._outgoing.eof = True
         self._outgoing.wake()
@@ -404,14 +416,8 @@ class FakeConnection:
         """The MQTT 5 subscription identifier the client gave *topic_filter*."""
         return self.session.subscriptions[topic_filter].identifier
 
-    @overload
-    def packets(self, kind: type[P]) -> list[P]: ...
-    @overload
-    def packets(self, kind: None = None) -> list[Packet]: ...
-    def packets(self, kind: type[object] | None = None) -> list[object]:
-        """Received packets, all or only those of type *kind*."""
-        if kind is None:
-            return list(self.received)
+    def packets(self, kind: type[P]) -> list[P]:
+        """Received packets of type *kind*, in order (``Packet`` for all)."""
         return [packet for packet in self.received if isinstance(packet, kind)]
 
     # -- sending -----------------------------------------------------------------------
@@ -475,36 +481,31 @@ class FakeConnection:
 
     # -- waiting -----------------------------------------------------------------------
 
-    @overload
-    async def wait_for(self, kind: type[P], *, count: int = 1) -> P: ...
-    @overload
-    async def wait_for(
-        self, kind: Callable[[Packet], bool], *, count: int = 1
-    ) -> Packet: ...
-    async def wait_for(
-        self, kind: type[object] | Callable[[Packet], bool], *, count: int = 1
-    ) -> object:
-        """Wait until the client sent *count* packets of type *kind* (or matching it).
+    async def wait_for(self, kind: type[P], *, count: int = 1) -> P:
+        """Wait until the client sent *count* packets of type *kind*; return the last.
 
         Returns:
-            The *count*-th such packet.
+            The *count*-th packet of that type.
         """
-        if isinstance(kind, type):
-            cls = kind
-
-            def matches(packet: Packet) -> bool:
-                return isinstance(packet, cls)
-        else:
-            matches = kind
-
-        found: list[Packet] = []
+        found: list[P] = []
 
         def ready() -> bool:
-            found[:] = [packet for packet in self.received if matches(packet)]
+            found[:] = self.packets(kind)
             return len(found) >= count
 
         await self.broker._notifier.wait_until(ready)
         return found[count - 1]
+
+    async def wait_packet(self, predicate: Callable[[Packet], bool]) -> Packet:
+        """Wait until the client sent a packet matching *predicate*; return it."""
+        found: list[Packet] = []
+
+        def ready() -> bool:
+            found[:] = [packet for packet in self.received if predicate(packet)]
+            return bool(found)
+
+        await self.broker._notifier.wait_until(ready)
+        return found[0]
 
     async def wait_connacked(self) -> None:
         """Wait until the broker accepted the CONNECT."""
@@ -615,7 +616,8 @@ class FakeBroker:
         await anyio.lowlevel.checkpoint()
         if self._task_group is None:
             raise RuntimeError(
-                "the fake broker is not running, use it inside 'async with FakeBroker()'"
+                "the fake broker is not running, "
+                "use it inside 'async with FakeBroker()'"
             )
         now = anyio.current_time()
         host = getattr(endpoint, "host", None)
@@ -690,7 +692,7 @@ class FakeBroker:
         retain: bool = False,
         properties: Properties = EMPTY_PROPERTIES,
     ) -> None:
-        """Route a message to every subscribed connection, as if another client sent it."""
+        """Route a message to subscribed connections, as if another client sent it."""
         packet = PublishPacket(
             topic=topic,
             payload=payload,
@@ -935,3 +937,95 @@ class FakeBroker:
         await conn.deliver(
             packet.topic, packet.payload, qos=qos, retain=retain, properties=properties
         )
+
+
+# --------------------------------------------------------------------------------------
+# Engine test helpers
+# --------------------------------------------------------------------------------------
+
+URI = "mqtt://broker.test:1883"
+"""The URI engine tests give their client (the fake broker ignores it)."""
+
+
+def make_client(
+    broker: FakeBroker, uri: str | Sequence[str] = URI, **options: Any
+) -> MqttClient:
+    """An `MqttClient` connected through *broker*, with deterministic defaults.
+
+    Defaults: client id ``"c1"``, keepalive 0 (tests that need it set it),
+    ``reconnect_jitter=0`` (exact backoff times); *options* override them.
+    """
+    from trio_mqttconn import MqttClient
+
+    settings: dict[str, Any] = {
+        "client_id": "c1",
+        "keepalive": 0,
+        "reconnect_jitter": 0.0,
+        "transport": broker.connect,
+    }
+    settings.update(options)
+    return MqttClient(uri, **settings)
+
+
+def live_tasks() -> set[trio.lowlevel.Task]:
+    """Every task of the current trio run, walked down from the root task."""
+    found: set[trio.lowlevel.Task] = set()
+    stack = [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        if task is None or task in found:
+            continue
+        found.add(task)
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return found
+
+
+def client_task_names(tasks: Iterable[trio.lowlevel.Task]) -> list[str]:
+    """Names of the engine's tasks (``mqtt-...``) among *tasks*, sorted."""
+    return sorted(task.name for task in tasks if task.name.startswith("mqtt-"))
+
+
+@attrs.define(eq=False)
+class CancelAfterSteps(trio.abc.Instrument):
+    """Cancel *scope* right after *task* has run *steps* scheduling steps.
+
+    Each step of a task ends where it yields to the scheduler (a checkpoint), so
+    cancelling after step ``n`` interrupts the call at its ``n``-th checkpoint (or at
+    the next one that accepts a cancellation). Use with `trio.lowlevel.add_instrument`.
+    """
+
+    task: trio.lowlevel.Task
+    scope: trio.CancelScope
+    steps: int
+    taken: int = 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        """Count the target task's steps and cancel at the chosen one."""
+        if task is self.task:
+            self.taken += 1
+            if self.taken == self.steps:
+                self.scope.cancel()
+
+
+async def cancel_at_step(steps: int, function: Callable[[], Awaitable[object]]) -> bool:
+    """Run *function* in a new task, cancelled after its *steps*-th scheduling step.
+
+    Returns:
+        True if the cancellation interrupted it, False if it finished first.
+    """
+    caught: list[bool] = []
+
+    async def target() -> None:
+        with trio.CancelScope() as scope:
+            instrument = CancelAfterSteps(trio.lowlevel.current_task(), scope, steps)
+            trio.lowlevel.add_instrument(instrument)
+            try:
+                await function()
+            finally:
+                trio.lowlevel.remove_instrument(instrument)
+        caught.append(scope.cancelled_caught)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(target)
+    return caught[0]

@@ -29,9 +29,21 @@ from ._exceptions import (
     SubscribeError as SubscribeError,
     UnsubscribeError as UnsubscribeError,
 )
+from ._client import (
+    ClientStatistics as ClientStatistics,
+    MqttClient as MqttClient,
+    Transport as Transport,
+)
 from ._message import Message as Message
 from ._packets import Will as Will
 from ._properties import Properties as Properties
+from ._subscription import (
+    Listener as Listener,
+    Overflow as Overflow,
+    Subscription as Subscription,
+    SubscriptionStatistics as SubscriptionStatistics,
+)
+from ._transports import Endpoint as Endpoint
 from ._version import __version__ as __version__
 
 

@@ -278,8 +278,7 @@ def utf8_bytes(value: object, what: str = "string") -> bytes:
         data = value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(
-            f"{what} contains a lone surrogate, which UTF-8 cannot encode; "
-            f"remove it"
+            f"{what} contains a lone surrogate, which UTF-8 cannot encode; remove it"
         ) from None
     if b"\x00" in data:
         raise ValueError(f"{what} contains U+0000, which MQTT forbids; remove it")
@@ -322,7 +321,8 @@ def encode_string_pair(
         TypeError: *value* is not a pair of `str`.
         ValueError: One of the strings breaks the MQTT string rules.
     """
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        raise TypeError(f"{what} must be a (name, value) pair of str, not {value!r}")
+    pair: object = value
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        raise TypeError(f"{what} must be a (name, value) pair of str, not {pair!r}")
     encode_utf8(value[0], out, f"{what} name")
     encode_utf8(value[1], out, f"{what} value")

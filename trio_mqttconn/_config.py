@@ -48,7 +48,8 @@ _SECRET_NAMES = frozenset(
     {"pass", "password", "secret", "token", "access_key", "client_key", "secret_key"}
 )
 _SECRET_SUFFIXES = ("password", "secret", "token", "_key_password")
-_URI_PASSWORD = re.compile(r"(://[^/@:\s]*):[^/@\s]*@")
+# From "://user:" to the last "@": whatever a password contains, none of it shows.
+_URI_PASSWORD = re.compile(r"(://[^/@:\s]*):.*@", re.DOTALL)
 _MASK = "***"
 
 
@@ -78,7 +79,8 @@ def _shown(key: str, value: str) -> str:
     return _URI_PASSWORD.sub(rf"\1:{_MASK}@", value)
 
 
-def _to_boolean(value: str | None) -> bool | None:
+def to_boolean(value: str | None) -> bool | None:
+    """Read pip-services boolean text (``true/yes/1`` ...); None when it is not one."""
     if value is None:
         return None
     text = value.strip().lower()
@@ -89,7 +91,8 @@ def _to_boolean(value: str | None) -> bool | None:
     return None
 
 
-def _to_float(value: str | None) -> float | None:
+def to_float(value: str | None) -> float | None:
+    """Read a finite float; None when the text is not one."""
     if value is None:
         return None
     try:
@@ -99,14 +102,15 @@ def _to_float(value: str | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _to_integer(value: str | None) -> int | None:
+def to_integer(value: str | None) -> int | None:
+    """Read an integer, truncating decimals as pip-services does; None when invalid."""
     if value is None:
         return None
     try:
         return int(value)
     except ValueError:
         pass
-    number = _to_float(value)
+    number = to_float(value)
     # pip-services truncates "12.7" to 12; we do the same for compatibility.
     return None if number is None else int(number)
 
@@ -447,7 +451,7 @@ class ConfigParams(dict[str, str]):
 
         ``true/yes/y/t/on/1`` and ``false/no/n/f/off/0`` are accepted, in any case.
         """
-        return _to_boolean(self.get(key))
+        return to_boolean(self.get(key))
 
     def get_as_boolean(self, key: str) -> bool:
         """Return a key as a boolean, or False when unset or not a boolean."""
@@ -455,7 +459,7 @@ class ConfigParams(dict[str, str]):
 
     def get_as_boolean_with_default(self, key: str, default_value: bool) -> bool:
         """Return a key as a boolean, or ``default_value`` when unset or invalid."""
-        value = _to_boolean(self.get(key))
+        value = to_boolean(self.get(key))
         return default_value if value is None else value
 
     def get_as_nullable_integer(self, key: str) -> int | None:
@@ -463,7 +467,7 @@ class ConfigParams(dict[str, str]):
 
         A decimal value is truncated (``"12.7"`` reads as 12), as in pip-services.
         """
-        return _to_integer(self.get(key))
+        return to_integer(self.get(key))
 
     def get_as_integer(self, key: str) -> int:
         """Return a key as an integer, or 0 when unset or not a number."""
@@ -471,12 +475,12 @@ class ConfigParams(dict[str, str]):
 
     def get_as_integer_with_default(self, key: str, default_value: int) -> int:
         """Return a key as an integer, or ``default_value`` when unset or invalid."""
-        value = _to_integer(self.get(key))
+        value = to_integer(self.get(key))
         return default_value if value is None else value
 
     def get_as_nullable_float(self, key: str) -> float | None:
         """Return a key as a finite float, or None when unset or not a number."""
-        return _to_float(self.get(key))
+        return to_float(self.get(key))
 
     def get_as_float(self, key: str) -> float:
         """Return a key as a float, or 0.0 when unset or not a number."""
@@ -484,7 +488,7 @@ class ConfigParams(dict[str, str]):
 
     def get_as_float_with_default(self, key: str, default_value: float) -> float:
         """Return a key as a float, or ``default_value`` when unset or invalid."""
-        value = _to_float(self.get(key))
+        value = to_float(self.get(key))
         return default_value if value is None else value
 
     def __reduce__(self) -> tuple[type[Self], tuple[dict[str, str]]]:

@@ -77,7 +77,7 @@ class Properties:
     authentication_data: bytes | None = None
     """Method-specific authentication data (CONNECT, CONNACK, AUTH)."""
     request_problem_information: int | None = None
-    """0 asks the broker to omit reason strings and user properties on errors (CONNECT)."""
+    """0 asks the broker to leave out reason strings and user properties (CONNECT)."""
     will_delay_interval: int | None = None
     """Seconds the broker waits before publishing the will (will properties)."""
     request_response_information: int | None = None
@@ -210,9 +210,10 @@ def _spec(
     range_reason: ReasonCode = ReasonCode.PROTOCOL_ERROR,
     repeatable: frozenset[int] = frozenset(),
 ) -> PropertySpec:
-    name = pid.name.lower()
-    if name in ("subscription_identifier", "user_property"):
-        name += "s"
+    name = {
+        PropertyId.SUBSCRIPTION_IDENTIFIER: "subscription_identifiers",
+        PropertyId.USER_PROPERTY: "user_properties",
+    }.get(pid, pid.name.lower())
     return PropertySpec(
         pid,
         name,
@@ -300,6 +301,8 @@ def context_name(context: int) -> str:
 
 # ---------------------------------------------------------------- decoding
 
+_USER_PROPERTY: Final = int(PropertyId.USER_PROPERTY)
+
 
 def decode_properties(
     buf: bytes, pos: int, end: int, context: int
@@ -321,9 +324,15 @@ def decode_properties(
             or one not allowed in *context*.
         ProtocolError: A property is repeated or has a value out of range.
     """
-    length, pos = decode_varint_in(buf, pos, end, "property length")
-    if length == 0:
-        return EMPTY_PROPERTIES, pos
+    if pos >= end:
+        raise MalformedPacketError("packet ends before the property length")
+    length = buf[pos]
+    if length >= 0x80:
+        length, pos = decode_varint_in(buf, pos, end, "property length")
+    elif length:
+        pos += 1
+    else:
+        return EMPTY_PROPERTIES, pos + 1
     stop = pos + length
     if stop > end:
         raise MalformedPacketError("property length runs past the end of the packet")
@@ -331,87 +340,100 @@ def decode_properties(
     values: dict[str, object] = {}
     user: list[tuple[str, str]] = []
     sub_ids: list[int] = []
-    while pos < stop:
-        ident = buf[pos]
-        if ident < 0x80:
-            pos += 1
-        else:
-            ident, pos = decode_varint_in(buf, pos, stop, "property identifier")
-        entry = _BY_ID[ident] if ident < len(_BY_ID) else None
-        if entry is None:
-            raise MalformedPacketError(f"unknown property identifier 0x{ident:02X}")
-        spec, mask = entry
-        if not mask & bit:
-            raise MalformedPacketError(
-                f"property {spec.name} is not allowed in {context_name(context)}"
-            )
-        wire = spec.wire
-        value: object
-        if wire == PAIR:
-            if pos + 2 > stop:
-                raise MalformedPacketError(
-                    "packet ends inside the length of the user property name"
-                )
-            n_end = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
-            if n_end + 2 > stop:
-                raise MalformedPacketError("user property runs past its property block")
-            v_end = n_end + 2 + (buf[n_end] << 8 | buf[n_end + 1])
-            if v_end > stop:
-                raise MalformedPacketError("user property runs past its property block")
-            user.append(
-                (
-                    check_utf8(buf[pos + 2 : n_end], "user property name"),
-                    check_utf8(buf[n_end + 2 : v_end], "user property value"),
-                )
-            )
-            pos = v_end
-            continue
-        if wire == UTF8 or wire == BINARY:
-            if pos + 2 > stop:
-                raise MalformedPacketError(f"packet ends inside the {spec.name}")
-            v_end = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
-            if v_end > stop:
-                raise MalformedPacketError(
-                    f"{spec.name} runs past its property block"
-                )
-            raw = buf[pos + 2 : v_end]
-            value = check_utf8(raw, spec.name) if wire == UTF8 else raw
-            pos = v_end
-        else:
-            if wire == VARINT:
-                number, pos = decode_varint_in(buf, pos, stop, spec.name)
-            else:
-                if pos + wire > stop:
-                    raise MalformedPacketError(f"packet ends inside the {spec.name}")
-                number = int.from_bytes(buf[pos : pos + wire], "big")
-                pos += wire
-            if not spec.low <= number <= spec.high:
-                raise ProtocolError(
-                    f"property {spec.name} has value {number}, "
-                    f"allowed is {spec.low}..{spec.high}",
-                    reason_code=spec.range_reason,
-                )
-            if wire == VARINT:
-                if sub_ids and context not in spec.repeatable:
-                    raise ProtocolError(
-                        f"property {spec.name} appears more than once "
-                        f"in {context_name(context)}"
+    try:
+        while pos < stop:
+            ident = buf[pos]
+            if ident == _USER_PROPERTY:
+                # The common case, inlined. Every packet with properties allows
+                # User Property, so there is no context check.
+                start = pos + 3
+                if start > stop:
+                    raise MalformedPacketError(
+                        "user property runs past its property block"
                     )
-                sub_ids.append(number)
+                pos = start + (buf[pos + 1] << 8 | buf[pos + 2])
+                if pos + 2 > stop:
+                    raise MalformedPacketError(
+                        "user property runs past its property block"
+                    )
+                name = buf[start:pos]
+                start = pos + 2
+                pos = start + (buf[pos] << 8 | buf[pos + 1])
+                if pos > stop:
+                    raise MalformedPacketError(
+                        "user property runs past its property block"
+                    )
+                text = buf[start:pos]
+                if b"\x00" in name or b"\x00" in text:
+                    # [v5:MQTT-1.5.7-1] [v5:MQTT-1.5.4-2]
+                    raise MalformedPacketError("user property contains U+0000")
+                user.append((name.decode(), text.decode()))
                 continue
-            value = number
-        if spec.name in values:
-            raise ProtocolError(
-                f"property {spec.name} appears more than once "
-                f"in {context_name(context)}"
-            )
-        values[spec.name] = value
+            if ident < 0x80:
+                pos += 1
+            else:
+                ident, pos = decode_varint_in(buf, pos, stop, "property identifier")
+            entry = _BY_ID[ident] if ident < len(_BY_ID) else None
+            if entry is None:
+                raise MalformedPacketError(f"unknown property identifier 0x{ident:02X}")
+            spec, mask = entry
+            if not mask & bit:
+                raise MalformedPacketError(
+                    f"property {spec.name} is not allowed in {context_name(context)}"
+                )
+            wire = spec.wire
+            value: object
+            if wire >= UTF8:  # UTF8 or BINARY
+                if pos + 2 > stop:
+                    raise MalformedPacketError(f"packet ends inside the {spec.name}")
+                start = pos + 2
+                pos = start + (buf[pos] << 8 | buf[pos + 1])
+                if pos > stop:
+                    raise MalformedPacketError(
+                        f"{spec.name} runs past its property block"
+                    )
+                raw = buf[start:pos]
+                value = check_utf8(raw, spec.name) if wire == UTF8 else raw
+            else:
+                if wire == VARINT:
+                    number, pos = decode_varint_in(buf, pos, stop, spec.name)
+                else:
+                    if pos + wire > stop:
+                        raise MalformedPacketError(
+                            f"packet ends inside the {spec.name}"
+                        )
+                    number = int.from_bytes(buf[pos : pos + wire], "big")
+                    pos += wire
+                if not spec.low <= number <= spec.high:
+                    raise ProtocolError(
+                        f"property {spec.name} has value {number}, "
+                        f"allowed is {spec.low}..{spec.high}",
+                        reason_code=spec.range_reason,
+                    )
+                if wire == VARINT:
+                    if sub_ids and context not in spec.repeatable:
+                        raise ProtocolError(
+                            f"property {spec.name} appears more than once "
+                            f"in {context_name(context)}"
+                        )
+                    sub_ids.append(number)
+                    continue
+                value = number
+            if spec.name in values:
+                raise ProtocolError(
+                    f"property {spec.name} appears more than once "
+                    f"in {context_name(context)}"
+                )
+            values[spec.name] = value
+    except UnicodeDecodeError:
+        # [v5:MQTT-1.5.7-1] [v5:MQTT-1.5.4-1]
+        raise MalformedPacketError("user property is not well-formed UTF-8") from None
     if user:
         values["user_properties"] = tuple(user)
     if sub_ids:
         values["subscription_identifiers"] = tuple(sub_ids)
     if "authentication_data" in values and "authentication_method" not in values:
-        # [v5:MQTT-3.1.2.11.10] data without a method is a Protocol Error.
+        # 5.0 3.1.2.11.10: data without a method is a Protocol Error.
         raise ProtocolError(
             f"authentication_data without authentication_method "
             f"in {context_name(context)}"
@@ -420,6 +442,27 @@ def decode_properties(
 
 
 # ---------------------------------------------------------------- encoding
+
+_SPEC_BY_NAME: Final = {spec.name: spec for spec in PROPERTY_TABLE.values()}
+_NOTHING: Final[tuple[()]] = ()
+_STRING_CACHE_SIZE: Final = 1024
+_STRING_CACHE_ITEM: Final = 256
+_strings: dict[str, bytes] = {}
+"""Length-prefixed UTF-8 of short user property strings seen before."""
+
+
+def _prefixed(value: object, what: str) -> bytes:
+    # Two-byte length + UTF-8, after the MQTT string checks; cached because user
+    # property names and values repeat from message to message.
+    data = _strings.get(value) if type(value) is str else None
+    if data is None:
+        encoded = utf8_bytes(value, what)
+        data = len(encoded).to_bytes(2, "big") + encoded
+        if len(encoded) <= _STRING_CACHE_ITEM:
+            if len(_strings) >= _STRING_CACHE_SIZE:
+                _strings.clear()
+            _strings[value] = data  # type: ignore[index]  # value is a str here
+    return data
 
 
 def _check_number(spec: PropertySpec, value: object) -> int:
@@ -454,44 +497,38 @@ def encode_properties(props: Properties, context: int) -> bytes:
         return b"\x00"
     if not isinstance(props, Properties):
         raise TypeError(f"properties must be Properties, not {type(props).__name__}")
-    state = props.__dict__
     out = bytearray()
-    for spec in _ENCODE_ORDER:
-        value = state[spec.name]
-        if value is None or (spec.wire in (PAIR, VARINT) and not value):
+    # The instance dict holds exactly the fields, in declaration order, which is
+    # the order of the identifiers.
+    for field, value in props.__dict__.items():
+        if value is None or value is _NOTHING:
             continue
+        spec = _SPEC_BY_NAME[field]
+        wire = spec.wire
+        if wire in (PAIR, VARINT):
+            if not isinstance(value, tuple | list):
+                raise TypeError(
+                    f"property {spec.name} must be a tuple, not {type(value).__name__}"
+                )
+            if not value:
+                continue
         if context not in spec.contexts:
             raise ValueError(
                 f"property {spec.name} is not allowed in {context_name(context)}; "
                 f"remove it"
             )
-        wire = spec.wire
         ident = spec.id
         if wire == PAIR:
-            if not isinstance(value, tuple | list):
-                raise TypeError(
-                    "user_properties must be a tuple of (name, value) pairs, "
-                    f"not {type(value).__name__}"
-                )
             for pair in value:
                 if not isinstance(pair, tuple | list) or len(pair) != 2:
                     raise TypeError(
                         "user_properties must hold (name, value) pairs of str, "
                         f"not {pair!r}"
                     )
-                name = utf8_bytes(pair[0], "user property name")
-                text = utf8_bytes(pair[1], "user property value")
                 out.append(ident)
-                out += len(name).to_bytes(2, "big")
-                out += name
-                out += len(text).to_bytes(2, "big")
-                out += text
+                out += _prefixed(pair[0], "user property name")
+                out += _prefixed(pair[1], "user property value")
         elif wire == VARINT:
-            if not isinstance(value, tuple | list):
-                raise TypeError(
-                    "subscription_identifiers must be a tuple of int, "
-                    f"not {type(value).__name__}"
-                )
             if len(value) > 1 and context not in spec.repeatable:
                 raise ValueError(
                     f"{context_name(context)} may carry at most one "
@@ -501,10 +538,8 @@ def encode_properties(props: Properties, context: int) -> bytes:
                 out.append(ident)
                 out += varint_bytes(_check_number(spec, number))
         elif wire == UTF8:
-            data = utf8_bytes(value, f"property {spec.name}")
             out.append(ident)
-            out += len(data).to_bytes(2, "big")
-            out += data
+            out += _prefixed(value, f"property {spec.name}")
         elif wire == BINARY:
             if not isinstance(value, bytes | bytearray | memoryview):
                 raise TypeError(
@@ -521,10 +556,7 @@ def encode_properties(props: Properties, context: int) -> bytes:
         else:
             out.append(ident)
             out += _check_number(spec, value).to_bytes(wire, "big")
-    if (
-        state["authentication_data"] is not None
-        and state["authentication_method"] is None
-    ):
+    if props.authentication_data is not None and props.authentication_method is None:
         raise ValueError(
             "property authentication_data needs authentication_method; set both"
         )

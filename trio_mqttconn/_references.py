@@ -40,6 +40,7 @@ __all__ = [
     "References",
     "ReferencesLike",
     "locator_for",
+    "many_from_config",
 ]
 
 _P = TypeVar("_P", bound=ConfigParams)
@@ -366,7 +367,7 @@ class ConnectionParams(ConfigParams):
         Returns:
             The connections; empty when neither section is set.
         """
-        return [params for _, params in _many_from_config(cls, config, "connection")]
+        return [params for _, params in many_from_config(cls, config, "connection")]
 
 
 class CredentialParams(ConfigParams):
@@ -405,13 +406,17 @@ class CredentialParams(ConfigParams):
         Returns:
             The credentials; empty when neither section is set.
         """
-        return [params for _, params in _many_from_config(cls, config, "credential")]
+        return [params for _, params in many_from_config(cls, config, "credential")]
 
 
-def _many_from_config(
+def many_from_config(
     cls: type[_P], config: Mapping[str, object], name: str
 ) -> list[tuple[str, _P]]:
-    """Return ``(label, params)`` pairs; the label is the section, for messages."""
+    """Read ``<name>s.N.*`` (in numeric order), else ``<name>.*``, as ``cls``.
+
+    Returns ``(label, params)`` pairs, where the label is the section
+    (``connections.1``) that error messages name.
+    """
     config = ConfigParams.of(config)
     many = config.get_section(name + "s")
     if many:

@@ -9,22 +9,32 @@ wsproto).
 # Theory of operation
 # ===================
 #
-# One ClientSession lives as long as the MQTT *session* (which may span several
-# network connections); each connection is one trip through the states below.
+# One ClientSession lives as long as the MQTT *session*, which may span several
+# network connections; each connection is one trip through these states:
 #
-#                    connect()                 CONNACK ok
-#   DISCONNECTED ───────────────> CONNECTING ─────────────> CONNECTED
-#        ^   ^                        │  │                    │   │
-#        │   │  connection_lost(),    │  │ CONNACK refused,   │   │ DISCONNECT sent
-#        │   │  send_failed(), EOF    │  │ disconnect()       │   │ or received
-#        │   └────────────────────────┘  v                    │   v
-#        │                              CLOSED <──────────────┘ CLOSED
-#        └──── connection_lost() ────── (any live state)
+#                  connect()              CONNACK success
+#   DISCONNECTED ───────────> CONNECTING ─────────────────> CONNECTED
+#        ^                     ^      │                       │    │
+#        │                     │      │ CONNACK failure,      │    │ disconnect(),
+#        │           connect() │      │ disconnect()          │    │ DISCONNECT from
+#        │                     │      v                       │    │ the broker
+#        │                     └── CLOSED <───────────────────┼────┘
+#        │                                                    │
+#        └─── connection_lost(), send_failed(), EOF ──────────┘
+#             (from CONNECTING as well as from CONNECTED)
 #
-# connect() is allowed from DISCONNECTED and CLOSED and starts a fresh decoder. In
-# CLOSED the connection ended in an orderly way (DISCONNECT either way, or a refused
-# CONNACK); connection_lost() keeps CLOSED as it is. Bytes received in CLOSED are
-# dropped: after a DISCONNECT nothing more is processed or acknowledged.
+#   state                    what happens                             next state
+#   DISCONNECTED, CLOSED     connect()                                CONNECTING
+#   CONNECTING               CONNACK with a success code              CONNECTED
+#   CONNECTING               CONNACK with a failure code              CLOSED
+#   CONNECTING, CONNECTED    disconnect()                             CLOSED
+#   CONNECTED                DISCONNECT from the broker (MQTT 5)      CLOSED
+#   CONNECTING, CONNECTED    connection_lost(), send_failed(), EOF    DISCONNECTED
+#   CLOSED                   connection_lost(), send_failed()         CLOSED
+#
+# connect() starts a fresh decoder. CLOSED means the connection ended in order; bytes
+# received in CLOSED are dropped: after a DISCONNECT nothing more is processed or
+# acknowledged.
 #
 # What may be sent and received depends on the state only:
 #
@@ -108,9 +118,9 @@ from ._packets import (
     PingRespPacket,
     PubAckPacket,
     PubCompPacket,
+    PublishPacket,
     PubRecPacket,
     PubRelPacket,
-    PublishPacket,
     SubAckPacket,
     SubscribePacket,
     TopicSubscription,
@@ -170,9 +180,7 @@ def _to_protocol_version(value: ProtocolVersion | int) -> ProtocolVersion:
         ) from None
 
 
-def _check_receive_maximum(
-    _session: object, _attribute: object, value: int
-) -> None:
+def _check_receive_maximum(_session: object, _attribute: object, value: int) -> None:
     if not 1 <= value <= _DEFAULT_RECEIVE_MAXIMUM:
         raise ValueError(f"receive_maximum must be 1..65535, not {value!r}")
 
@@ -237,7 +245,7 @@ class ClientSession:
     )
     """Highest topic alias the broker may use towards us (MQTT 5); 0 = none."""
     outgoing_topic_aliases: bool = False
-    """Replace repeated topics of our PUBLISH by topic aliases, when the broker allows."""
+    """Replace repeated topics of our PUBLISH by topic aliases (broker permitting)."""
 
     client_id: str = attrs.field(default="", init=False)
     """Client id in force: CONNECT's, or the one the broker assigned in CONNACK."""
@@ -430,7 +438,10 @@ class ClientSession:
             # First use of a topic sends topic + alias, later uses an empty topic
             # + alias [v5:MQTT-3.3.2-12]; no alias once the broker's maximum is used.
             alias = self._out_aliases.get(topic)
-            if alias is None and len(self._out_aliases) < self.broker_topic_alias_maximum:
+            if (
+                alias is None
+                and len(self._out_aliases) < self.broker_topic_alias_maximum
+            ):
                 alias = new_alias = len(self._out_aliases) + 1
             if alias is not None:
                 wire = attrs.evolve(
@@ -474,6 +485,11 @@ class ClientSession:
             raise ValueError("subscribe needs at least one TopicSubscription")
         for subscription in subscriptions:
             validate_topic_filter(subscription.filter)
+            if subscription.no_local and subscription.filter.startswith("$share/"):
+                raise ValueError(  # [v5:MQTT-3.8.3-4]
+                    f"no_local cannot be set on the shared subscription "
+                    f"{subscription.filter!r}; set no_local=False"
+                )
         packet_id = self._allocate_id("SubscribePacket")
         data = encode_packet(
             SubscribePacket(
@@ -561,7 +577,8 @@ class ClientSession:
         """
         self._require("DisconnectPacket", _CONNECTING, _CONNECTED)
         expiry = properties.session_expiry_interval
-        if expiry and not self._session_expiry:
+        v5 = self.protocol_version is ProtocolVersion.V5
+        if expiry and v5 and not self._session_expiry:
             # v5 3.14.2.2.2: a non-zero expiry here after 0 in CONNECT is a
             # protocol error, committed by us.
             raise ValueError(
@@ -752,7 +769,11 @@ class ClientSession:
                 f"wait for acknowledgements"
             )
         packet_id = self._next_id
-        while packet_id in outgoing or packet_id in subscribes or packet_id in unsubscribes:
+        while (
+            packet_id in outgoing
+            or packet_id in subscribes
+            or packet_id in unsubscribes
+        ):
             packet_id = packet_id % _MAX_PACKET_ID + 1
         return packet_id
 
@@ -766,24 +787,39 @@ class ClientSession:
 
     def _announce_limits(self, packet: ConnectPacket) -> ConnectPacket:
         properties = packet.properties
-        wanted: dict[str, object] = {}
-        for name, ours, default in (
-            ("receive_maximum", self.receive_maximum, _DEFAULT_RECEIVE_MAXIMUM),
-            ("maximum_packet_size", self.maximum_packet_size, None),
-            ("topic_alias_maximum", self.topic_alias_maximum, 0),
+        receive_maximum = _merge_limit(
+            "receive_maximum",
+            properties.receive_maximum,
+            self.receive_maximum,
+            _DEFAULT_RECEIVE_MAXIMUM,
+        )
+        maximum_packet_size = _merge_limit(
+            "maximum_packet_size",
+            properties.maximum_packet_size,
+            self.maximum_packet_size,
+            None,
+        )
+        topic_alias_maximum = _merge_limit(
+            "topic_alias_maximum",
+            properties.topic_alias_maximum,
+            self.topic_alias_maximum,
+            0,
+        )
+        if (
+            receive_maximum == properties.receive_maximum
+            and maximum_packet_size == properties.maximum_packet_size
+            and topic_alias_maximum == properties.topic_alias_maximum
         ):
-            theirs = getattr(properties, name)
-            if theirs is None:
-                if ours != default:
-                    wanted[name] = ours
-            elif theirs != ours:
-                raise ValueError(
-                    f"CONNECT {name}={theirs} differs from the session's "
-                    f"{name}={ours}; set it on the ClientSession only"
-                )
-        if not wanted:
             return packet
-        return attrs.evolve(packet, properties=attrs.evolve(properties, **wanted))
+        return attrs.evolve(
+            packet,
+            properties=attrs.evolve(
+                properties,
+                receive_maximum=receive_maximum,
+                maximum_packet_size=maximum_packet_size,
+                topic_alias_maximum=topic_alias_maximum,
+            ),
+        )
 
     # ----------------------------------------------------- handlers (by packet)
 
@@ -863,7 +899,9 @@ class ClientSession:
                 f"received AuthPacket with authentication method {method!r} after a "
                 f"CONNECT with {self._auth_method!r}"
             )
-        return AuthReceived(reason_code=packet.reason_code, properties=packet.properties)
+        return AuthReceived(
+            reason_code=packet.reason_code, properties=packet.properties
+        )
 
     def _on_publish(self, packet: PublishPacket) -> Event | None:
         qos = packet.qos
@@ -876,11 +914,8 @@ class ClientSession:
         properties = packet.properties
         alias = properties.topic_alias
         if alias is not None:
+            # (The decoder already refused alias 0, and an empty topic without one.)
             topic = self._resolve_alias(topic, alias)
-        elif not topic:
-            raise ProtocolError(
-                "received PublishPacket with an empty topic and no topic alias"
-            )
         if qos:
             packet_id = packet.packet_id
             assert packet_id is not None  # the decoder guarantees it for QoS > 0
@@ -913,7 +948,7 @@ class ClientSession:
         )
 
     def _resolve_alias(self, topic: str, alias: int) -> str:
-        if not 0 < alias <= self.topic_alias_maximum:  # [v5:MQTT-3.3.2-10]
+        if alias > self.topic_alias_maximum:  # [v5:MQTT-3.3.2-10]
             raise ProtocolError(
                 f"received PublishPacket with invalid topic alias {alias} "
                 f"(topic_alias_maximum={self.topic_alias_maximum})",
@@ -1058,7 +1093,23 @@ class ClientSession:
                 "received DisconnectPacket with a session expiry interval"
             )
         self._set_state(_CLOSED)
-        return Disconnected(reason_code=packet.reason_code, properties=packet.properties)
+        return Disconnected(
+            reason_code=packet.reason_code, properties=packet.properties
+        )
+
+
+def _merge_limit(
+    name: str, theirs: int | None, ours: int | None, default: int | None
+) -> int | None:
+    """Return the value CONNECT should carry for one of the session's limits."""
+    if theirs is None:
+        return None if ours == default else ours
+    if theirs != ours:
+        raise ValueError(
+            f"CONNECT {name}={theirs} differs from the session's {name}={ours}; "
+            f"set it on the ClientSession only"
+        )
+    return theirs
 
 
 def _check_publish_properties(properties: Properties) -> None:

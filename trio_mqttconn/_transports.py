@@ -397,7 +397,7 @@ def _pick_error(exc: OSError) -> OSError:
         errors = [e for e in cause.exceptions if isinstance(e, OSError)]
         # A refusal is the most telling answer: the host is there, the broker not.
         refusals = [e for e in errors if isinstance(e, ConnectionRefusedError)]
-        if refusals or errors:
+        if errors:
             return (refusals or errors)[0]
     return exc
 
@@ -432,8 +432,8 @@ def _describe_failure(
         )
     error = _pick_error(exc)
     if isinstance(error, ssl.SSLCertVerificationError):
-        reason = (error.verify_message or str(error)).rstrip(".")
-        if error.verify_code in _NAME_MISMATCH_CODES:
+        reason = str(getattr(error, "verify_message", None) or error).rstrip(".")
+        if getattr(error, "verify_code", None) in _NAME_MISMATCH_CODES:
             hint = (
                 "connect by a name the certificate lists, "
                 "or set tls_insecure to skip the host-name check"
@@ -442,7 +442,12 @@ def _describe_failure(
             hint = "give an ssl_context that trusts the broker's certificate authority"
         return f"TLS certificate verification failed for {where}: {reason}; {hint}"
     if isinstance(error, ssl.SSLError):
-        reason = (error.reason or str(error)).lower().replace("_", " ")
+        # OpenSSL's short name, e.g. WRONG_VERSION_NUMBER -> "wrong version number"
+        short_name: str | None = getattr(error, "reason", None)
+        if short_name:
+            reason = short_name.lower().replace("_", " ")
+        else:
+            reason = error.strerror or str(error)
         return (
             f"TLS handshake with {where} failed: {reason}; "
             f"is it a TLS port, and do the TLS settings match the broker's?"

@@ -11,10 +11,18 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 
-from tests._rawclient import RawClient
+from tests._rawclient import RawClient, SessionClient
 from trio_mqttconn import Properties, ProtocolVersion, QoS, ReasonCode, Will
+from trio_mqttconn._events import (
+    Connected,
+    MessageReceived,
+    PongReceived,
+    PublishCompleted,
+    Subscribed,
+)
 from trio_mqttconn._packets import (
     ConnAckPacket,
     ConnectPacket,
@@ -32,6 +40,7 @@ from trio_mqttconn._packets import (
     UnsubAckPacket,
     UnsubscribePacket,
 )
+from trio_mqttconn._session import ClientSession
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -125,22 +134,39 @@ def ping(client: RawClient) -> None:
     assert client.receive() == PingRespPacket()
 
 
-def receive_message(client: RawClient) -> PublishPacket:
-    """Receive one PUBLISH and play the QoS protocol for it to the end.
+def receive_messages(client: RawClient, count: int) -> list[PublishPacket]:
+    """Receive *count* PUBLISH and play the QoS protocol for each to the end.
 
-    QoS 1: PUBACK. QoS 2: PUBREC, then PUBREL from the broker, then PUBCOMP.
+    QoS 1: PUBACK. QoS 2: PUBREC, then PUBREL from the broker, then PUBCOMP. The
+    broker may send the next PUBLISH before the PUBREL of the last one.
     """
-    message = client.receive_type(PublishPacket)
-    if message.qos == QoS.AT_LEAST_ONCE:
-        assert message.packet_id is not None
-        client.send(PubAckPacket(packet_id=message.packet_id))  # [v5:MQTT-4.3.2-4]
-    elif message.qos == QoS.EXACTLY_ONCE:
-        assert message.packet_id is not None
-        client.send(PubRecPacket(packet_id=message.packet_id))  # [v5:MQTT-4.3.3-9]
-        assert client.receive() == PubRelPacket(packet_id=message.packet_id)
-        client.send(PubCompPacket(packet_id=message.packet_id))  # [v5:MQTT-4.3.3-11]
-    else:
-        assert message.packet_id is None  # [v5:MQTT-2.2.1-2]
+    messages: list[PublishPacket] = []
+    awaiting_pubrel: set[int] = set()
+    while len(messages) < count or awaiting_pubrel:
+        packet = client.receive()
+        if isinstance(packet, PubRelPacket):
+            assert packet.packet_id in awaiting_pubrel, f"unexpected {packet!r}"
+            awaiting_pubrel.remove(packet.packet_id)
+            client.send(PubCompPacket(packet_id=packet.packet_id))  # [v5:MQTT-4.3.3-11]
+            continue
+        assert isinstance(packet, PublishPacket), f"unexpected {packet!r}"
+        assert len(messages) < count, f"unexpected {packet!r}"
+        messages.append(packet)
+        if packet.qos == QoS.AT_LEAST_ONCE:
+            assert packet.packet_id is not None
+            client.send(PubAckPacket(packet_id=packet.packet_id))  # [v5:MQTT-4.3.2-4]
+        elif packet.qos == QoS.EXACTLY_ONCE:
+            assert packet.packet_id is not None
+            awaiting_pubrel.add(packet.packet_id)
+            client.send(PubRecPacket(packet_id=packet.packet_id))  # [v5:MQTT-4.3.3-9]
+        else:
+            assert packet.packet_id is None  # [v5:MQTT-2.2.1-2]
+    return messages
+
+
+def receive_message(client: RawClient) -> PublishPacket:
+    """Receive one PUBLISH and play its QoS protocol to the end."""
+    (message,) = receive_messages(client, 1)
     return message
 
 
@@ -224,14 +250,11 @@ def test_interop_connect_anonymous_refused_on_password_listener(
 
 
 def test_interop_second_connect_closes_connection(client: RawClient) -> None:
-    # [v5:MQTT-3.1.0-2] a second CONNECT is a protocol error; MQTT 5 brokers say so
+    # [v5:MQTT-3.1.0-2] a second CONNECT is a protocol error: the broker closes
+    # (mosquitto without a DISCONNECT, which MQTT 5 allows but does not require)
     client.send(
         ConnectPacket(client_id=new_client_id(), protocol_version=client.version)
     )
-    if client.version == V5:
-        assert client.receive() == DisconnectPacket(
-            reason_code=ReasonCode.PROTOCOL_ERROR
-        )
     client.wait_closed()
 
 
@@ -358,6 +381,7 @@ def test_interop_publish_qos2_round_trip(client: RawClient, unique_topic: str) -
             assert packet == PubRelPacket(packet_id=delivered.packet_id)
             client.send(PubCompPacket(packet_id=delivered.packet_id))
             theirs_done = True
+    assert delivered is not None
     assert delivered == PublishPacket(
         topic=unique_topic,
         payload=b"qos 2",
@@ -400,7 +424,7 @@ def test_interop_publish_between_two_clients(
                 publisher.send(PubRelPacket(packet_id=100 + index))
                 assert publisher.receive() == PubCompPacket(packet_id=100 + index)
         # [v5:MQTT-4.6.0-6] the broker keeps the order of one publisher's messages
-        messages = [receive_message(subscriber) for _ in range(3)]
+        messages = receive_messages(subscriber, 3)
         assert [m.payload for m in messages] == [
             b"message 0",
             b"message 1",
@@ -735,3 +759,183 @@ def test_interop_v5_disconnect_with_will_message(
             )
             client.wait_closed()
         assert receive_message(observer).payload == b"asked for"
+
+
+# ---------------------------------------------------------------------------
+# the ClientSession state machine against the broker
+
+
+def session_client(
+    broker: Mosquitto, version: ProtocolVersion
+) -> tuple[SessionClient, ConnectPacket]:
+    """A SessionClient and the CONNECT that resumes its (persistent) session."""
+    connect = ConnectPacket(
+        client_id=new_client_id(),
+        protocol_version=version,
+        clean_start=False,
+        keepalive=30,
+        properties=Properties(session_expiry_interval=300)
+        if version == V5
+        else Properties(),
+    )
+    return SessionClient(
+        broker.host, broker.port, ClientSession(protocol_version=version)
+    ), connect
+
+
+def forget_session(broker: Mosquitto, version: ProtocolVersion, client_id: str) -> None:
+    """Connect once with clean start, so the broker drops the stored session."""
+    client, _ = open_client(broker, version, client_id=client_id)
+    with client:
+        client.disconnect()
+
+
+def test_interop_session_round_trip_each_qos(
+    mosquitto: Mosquitto, version: ProtocolVersion, unique_topic: str
+) -> None:
+    client, connect = session_client(mosquitto, version)
+    with client:
+        connected = client.connect(attrs.evolve(connect, clean_start=True))
+        assert connected == Connected(
+            session_present=False,
+            client_id=connect.client_id,
+            keepalive=30,
+            properties=connected.properties,
+        )
+        session = client.session
+        packet_id, data = session.subscribe(
+            [TopicSubscription(filter=unique_topic, qos=QoS.EXACTLY_ONCE)]
+        )
+        client.send(data)
+        assert client.receive_events() == [
+            Subscribed(packet_id=packet_id, reason_codes=(ReasonCode.GRANTED_QOS_2,))
+        ]
+        completed = []
+        for qos in QoS:
+            publish_id, data = session.publish(
+                unique_topic, f"qos {qos}".encode(), qos=qos
+            )
+            client.send(data)
+            if publish_id is not None:
+                completed.append(publish_id)
+        events = client.collect(MessageReceived, 3)
+        while sum(isinstance(e, PublishCompleted) for e in events) < 2:
+            events += client.receive_events()
+        client.send(session.ping())
+        events += client.collect(PongReceived)
+        assert session.inflight == 0
+        client.disconnect()
+    messages = [e.message for e in events if isinstance(e, MessageReceived)]
+    assert [(m.payload, m.qos) for m in messages] == [
+        (f"qos {qos}".encode(), qos) for qos in QoS
+    ]
+    assert sorted(e.packet_id for e in events if isinstance(e, PublishCompleted)) == (
+        completed
+    )
+    assert all(
+        e.reason_code == ReasonCode.SUCCESS
+        for e in events
+        if isinstance(e, PublishCompleted)
+    )
+
+
+@pytest.mark.parametrize(
+    "qos", [QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE], ids=["qos1", "qos2"]
+)
+def test_interop_session_resends_publish_after_lost_ack(
+    mosquitto: Mosquitto, version: ProtocolVersion, unique_topic: str, qos: QoS
+) -> None:
+    observer, _ = open_client(mosquitto, version)
+    client, connect = session_client(mosquitto, version)
+    with observer, client:
+        subscribe(observer, unique_topic, QoS.EXACTLY_ONCE)
+        assert isinstance(client.connect(connect), Connected)
+        packet_id, data = client.session.publish(unique_topic, b"once", qos=qos)
+        client.send(data)
+        # the broker's PUBACK/PUBREC is lost with the connection
+        (ack,) = client.drop_packets(1)
+        assert ack == (
+            PubAckPacket(packet_id=packet_id or 0)
+            if qos == QoS.AT_LEAST_ONCE
+            else PubRecPacket(packet_id=packet_id or 0)
+        )
+        client.abort()
+        connected = client.connect(connect)
+        assert isinstance(connected, Connected)
+        assert connected.session_present is True
+        assert connected.resent == 1
+        # [v5:MQTT-4.4.0-1] the session re-sends the PUBLISH with DUP=1 and the
+        # broker, which knows the id, answers it again
+        client.send(client.session.data_to_send())
+        events = client.collect(PublishCompleted)
+        assert events == [PublishCompleted(packet_id=packet_id or 0)]
+        observer.send(PublishPacket(topic=unique_topic, payload=b"fence"))
+        messages = receive_messages(observer, 2 if qos == QoS.EXACTLY_ONCE else 1)
+        if qos == QoS.AT_LEAST_ONCE:
+            # QoS 1 may arrive twice; read on to the fence
+            while messages[-1].payload != b"fence":
+                messages += receive_messages(observer, 1)
+            payloads = [m.payload for m in messages]
+            assert payloads[-1] == b"fence"
+            assert set(payloads[:-1]) == {b"once"}
+        else:
+            assert [m.payload for m in messages] == [b"once", b"fence"]
+        client.disconnect()
+    forget_session(mosquitto, version, connect.client_id)
+
+
+@pytest.mark.parametrize("lost", ["our-pubrec", "their-pubrel"])
+def test_interop_session_qos2_delivered_once_across_reconnect(
+    mosquitto: Mosquitto, version: ProtocolVersion, unique_topic: str, lost: str
+) -> None:
+    publisher, _ = open_client(mosquitto, version)
+    client, connect = session_client(mosquitto, version)
+    with publisher, client:
+        assert isinstance(client.connect(connect), Connected)
+        _, data = client.session.subscribe(
+            [TopicSubscription(filter=unique_topic, qos=QoS.EXACTLY_ONCE)]
+        )
+        client.send(data)
+        assert isinstance(client.receive_events()[0], Subscribed)
+        publisher.send(
+            PublishPacket(
+                topic=unique_topic,
+                payload=b"exactly once",
+                qos=QoS.EXACTLY_ONCE,
+                packet_id=1,
+            )
+        )
+        assert publisher.receive() == PubRecPacket(packet_id=1)
+        publisher.send(PubRelPacket(packet_id=1))
+        assert publisher.receive() == PubCompPacket(packet_id=1)
+
+        if lost == "our-pubrec":
+            # delivered to the application, but the PUBREC never left: the broker
+            # will send the PUBLISH again
+            events = client.receive_events(acknowledge=False)
+        else:
+            # PUBREC sent, the broker's PUBREL lost with the connection: the broker
+            # will send the PUBREL again
+            events = client.receive_events()
+            (pubrel,) = client.drop_packets(1)
+            assert isinstance(pubrel, PubRelPacket)
+        (first,) = events
+        assert isinstance(first, MessageReceived)
+        assert first.message.payload == b"exactly once"
+        client.abort()
+
+        connected = client.connect(connect)
+        assert isinstance(connected, Connected)
+        assert connected.session_present is True
+        client.send(client.session.ping())
+        after = client.collect(PongReceived)
+        # [v5:MQTT-4.3.3-10] not delivered again, whatever the broker re-sent
+        assert after == [PongReceived()]
+        resent = client.trace[1]  # after the CONNACK
+        if lost == "our-pubrec":
+            assert isinstance(resent, PublishPacket)
+            assert (resent.dup, resent.packet_id) == (True, first.message.packet_id)
+        else:
+            assert resent == PubRelPacket(packet_id=first.message.packet_id or 0)
+        client.disconnect()
+    forget_session(mosquitto, version, connect.client_id)

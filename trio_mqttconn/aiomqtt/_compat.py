@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 from .._enums import ProtocolVersion as EngineProtocolVersion, QoS
 from .._packets import Will as EngineWill
+from .._properties import EMPTY_PROPERTIES
 from ._paho import (
     Properties,
     SubscribeOptions,
@@ -291,7 +292,8 @@ def normalise_subscribe_topics(
 
     The accepted shapes depend on the protocol, exactly as with aiomqtt on paho-mqtt:
 
-    * MQTT 5: ``"a/b"`` with ``qos`` *or* ``options``; ``("a/b", SubscribeOptions(...))``;
+    * MQTT 5: ``"a/b"`` with ``qos`` *or* ``options``;
+      ``("a/b", SubscribeOptions(...))``;
       ``[("a/b", SubscribeOptions(...) or qos), ...]``.
     * MQTT 3.1.1: ``"a/b"`` with ``qos`` (``options`` is ignored); ``("a/b", qos)``;
       ``[("a/b", qos), ...]``.
@@ -423,6 +425,8 @@ def check_publish(
         TypeError: If the topic is not a string (or `Topic`), or the payload has an
             unsupported type.
     """
+    if topic is None:
+        raise ValueError(_INVALID_TOPIC)
     topic = _topic_text(topic)
     if not isinstance(topic, str):
         msg = f"topic must be a str or Topic, not {type(topic).__name__}"
@@ -467,7 +471,7 @@ def will_to_engine(will: Will, *, protocol: int) -> EngineWill:
         payload=payload_to_bytes(will.payload),
         qos=QoS(qos),
         retain=bool(will.retain),
-        **({"properties": record} if protocol == ProtocolVersion.V5 else {}),
+        properties=record if protocol == ProtocolVersion.V5 else EMPTY_PROPERTIES,
     )
 
 
@@ -505,12 +509,16 @@ def build_tls_context(
 
 
 def _context_from_params(params: TLSParameters) -> ssl.SSLContext:
-    version = ssl.PROTOCOL_TLS_CLIENT if params.tls_version is None else params.tls_version
+    version = (
+        ssl.PROTOCOL_TLS_CLIENT if params.tls_version is None else params.tls_version
+    )
     context = ssl.SSLContext(version)
     if params.ciphers is not None:
         context.set_ciphers(params.ciphers)
     if params.certfile is not None:
-        context.load_cert_chain(params.certfile, params.keyfile, params.keyfile_password)
+        context.load_cert_chain(
+            params.certfile, params.keyfile, params.keyfile_password
+        )
     if params.cert_reqs == ssl.CERT_NONE:
         context.check_hostname = False
     context.verify_mode = (

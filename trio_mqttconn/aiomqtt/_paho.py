@@ -233,7 +233,8 @@ class ReasonCode:
         identifier: The numeric value; when given, ``aName`` is ignored.
 
     Raises:
-        KeyError: If the name or value does not exist for that packet type.
+        KeyError: If the name or the value is not a reason code of that packet type.
+        ValueError: If ``identifier`` exists but not for that packet type.
     """
 
     names: ClassVar[_NameTable] = _build_reason_code_names()
@@ -257,17 +258,21 @@ class ReasonCode:
             self._strict_name()
 
     def _strict_name(self) -> str:
+        # paho's errors: KeyError for a value that is no reason code at all,
+        # ValueError for one that does not apply to this packet type.
+        names = self.names.get(self.value)
+        if names is None:
+            msg = f"{self.value} is not a reason code; see ReasonCode.names"
+            raise KeyError(msg)
         candidates = [
-            name
-            for name, packets in self.names.get(self.value, {}).items()
-            if self.packetType in packets
+            name for name, packets in names.items() if self.packetType in packets
         ]
         if len(candidates) != 1:
             msg = (
-                f"reason code {self.value} does not exist for packet type "
+                f"reason code {self.value} does not apply to packet type "
                 f"{_packet_name(self.packetType)}; see ReasonCode.names for valid codes"
             )
-            raise KeyError(msg)
+            raise ValueError(msg)
         return candidates[0]
 
     def getId(self, name: str) -> int:
@@ -338,7 +343,8 @@ class ReasonCode:
             return bool(self.value < other.value)  # type: ignore[attr-defined]
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]  # equal to ints and names: unhashable
+    # Equal to ints and to names, so no hash can be consistent: unhashable, as paho's.
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"ReasonCode({_packet_name(self.packetType)}, {self.getName()!r})"
@@ -550,9 +556,13 @@ _S = TypeVar("_S")
 
 
 class _Property(Generic[_G, _S]):
-    # A data descriptor per property: reading an unset one raises AttributeError (so
-    # hasattr() and getattr(props, "X", None) work as with paho), setting checks the
-    # value and the packet type, setting a repeatable one appends.
+    """One MQTT 5 property of `Properties`: reads as ``_G``, accepts ``_S``.
+
+    Reading an unset property raises AttributeError (so ``hasattr()`` and
+    ``getattr(props, "X", None)`` work as with paho); setting checks the value and the
+    packet type; setting a repeatable one (UserProperty, SubscriptionIdentifier)
+    appends.
+    """
 
     def __init__(self, name: str) -> None:
         self._spec = _SPEC_BY_NAME[name]
@@ -629,39 +639,51 @@ class Properties:
     packetType: int
     """The packet type these properties belong to."""
 
-    PayloadFormatIndicator = _Property[int, int]("PayloadFormatIndicator")
-    MessageExpiryInterval = _Property[int, int]("MessageExpiryInterval")
-    ContentType = _Property[str, str]("ContentType")
-    ResponseTopic = _Property[str, str]("ResponseTopic")
-    CorrelationData = _Property[bytes, bytes | bytearray]("CorrelationData")
-    SubscriptionIdentifier = _Property[list[int], int | list[int]](
+    PayloadFormatIndicator: _Property[int, int] = _Property("PayloadFormatIndicator")
+    MessageExpiryInterval: _Property[int, int] = _Property("MessageExpiryInterval")
+    ContentType: _Property[str, str] = _Property("ContentType")
+    ResponseTopic: _Property[str, str] = _Property("ResponseTopic")
+    CorrelationData: _Property[bytes, bytes | bytearray] = _Property("CorrelationData")
+    SubscriptionIdentifier: _Property[list[int], int | list[int]] = _Property(
         "SubscriptionIdentifier"
     )
-    SessionExpiryInterval = _Property[int, int]("SessionExpiryInterval")
-    AssignedClientIdentifier = _Property[str, str]("AssignedClientIdentifier")
-    ServerKeepAlive = _Property[int, int]("ServerKeepAlive")
-    AuthenticationMethod = _Property[str, str]("AuthenticationMethod")
-    AuthenticationData = _Property[bytes, bytes | bytearray]("AuthenticationData")
-    RequestProblemInformation = _Property[int, int]("RequestProblemInformation")
-    WillDelayInterval = _Property[int, int]("WillDelayInterval")
-    RequestResponseInformation = _Property[int, int]("RequestResponseInformation")
-    ResponseInformation = _Property[str, str]("ResponseInformation")
-    ServerReference = _Property[str, str]("ServerReference")
-    ReasonString = _Property[str, str]("ReasonString")
-    ReceiveMaximum = _Property[int, int]("ReceiveMaximum")
-    TopicAliasMaximum = _Property[int, int]("TopicAliasMaximum")
-    TopicAlias = _Property[int, int]("TopicAlias")
-    MaximumQoS = _Property[int, int]("MaximumQoS")
-    RetainAvailable = _Property[int, int]("RetainAvailable")
-    UserProperty = _Property[
+    SessionExpiryInterval: _Property[int, int] = _Property("SessionExpiryInterval")
+    AssignedClientIdentifier: _Property[str, str] = _Property(
+        "AssignedClientIdentifier"
+    )
+    ServerKeepAlive: _Property[int, int] = _Property("ServerKeepAlive")
+    AuthenticationMethod: _Property[str, str] = _Property("AuthenticationMethod")
+    AuthenticationData: _Property[bytes, bytes | bytearray] = _Property(
+        "AuthenticationData"
+    )
+    RequestProblemInformation: _Property[int, int] = _Property(
+        "RequestProblemInformation"
+    )
+    WillDelayInterval: _Property[int, int] = _Property("WillDelayInterval")
+    RequestResponseInformation: _Property[int, int] = _Property(
+        "RequestResponseInformation"
+    )
+    ResponseInformation: _Property[str, str] = _Property("ResponseInformation")
+    ServerReference: _Property[str, str] = _Property("ServerReference")
+    ReasonString: _Property[str, str] = _Property("ReasonString")
+    ReceiveMaximum: _Property[int, int] = _Property("ReceiveMaximum")
+    TopicAliasMaximum: _Property[int, int] = _Property("TopicAliasMaximum")
+    TopicAlias: _Property[int, int] = _Property("TopicAlias")
+    MaximumQoS: _Property[int, int] = _Property("MaximumQoS")
+    RetainAvailable: _Property[int, int] = _Property("RetainAvailable")
+    UserProperty: _Property[
         list[tuple[str, str]], tuple[str, str] | list[tuple[str, str]]
-    ]("UserProperty")
-    MaximumPacketSize = _Property[int, int]("MaximumPacketSize")
-    WildcardSubscriptionAvailable = _Property[int, int]("WildcardSubscriptionAvailable")
-    SubscriptionIdentifierAvailable = _Property[int, int](
+    ] = _Property("UserProperty")
+    MaximumPacketSize: _Property[int, int] = _Property("MaximumPacketSize")
+    WildcardSubscriptionAvailable: _Property[int, int] = _Property(
+        "WildcardSubscriptionAvailable"
+    )
+    SubscriptionIdentifierAvailable: _Property[int, int] = _Property(
         "SubscriptionIdentifierAvailable"
     )
-    SharedSubscriptionAvailable = _Property[int, int]("SharedSubscriptionAvailable")
+    SharedSubscriptionAvailable: _Property[int, int] = _Property(
+        "SharedSubscriptionAvailable"
+    )
 
     def __init__(self, packetType: int) -> None:
         object.__setattr__(self, "packetType", packetType)

@@ -1,0 +1,58 @@
+"""A drop-in replacement for aiomqtt 2.5.1 that runs on anyio (asyncio and trio).
+
+Change ``import aiomqtt`` to ``from trio_mqttconn import aiomqtt``; the names, the
+submodules (``aiomqtt.types``, ``aiomqtt.exceptions``, ``aiomqtt.message``,
+``aiomqtt.topic``, ``aiomqtt.client``) and the behaviour are aiomqtt's. See the
+migration guide (docs/migrating.rst) for what differs.
+
+``__version__`` is the aiomqtt version whose API this package reproduces;
+``trio_mqttconn.__version__`` is the version of trio_mqttconn itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Final
+
+from ._compat import ProtocolVersion, ProxySettings, TLSParameters, Will
+from .exceptions import MqttCodeError, MqttConnectError, MqttError, MqttReentrantError
+from .message import Message
+from .topic import Topic, TopicLike, Wildcard, WildcardLike
+
+__version__: Final[str] = "2.5.1"
+__version_tuple__: Final[tuple[int, int, int]] = (2, 5, 1)
+
+__all__ = [
+    "Client",
+    "Message",
+    "MessagesIterator",
+    "MqttCodeError",
+    "MqttConnectError",
+    "MqttError",
+    "MqttReentrantError",
+    "ProtocolVersion",
+    "ProxySettings",
+    "TLSParameters",
+    "Topic",
+    "TopicLike",
+    "Wildcard",
+    "WildcardLike",
+    "Will",
+    "__version__",
+    "__version_tuple__",
+]
+
+_LAZY = frozenset({"Client", "MessagesIterator"})
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 (module attribute lookup)
+    # Client and MessagesIterator live in .client, imported on first use.
+    if name in _LAZY:
+        client = importlib.import_module(".client", __name__)
+        try:
+            return getattr(client, name)
+        except AttributeError:
+            msg = f"trio_mqttconn.aiomqtt.{name} is not implemented yet"
+            raise AttributeError(msg) from None
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
