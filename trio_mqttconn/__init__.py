@@ -43,7 +43,7 @@ from ._subscription import (
     Subscription as Subscription,
     SubscriptionStatistics as SubscriptionStatistics,
 )
-from ._transports import Endpoint as Endpoint
+from ._transports import Endpoint as Endpoint, parse_uri as parse_uri
 from ._version import __version__ as __version__
 
 

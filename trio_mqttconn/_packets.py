@@ -327,7 +327,10 @@ _Decoder: TypeAlias = Callable[[bytes, int, int, int], Packet]
 
 def _leftover(pos: int, end: int, name: str) -> None:
     if pos != end:
-        raise MalformedPacketError(f"{name} has {end - pos} bytes left over")
+        extra = end - pos
+        raise MalformedPacketError(
+            f"{name} has {extra} byte{'' if extra == 1 else 's'} left over"
+        )
 
 
 def _packet_id(buf: bytes, pos: int, end: int, name: str) -> int:
