@@ -35,7 +35,7 @@ from ._client import (
     Transport as Transport,
 )
 from ._message import Message as Message
-from ._packets import Will as Will
+from ._packets import TopicSubscription as TopicSubscription, Will as Will
 from ._properties import Properties as Properties
 from ._subscription import (
     Listener as Listener,

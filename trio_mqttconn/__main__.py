@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from ._client import MqttClient
 from ._enums import ProtocolVersion, QoS
 from ._exceptions import MqttError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def _protocol(text: str) -> ProtocolVersion:
@@ -53,7 +56,9 @@ async def _demo_with(uri: str) -> None:
                 print(f"published  {topic!r} at QoS {int(qos)}")
                 with trio.fail_after(10):
                     message = await sub.receive()
-                print(f"received   {message.topic!r}: {message.text!r} (QoS {int(message.qos)})")
+                print(
+                    f"received   {message.topic!r}: {message.text!r} (QoS {int(message.qos)})"
+                )
         stats = client.statistics()
     print(
         f"done: {stats.messages_published} published, "
@@ -74,8 +79,12 @@ def _demo(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m trio_mqttconn`` and the ``trio-mqttconn`` script."""
-    parser = argparse.ArgumentParser(prog="trio-mqttconn", description=__doc__.split("\n")[0])
-    parser.add_argument("--protocol", default="5", help="MQTT version: 5 (default) or 3.1.1")
+    parser = argparse.ArgumentParser(
+        prog="trio-mqttconn", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--protocol", default="5", help="MQTT version: 5 (default) or 3.1.1"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     pub = commands.add_parser("pub", help="publish one message")
     pub.add_argument("uri")
@@ -89,7 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_argument("--qos", type=int, default=0, choices=(0, 1, 2))
     sub.add_argument("--count", type=int, default=0, help="stop after N messages")
     demo = commands.add_parser("demo", help="publish/subscribe round trip")
-    demo.add_argument("--broker", help="broker URI (default: start a private mosquitto)")
+    demo.add_argument(
+        "--broker", help="broker URI (default: start a private mosquitto)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "pub":

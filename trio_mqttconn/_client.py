@@ -34,9 +34,7 @@ import inspect
 import math
 import random as _random
 import secrets
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, final
 
 import anyio
@@ -78,6 +76,9 @@ from ._topics import validate_topic_filter, validate_topic_name
 from ._transports import Endpoint, connect_stream, parse_uri
 
 if TYPE_CHECKING:
+    import ssl
+    from types import TracebackType
+
     from ._message import Message
 
 __all__ = ["ClientStatistics", "MqttClient", "Transport"]
@@ -224,17 +225,19 @@ def _to_endpoints(uri_or_uris: str | Sequence[str]) -> tuple[Endpoint, ...]:
     return tuple(parse_uri(uri) for uri in uris)
 
 
-def _positive_or_zero(name: str) -> Callable[[Any, Any, float], None]:
-    def check(instance: Any, attribute: Any, value: float) -> None:
-        if not (isinstance(value, int | float) and value >= 0):
+def _positive_or_zero(name: str) -> Callable[[object, object, float], None]:
+    def check(instance: object, attribute: object, value: float) -> None:
+        if not value >= 0:
             raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
 
     return check
 
 
-def _check_keepalive(instance: Any, attribute: Any, value: int) -> None:
-    if not (isinstance(value, int) and 0 <= value <= 65535):
-        raise ValueError(f"keepalive must be a whole number of seconds 0..65535, not {value!r}")
+def _check_keepalive(instance: object, attribute: object, value: int) -> None:
+    if isinstance(value, bool) or not 0 <= value <= 65535 or value != int(value):
+        raise ValueError(
+            f"keepalive must be a whole number of seconds 0..65535, not {value!r}"
+        )
 
 
 @final
@@ -367,6 +370,10 @@ class MqttClient:
         init=False, factory=SubscriptionTree
     )
     _subscriptions: list[Subscription] = attrs.field(init=False, factory=list)
+    _catch_all: list[Subscription] = attrs.field(init=False, factory=list)
+    _raw_filters: dict[str, tuple[TopicSubscription, Properties]] = attrs.field(
+        init=False, factory=dict
+    )
     _filter_ids: dict[str, int] = attrs.field(init=False, factory=dict)
     _by_id: dict[int, list[Subscription]] = attrs.field(init=False, factory=dict)
     _next_sub_id: int = attrs.field(init=False, default=1)
@@ -547,7 +554,12 @@ class MqttClient:
                 data = self._session.disconnect()
                 async with self._write_lock:
                     await conn.stream.send(data)
-            except (MqttError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except (
+                MqttError,
+                OSError,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+            ):
                 pass
         conn.end(NotOpenError("the client is closed"))
         with anyio.move_on_after(self.disconnect_timeout):
@@ -564,6 +576,11 @@ class MqttClient:
             sub._close()
             sub._client = None
         self._subscriptions.clear()
+        for sub in self._catch_all:
+            sub._close()
+            sub._client = None
+        self._catch_all.clear()
+        self._raw_filters.clear()
         self._tree.clear()
         self._by_id.clear()
         self._filter_ids.clear()
@@ -754,7 +771,10 @@ class MqttClient:
         # The connection is over: nothing may use it again.
         if self._conn is conn:
             self._conn = None
-        if self._session.state is not SessionState.DISCONNECTED and self._state == "running":
+        if (
+            self._session.state is not SessionState.DISCONNECTED
+            and self._state == "running"
+        ):
             self._session.connection_lost()
         self._lost_requests()
         with anyio.CancelScope(shield=True):
@@ -812,7 +832,7 @@ class MqttClient:
             await self._send(conn, data)
 
     def _filter_options(self) -> dict[str, tuple[TopicSubscription, Properties]]:
-        seen: dict[str, tuple[TopicSubscription, Properties]] = {}
+        seen: dict[str, tuple[TopicSubscription, Properties]] = dict(self._raw_filters)
         for sub in self._subscriptions:
             seen[sub.topic_filter] = (sub.options, self._sub_properties(sub))
         return seen
@@ -847,7 +867,9 @@ class MqttClient:
                     anyio.BrokenResourceError,
                     anyio.ClosedResourceError,
                 ) as exc:
-                    raise ConnectionLost(f"the connection to {where} broke: {exc}") from exc
+                    raise ConnectionLost(
+                        f"the connection to {where} broke: {exc}"
+                    ) from exc
                 conn.last_heard = anyio.current_time()
                 conn.ping_outstanding = False
                 self._bytes_received += len(data)
@@ -869,7 +891,10 @@ class MqttClient:
         # carrying the reason code, then close.
         if self.protocol is not ProtocolVersion.V5:
             return
-        with contextlib.suppress(Exception), anyio.move_on_after(self.disconnect_timeout):
+        with (
+            contextlib.suppress(Exception),
+            anyio.move_on_after(self.disconnect_timeout),
+        ):
             reason = ReasonCode(int(exc.reason_code))
             await conn.stream.send(self._session.disconnect(reason))
 
@@ -880,7 +905,10 @@ class MqttClient:
                 assert isinstance(event, MessageReceived)
                 message = event.message
                 self._messages_received += 1
-                for sub in self._route(message):
+                targets = self._route(message)
+                if self._catch_all:
+                    targets = [*self._catch_all, *targets]
+                for sub in targets:
                     if not sub._offer(message):
                         # Lossless policy: wait for room. Broker silence during this pause
                         # is not a dead broker (the keepalive watchdog skips it).
@@ -1004,7 +1032,9 @@ class MqttClient:
                 )
         elif self._state != "running":
             if self._fatal is not None and isinstance(self._fatal, MqttError):
-                raise NotOpenError(f"the client stopped: {self._fatal}") from self._fatal
+                raise NotOpenError(
+                    f"the client stopped: {self._fatal}"
+                ) from self._fatal
             raise NotOpenError("the client is closed")
 
     async def _wait_ready(self) -> _Connection:
@@ -1155,6 +1185,9 @@ class MqttClient:
 
     def _unregister(self, sub: Subscription) -> bool:
         """Forget *sub*; True when no other subscription uses its filter."""
+        if sub in self._catch_all:
+            self._catch_all.remove(sub)
+            return False
         if sub not in self._subscriptions:
             return False
         self._subscriptions.remove(sub)
@@ -1166,7 +1199,9 @@ class MqttClient:
             if not subs:
                 self._by_id.pop(sub._identifier, None)
                 self._filter_ids.pop(sub.topic_filter, None)
-        return all(other.topic_filter != sub.topic_filter for other in self._subscriptions)
+        return all(
+            other.topic_filter != sub.topic_filter for other in self._subscriptions
+        )
 
     async def subscribe(
         self,
@@ -1258,38 +1293,27 @@ class MqttClient:
                     await sub.unsubscribe()
             sub._release()
 
-    async def _subscribe(self, sub: Subscription, properties: Properties | None) -> None:
+    async def _subscribe(
+        self, sub: Subscription, properties: Properties | None
+    ) -> None:
         props = self._sub_properties(sub)
         if properties is not None:
             props = attrs.evolve(
                 properties, subscription_identifiers=props.subscription_identifiers
             )
-        while True:
-            conn = await self._wait_ready()
-            packet_id, data = self._session.subscribe([sub.options], properties=props)
-            op = _Operation(packet_id)
-            self._pending[packet_id] = op
-            try:
-                with contextlib.suppress(ConnectionLost):
-                    await self._send(conn, data)
-                await op.done.wait()
-            finally:
-                if self._pending.get(packet_id) is op:
-                    del self._pending[packet_id]
-            if op.retry:
-                continue
-            if op.error is not None:
-                raise op.error
-            assert isinstance(op.result, Subscribed)
-            code = op.result.reason_codes[0]
-            if code.is_failure:
-                raise SubscribeError(
-                    f"the broker refused the subscription to {sub.topic_filter!r}: "
-                    f"{code.phrase} (reason code {code.value:#04x})",
-                    reason_code=code,
-                )
-            sub.granted_qos = QoS(min(int(code), 2))
-            return
+        options = sub.options
+        result = await self._request(
+            lambda: self._session.subscribe([options], properties=props)
+        )
+        assert isinstance(result, Subscribed)
+        code = result.reason_codes[0]
+        if code.is_failure:
+            raise SubscribeError(
+                f"the broker refused the subscription to {sub.topic_filter!r}: "
+                f"{code.phrase} (reason code {code.value:#04x})",
+                reason_code=code,
+            )
+        sub.granted_qos = QoS(min(int(code), 2))
 
     async def _unsubscribe(self, sub: Subscription) -> None:
         last = self._unregister(sub)
@@ -1297,10 +1321,133 @@ class MqttClient:
         if not last or self._state != "running":
             await anyio.lowlevel.checkpoint()
             return
-        while self.is_connected:
-            conn = self._conn
-            assert conn is not None
-            packet_id, data = self._session.unsubscribe([sub.topic_filter])
+        if not self.is_connected:
+            # The broker forgets it with the session, or we re-subscribe nothing.
+            await anyio.lowlevel.checkpoint()
+            return
+        try:
+            result = await self._request(
+                lambda: self._session.unsubscribe([sub.topic_filter])
+            )
+        except NotOpenError:
+            return
+        assert isinstance(result, Unsubscribed)
+        codes = result.reason_codes
+        if (
+            codes
+            and codes[0].is_failure
+            and codes[0] != ReasonCode.NO_SUBSCRIPTION_EXISTED
+        ):
+            raise UnsubscribeError(
+                f"the broker refused to unsubscribe {sub.topic_filter!r}: "
+                f"{codes[0].phrase} (reason code {codes[0].value:#04x})",
+                reason_code=codes[0],
+            )
+
+    async def _run_listener(self, sub: Subscription, listener: Listener) -> None:
+        async for message in sub:
+            result = listener(message)
+            if inspect.isawaitable(result):
+                await result
+
+    # -- the lower level: raw filters and the client-wide message stream ---------------
+
+    @contextlib.asynccontextmanager
+    async def messages(
+        self, *, buffer: int = 1000, overflow: Overflow = "wait"
+    ) -> AsyncIterator[Subscription]:
+        """Every message this client receives, once per PUBLISH, whatever its topic.
+
+        Subscribes to nothing by itself: combine it with :meth:`subscribe_filters`
+        (or other subscriptions). This is what aiomqtt-style code builds on.
+
+        Example::
+
+            async with client.messages() as messages:
+                await client.subscribe_filters([TopicSubscription(filter="a/#")])
+                async for message in messages:
+                    ...
+        """
+        self._check_open()
+        sub = Subscription(
+            "#",
+            TopicSubscription(filter="#"),
+            overflow=overflow,
+            buffer=buffer,
+            client=self,
+        )
+        self._catch_all.append(sub)
+        try:
+            await anyio.lowlevel.checkpoint()
+            yield sub
+        finally:
+            if sub in self._catch_all:
+                self._catch_all.remove(sub)
+            sub._release()
+
+    async def subscribe_filters(
+        self,
+        subscriptions: Sequence[TopicSubscription],
+        *,
+        properties: Properties | None = None,
+    ) -> tuple[ReasonCode, ...]:
+        """Send one SUBSCRIBE for several filters and return the SUBACK reason codes.
+
+        Unlike :meth:`subscribe`, no local subscription is made: messages reach
+        :meth:`messages` streams (and any matching subscription). Refusals are
+        returned, not raised. The filters are subscribed again after a reconnect
+        that lost the session.
+
+        Raises:
+            ValueError: an invalid filter, or no filter at all.
+            NotOpenError: the client is not running.
+        """
+        if not subscriptions:
+            raise ValueError("subscribe_filters needs at least one topic filter")
+        for options in subscriptions:
+            validate_topic_filter(options.filter)
+        props = EMPTY_PROPERTIES if properties is None else properties
+        result = await self._request(
+            lambda: self._session.subscribe(list(subscriptions), properties=props)
+        )
+        assert isinstance(result, Subscribed)
+        for options, code in zip(subscriptions, result.reason_codes, strict=False):
+            if not code.is_failure:
+                self._raw_filters[options.filter] = (options, props)
+        return result.reason_codes
+
+    async def unsubscribe_filters(
+        self, filters: Sequence[str], *, properties: Properties | None = None
+    ) -> tuple[ReasonCode, ...]:
+        """Send one UNSUBSCRIBE and return the UNSUBACK reason codes (MQTT 5).
+
+        MQTT 3.1.1 brokers send no reason codes; SUCCESS is returned for each filter.
+
+        Raises:
+            ValueError: an invalid filter, or no filter at all.
+            NotOpenError: the client is not running.
+        """
+        if not filters:
+            raise ValueError("unsubscribe_filters needs at least one topic filter")
+        for topic_filter in filters:
+            validate_topic_filter(topic_filter)
+        props = EMPTY_PROPERTIES if properties is None else properties
+        for topic_filter in filters:
+            self._raw_filters.pop(topic_filter, None)
+        result = await self._request(
+            lambda: self._session.unsubscribe(list(filters), properties=props)
+        )
+        assert isinstance(result, Unsubscribed)
+        return result.reason_codes or tuple(ReasonCode.SUCCESS for _ in filters)
+
+    async def _request(self, make: Callable[[], tuple[int, bytes]]) -> Event:
+        """Send a SUBSCRIBE/UNSUBSCRIBE made by *make* and wait for its answer.
+
+        A request lost with the connection is made and sent again on the next one.
+        """
+        while True:
+            conn = await self._wait_ready()
+            packet_id, data = make()
             op = _Operation(packet_id)
             self._pending[packet_id] = op
             try:
@@ -1313,22 +1460,6 @@ class MqttClient:
             if op.retry:
                 continue
             if op.error is not None:
-                if isinstance(op.error, NotOpenError):
-                    return
                 raise op.error
-            assert isinstance(op.result, Unsubscribed)
-            codes = op.result.reason_codes
-            if codes and codes[0].is_failure and codes[0] != ReasonCode.NO_SUBSCRIPTION_EXISTED:
-                raise UnsubscribeError(
-                    f"the broker refused to unsubscribe {sub.topic_filter!r}: "
-                    f"{codes[0].phrase} (reason code {codes[0].value:#04x})",
-                    reason_code=codes[0],
-                )
-            return
-        await anyio.lowlevel.checkpoint()
-
-    async def _run_listener(self, sub: Subscription, listener: Listener) -> None:
-        async for message in sub:
-            result = listener(message)
-            if inspect.isawaitable(result):
-                await result
+            assert op.result is not None
+            return op.result

@@ -296,20 +296,23 @@ def encode_utf8(value: str, out: bytearray, what: str = "string") -> None:
     out += data
 
 
-def encode_binary(value: bytes, out: bytearray, what: str = "binary data") -> None:
+def encode_binary(
+    value: bytes | bytearray | memoryview, out: bytearray, what: str = "binary data"
+) -> None:
     """Append binary data with its two-byte length.
 
     Raises:
         TypeError: *value* is not bytes-like.
         ValueError: *value* is longer than 65535 bytes.
     """
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
-    size = len(value)
+    data: object = value
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"{what} must be bytes, not {type(data).__name__}")
+    size = len(data)
     if size > MAX_U16:
         raise ValueError(f"{what} is {size} bytes, the maximum is 65535; shorten it")
     out += size.to_bytes(2, "big")
-    out += value
+    out += data
 
 
 def encode_string_pair(

@@ -31,7 +31,7 @@ import datetime
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, TypeVar, overload
+from typing import TYPE_CHECKING, TypeVar, cast, overload
 
 if TYPE_CHECKING:
     from typing import Self
@@ -312,11 +312,15 @@ class ConfigParams(dict[str, str]):
         **kwargs: object,
     ) -> None:
         """Set several keys, with the same conversions as item assignment."""
-        items = values.items() if isinstance(values, Mapping) else values
-        for key, value in items:
+        # cast: pyright would also allow a Mapping whose keys are the tuples
+        pairs = cast(
+            "Iterable[tuple[str, object]]",
+            values.items() if isinstance(values, Mapping) else values,
+        )
+        for key, value in pairs:
             self[key] = value
-        for key, value in kwargs.items():
-            self[key] = value
+        for name, item in kwargs.items():
+            self[name] = item
 
     def copy(self) -> Self:
         """Return a shallow copy of the same class."""

@@ -10,7 +10,7 @@ Everything here is duck-typed against pip-services so both worlds mix:
   are compared through ``str()``, which is ``group:type:kind:name:version`` in
   every pip-services port);
 - our components use only ``get_optional(locator)`` on a references object, and
-  `locator_for` builds the locator in the descriptor class of the references'
+  `find_references` builds the locator in the descriptor class of the references'
   own package, because pip-services descriptors compare equal only to their own
   class;
 - `ConnectionParams` and `CredentialParams` are `ConfigParams`, as in pip-services,
@@ -39,7 +39,8 @@ __all__ = [
     "MemoryDiscovery",
     "References",
     "ReferencesLike",
-    "locator_for",
+    "find_references",
+    "locators_for",
     "many_from_config",
 ]
 
@@ -159,35 +160,76 @@ class ReferencesLike(Protocol):
         ...
 
 
-def locator_for(references: object, descriptor: Descriptor) -> object:
-    """Return ``descriptor`` in the form ``references`` can match.
+def locators_for(references: object, descriptor: Descriptor) -> list[object]:
+    """Return ``descriptor`` in every form ``references`` may match, likeliest first.
 
     A pip-services ``References`` compares locators with its own ``Descriptor``
-    class, which is equal only to instances of itself. So when ``references`` comes
-    from another package, look for a ``Descriptor`` class in that package (already
-    imported, since ``references`` exists) and build the locator with it.
+    class, whose instances are equal only to instances of that class. So when
+    ``references`` is not ours, build the locator with the ``Descriptor`` class of
+    its package (found by walking up its module path), then with that of every
+    loaded ``pip_services*.refer`` package (a container may wrap references in a
+    class of another package), and last use ``descriptor`` itself. Only modules
+    already imported are consulted: nothing is imported here.
 
     Args:
         references: the references object that will be searched.
         descriptor: what to look for.
 
     Returns:
-        ``descriptor`` itself, or the same descriptor in the foreign class.
+        Candidate locators; ``[descriptor]`` for our `References`.
     """
     if isinstance(references, References):
-        return descriptor
+        return [descriptor]
     parts = type(references).__module__.split(".")
-    for end in range(len(parts), 0, -1):
-        module = sys.modules.get(".".join(parts[:end]))
-        foreign = getattr(module, "Descriptor", None)
-        if foreign is Descriptor:
-            return descriptor
-        if isinstance(foreign, type) and callable(getattr(foreign, "match", None)):
-            try:
-                return foreign(*(str(descriptor).split(":")))
-            except Exception:  # a class that only looks alike
-                return descriptor
-    return descriptor
+    names = [".".join(parts[:end]) for end in range(len(parts), 0, -1)]
+    loaded = sys.modules.copy()
+    names += sorted(
+        name
+        for name in loaded
+        if name.startswith("pip_services") and name.endswith(".refer")
+    )
+    candidates: list[object] = []
+    seen: set[type] = {Descriptor}
+    for name in names:
+        foreign = getattr(loaded.get(name), "Descriptor", None)
+        if (
+            not isinstance(foreign, type)
+            or foreign in seen
+            or not callable(getattr(foreign, "match", None))
+        ):
+            continue
+        seen.add(foreign)
+        try:
+            candidates.append(foreign(*str(descriptor).split(":")))
+        except Exception:  # a class that only looks alike
+            continue
+    candidates.append(descriptor)
+    return candidates
+
+
+def find_references(
+    references: ReferencesLike | None, descriptor: Descriptor
+) -> list[object]:
+    """Return every component of ``references`` that matches ``descriptor``.
+
+    Works with our `References` and with pip-services ones alike, using nothing but
+    ``get_optional(locator)`` (see `locators_for`).
+
+    Args:
+        references: the references, or None (then nothing is found).
+        descriptor: what to look for, e.g. ``Descriptor("*", "logger", "*", "*",
+            "1.0")``.
+
+    Returns:
+        The matching components, in the order ``references`` gives them.
+    """
+    if references is None:
+        return []
+    for locator in locators_for(references, descriptor):
+        found = references.get_optional(locator)
+        if found:
+            return list(found)
+    return []
 
 
 def _locator_matches(stored: object, component: object, locator: object) -> bool:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import inspect
 import math
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final, final
 from urllib.parse import unquote, urlsplit
 
@@ -54,7 +54,7 @@ from ._references import (
     CredentialParams,
     Descriptor,
     ReferencesLike,
-    locator_for,
+    find_references,
     many_from_config,
 )
 
@@ -667,10 +667,7 @@ class MqttConnectionResolver:
         return ResolvedConnection(tuple(endpoints), username, password)
 
     def _find(self, kind: str) -> list[object]:
-        if self._references is None:
-            return []
-        locator = locator_for(self._references, Descriptor("*", kind, "*", "*", "*"))
-        return list(self._references.get_optional(locator) or ())
+        return find_references(self._references, Descriptor("*", kind, "*", "*", "*"))
 
     async def _discover(
         self, context: object, label: str, connection: ConnectionParams
@@ -688,12 +685,14 @@ class MqttConnectionResolver:
         what = f"{label}.discovery_key {key!r}"
         found: list[ConnectionParams] = []
         for discovery in discoveries:
-            if hasattr(discovery, "resolve_all"):
-                result = await _call(discovery.resolve_all, context, key)
-                items = (
-                    [result]
-                    if result is None or isinstance(result, Mapping | str)
-                    else list(result)  # type: ignore[call-overload]  # duck-typed
+            resolve_all = getattr(discovery, "resolve_all", None)
+            if resolve_all is not None:
+                result = await _call(resolve_all, context, key)
+                items: list[object] = (
+                    list(result)
+                    if isinstance(result, Iterable)
+                    and not isinstance(result, Mapping | str)
+                    else [result]
                 )
             else:
                 items = [

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Literal, Self, TypeAlias, final
 import anyio
 import attrs
 
-from ._enums import QoS
 from ._message import Message
-from ._packets import TopicSubscription
 
 if TYPE_CHECKING:
     from anyio.streams.memory import (
@@ -27,6 +25,8 @@ if TYPE_CHECKING:
     )
 
     from ._client import MqttClient
+    from ._enums import QoS
+    from ._packets import TopicSubscription
 
 __all__ = ["Listener", "Overflow", "Subscription", "SubscriptionStatistics"]
 

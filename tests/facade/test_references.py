@@ -19,7 +19,8 @@ from trio_mqttconn._references import (
     MemoryDiscovery,
     References,
     as_descriptor,
-    locator_for,
+    find_references,
+    locators_for,
     many_from_config,
 )
 
@@ -232,14 +233,14 @@ def test_references_remove_all() -> None:
 
 
 # ---------------------------------------------------------------------------
-# locator_for: the locator a foreign references object can match
+# locators_for / find_references: locators a foreign references object can match
 
 
-def test_locator_for_our_references_is_the_descriptor() -> None:
-    assert locator_for(References(), LOGGER) is LOGGER
+def test_locators_for_our_references_is_the_descriptor() -> None:
+    assert locators_for(References(), LOGGER) == [LOGGER]
 
 
-def test_locator_for_pip_services_references_uses_their_class(
+def test_locators_for_pip_services_references_uses_their_class(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     install_fake_pip_services(monkeypatch)
@@ -248,31 +249,35 @@ def test_locator_for_pip_services_references_uses_their_class(
     # Our descriptor is not equal to theirs, so they would find nothing ...
     assert refs.get_optional(LOGGER) == []
     # ... but the locator built in their class matches.
-    locator = locator_for(refs, Descriptor("*", "logger", "*", "*", "*"))
+    wanted = Descriptor("*", "logger", "*", "*", "*")
+    locator, ours = locators_for(refs, wanted)
     assert isinstance(locator, PipDescriptor)
     assert str(locator) == "*:logger:*:*:*"
+    assert ours is wanted
     assert refs.get_optional(locator) == [logger]
+    assert find_references(refs, wanted) == [logger]
+    assert find_references(refs, Descriptor("*", "counters", "*", "*", "*")) == []
 
 
-def test_locator_for_module_without_descriptor_is_ours() -> None:
+def test_locators_for_module_without_descriptor_is_ours() -> None:
     class Plain:
         def get_optional(self, locator: object) -> list[object]:
             return []
 
     Plain.__module__ = "no.such.module"
-    assert locator_for(Plain(), LOGGER) is LOGGER
+    assert locators_for(Plain(), LOGGER) == [LOGGER]
 
 
-def test_locator_for_module_importing_our_descriptor_is_ours() -> None:
+def test_locators_for_module_importing_our_descriptor_is_ours() -> None:
     # This test module imports our Descriptor: it must be used as is.
     class Local:
         pass
 
     Local.__module__ = __name__
-    assert locator_for(Local(), LOGGER) is LOGGER
+    assert locators_for(Local(), LOGGER) == [LOGGER]
 
 
-def test_locator_for_descriptor_class_that_fails_is_ours(
+def test_locators_for_descriptor_class_that_fails_is_ours(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     class Broken:
@@ -290,10 +295,10 @@ def test_locator_for_descriptor_class_that_fails_is_ours(
         pass
 
     Refs.__module__ = "brokenpip"
-    assert locator_for(Refs(), LOGGER) is LOGGER
+    assert locators_for(Refs(), LOGGER) == [LOGGER]
 
 
-def test_locator_for_ignores_descriptor_without_match(
+def test_locators_for_ignores_descriptor_without_match(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     module = types.ModuleType("protolike")
@@ -304,7 +309,7 @@ def test_locator_for_ignores_descriptor_without_match(
         pass
 
     Refs.__module__ = "protolike"
-    assert locator_for(Refs(), LOGGER) is LOGGER
+    assert locators_for(Refs(), LOGGER) == [LOGGER]
 
 
 # ---------------------------------------------------------------------------
@@ -497,3 +502,31 @@ def test_memory_credential_store_store_and_remove() -> None:
     store.store(None, "KEY", None)
     assert store.lookup(None, "key") is None
     store.store(None, "key", None)  # removing what is not there is fine
+
+
+def test_locators_for_wrapped_references_use_loaded_pip_services(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A container may wrap pip-services references in a class of a package without
+    # a Descriptor; the class of any loaded pip_services*.refer package is tried.
+    refer = types.ModuleType("pip_services9_components.refer")
+    refer.Descriptor = PipDescriptor  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pip_services9_components.refer", refer)
+    logger = object()
+    inner = PipReferences(PipDescriptor(*str(LOGGER).split(":")), logger)
+
+    class Wrapper:
+        def get_optional(self, locator: object) -> list[object]:
+            return inner.get_optional(locator)
+
+    Wrapper.__module__ = "somecontainer.refer"
+    assert find_references(Wrapper(), LOGGER) == [logger]
+    # Found through the module path and the loaded list: tried once.
+    Wrapper.__module__ = "pip_services9_components.refer"
+    assert len(locators_for(Wrapper(), LOGGER)) == 2
+
+
+def test_find_references_without_references() -> None:
+    assert find_references(None, LOGGER) == []
+    logger = object()
+    assert find_references(References.from_tuples(LOGGER, logger), LOGGER) == [logger]

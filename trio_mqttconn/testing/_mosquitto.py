@@ -16,10 +16,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self, final
+from typing import TYPE_CHECKING, Self, final
 
 import attrs
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["Mosquitto", "MosquittoNotFound", "find_mosquitto"]
 
@@ -89,7 +91,9 @@ class Mosquitto:
     ca_pem: bytes = attrs.field(init=False, default=b"", repr=False)
     """PEM of the CA that signed the TLS listener's certificate (for ``localhost``)."""
     _process: subprocess.Popen[bytes] | None = attrs.field(init=False, default=None)
-    _tmp: tempfile.TemporaryDirectory[str] | None = attrs.field(init=False, default=None)
+    _tmp: tempfile.TemporaryDirectory[str] | None = attrs.field(
+        init=False, default=None
+    )
     _log: Path | None = attrs.field(init=False, default=None)
 
     @property
@@ -118,8 +122,13 @@ class Mosquitto:
         passwd = directory / "passwd"
         passwd.write_text("")
         subprocess.run(
-            [find_mosquitto("mosquitto_passwd"), "-b", str(passwd)]
-            + [self.username, self.password],
+            [
+                find_mosquitto("mosquitto_passwd"),
+                "-b",
+                str(passwd),
+                self.username,
+                self.password,
+            ],
             check=True,
             capture_output=True,
         )

@@ -1,0 +1,469 @@
+"""MQTT 5 properties: the table, decoding, encoding and their errors."""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+import pytest
+
+from tests._vectors import h
+from trio_mqttconn import _properties
+from trio_mqttconn._enums import PacketType, PropertyId, ReasonCode
+from trio_mqttconn._exceptions import MalformedPacketError, ProtocolError
+from trio_mqttconn._properties import (
+    EMPTY_PROPERTIES,
+    PROPERTY_TABLE,
+    WILL,
+    Properties,
+    decode_properties,
+    encode_properties,
+    validate_properties,
+)
+
+T = PacketType
+P = PropertyId
+
+
+def _exact(message: str) -> str:
+    return f"^{re.escape(message)}$"
+
+
+def _decode(block: bytes, context: int) -> Properties:
+    # A property block followed by an unrelated byte that must not be read.
+    buf = b"\xee" + block + b"\x99"
+    props, pos = decode_properties(buf, 1, len(buf) - 1, context)
+    assert pos == len(buf) - 1
+    return props
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_table_covers_every_property_id_and_field() -> None:
+    assert set(PROPERTY_TABLE) == set(PropertyId)
+    names = {spec.name for spec in PROPERTY_TABLE.values()}
+    assert names == {field.name for field in attrs.fields(Properties)}
+
+
+@pytest.mark.parametrize(
+    ("pid", "contexts"),
+    [
+        # 5.0 section 2.2.2.2, column "Packet / Will Properties".
+        (P.PAYLOAD_FORMAT_INDICATOR, {T.PUBLISH, WILL}),
+        (P.SUBSCRIPTION_IDENTIFIER, {T.PUBLISH, T.SUBSCRIBE}),
+        (P.SESSION_EXPIRY_INTERVAL, {T.CONNECT, T.CONNACK, T.DISCONNECT}),
+        (P.AUTHENTICATION_METHOD, {T.CONNECT, T.CONNACK, T.AUTH}),
+        (P.WILL_DELAY_INTERVAL, {WILL}),
+        (P.SERVER_REFERENCE, {T.CONNACK, T.DISCONNECT}),
+        (
+            P.REASON_STRING,
+            {
+                T.CONNACK,
+                T.PUBACK,
+                T.PUBREC,
+                T.PUBREL,
+                T.PUBCOMP,
+                T.SUBACK,
+                T.UNSUBACK,
+                T.DISCONNECT,
+                T.AUTH,
+            },
+        ),
+        (P.TOPIC_ALIAS, {T.PUBLISH}),
+        (
+            P.USER_PROPERTY,
+            set(T) - {T.PINGREQ, T.PINGRESP} | {WILL},
+        ),
+    ],
+)
+def test_table_contexts_match_the_specification(
+    pid: PropertyId, contexts: set[int]
+) -> None:
+    assert PROPERTY_TABLE[pid].contexts == contexts
+
+
+def test_spec_mask_has_one_bit_per_context() -> None:
+    spec = PROPERTY_TABLE[P.CONTENT_TYPE]
+    assert spec.mask == 1 << T.PUBLISH | 1 << WILL
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def test_decode_empty_block_returns_shared_instance() -> None:
+    assert _decode(h("00"), T.PUBLISH) is EMPTY_PROPERTIES
+
+
+def test_decode_every_wire_type() -> None:
+    block = h(
+        "24 | 01 01 | 02 00 00 01 00 | 03 00 01 74 | 09 00 02 00 FF"
+        " | 0B FF FF FF 7F | 23 00 07 | 26 00 01 6B 00 00 | 26 00 00 00 01 76"
+    )
+    assert _decode(block, T.PUBLISH) == Properties(
+        payload_format_indicator=1,
+        message_expiry_interval=256,
+        content_type="t",
+        correlation_data=b"\x00\xff",
+        subscription_identifiers=(268_435_455,),
+        topic_alias=7,
+        user_properties=(("k", ""), ("", "v")),
+    )
+
+
+def test_decode_property_length_two_bytes() -> None:
+    # 26 user properties of 7 bytes = 182 = varint B6 01.
+    block = h("B6 01") + h("26 00 01 6B 00 01 76") * 26
+    assert _decode(block, T.PUBACK).user_properties == (("k", "v"),) * 26
+
+
+def test_decode_subscription_identifiers_repeat_in_publish() -> None:
+    assert _decode(h("04 0B 01 0B 02"), T.PUBLISH).subscription_identifiers == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("block", "context", "message"),
+    [
+        (h("02 04 00"), T.PUBLISH, "unknown property identifier 0x04"),
+        (h("02 00 00"), T.CONNACK, "unknown property identifier 0x00"),
+        (h("03 80 01 00"), T.PUBLISH, "unknown property identifier 0x80"),
+        (
+            h("03 81 00 00"),
+            T.PUBLISH,
+            "property identifier is not encoded in the minimum number of bytes",
+        ),
+        (h("02 81 81"), T.PUBLISH, "packet ends inside the property identifier"),
+        # 5.0 2.2.2.2: an identifier not valid for the packet is malformed.
+        (
+            h("05 11 00 00 00 01"),
+            T.PUBLISH,
+            "property session_expiry_interval is not allowed in PUBLISH",
+        ),
+        (
+            h("05 18 00 00 00 01"),
+            T.CONNECT,
+            "property will_delay_interval is not allowed in CONNECT",
+        ),
+        (
+            h("05 11 00 00 00 01"),
+            WILL,
+            "property session_expiry_interval is not allowed in will properties",
+        ),
+        (
+            h("03 1F 00 00"),
+            T.SUBSCRIBE,
+            "property reason_string is not allowed in SUBSCRIBE",
+        ),
+        # Truncated values.
+        (h("05"), T.PUBLISH, "property length runs past the end of the packet"),
+        (h("80"), T.PUBLISH, "packet ends inside the property length"),
+        (h("01 02"), T.PUBLISH, "packet ends inside the message_expiry_interval"),
+        (h("02 23 00"), T.PUBLISH, "packet ends inside the topic_alias"),
+        (h("01 01"), T.PUBLISH, "packet ends inside the payload_format_indicator"),
+        (h("01 03"), T.PUBLISH, "packet ends inside the content_type"),
+        (h("03 03 00 05"), T.PUBLISH, "content_type runs past its property block"),
+        (h("02 0B 80"), T.PUBLISH, "packet ends inside the subscription_identifiers"),
+        (h("02 26 00"), T.PUBLISH, "user property runs past its property block"),
+        (h("04 26 00 01 6B"), T.PUBLISH, "user property runs past its property block"),
+        (
+            h("06 26 00 00 00 05 76"),
+            T.PUBLISH,
+            "user property runs past its property block",
+        ),
+        # Ill-formed strings. [v5:MQTT-1.5.4-1] [v5:MQTT-1.5.4-2] [v5:MQTT-1.5.7-1]
+        (h("05 03 00 02 C0 80"), T.PUBLISH, "content_type is not well-formed UTF-8"),
+        (h("04 03 00 01 00"), T.PUBLISH, "content_type contains U+0000"),
+        (
+            h("07 26 00 01 FF 00 01 76"),
+            T.PUBLISH,
+            "user property is not well-formed UTF-8",
+        ),
+        (
+            h("07 26 00 01 6B 00 01 ED"),
+            T.PUBLISH,
+            "user property is not well-formed UTF-8",
+        ),
+        (h("07 26 00 01 00 00 01 76"), T.PUBLISH, "user property contains U+0000"),
+        (h("07 26 00 01 6B 00 01 00"), T.PUBLISH, "user property contains U+0000"),
+    ],
+)
+def test_decode_malformed(block: bytes, context: int, message: str) -> None:
+    with pytest.raises(MalformedPacketError, match=_exact(message)) as info:
+        _decode(block, context)
+    assert info.value.reason_code is ReasonCode.MALFORMED_PACKET
+
+
+@pytest.mark.parametrize(
+    ("block", "context", "reason", "message"),
+    [
+        (
+            h("06 23 00 01 23 00 02"),
+            T.PUBLISH,
+            ReasonCode.PROTOCOL_ERROR,
+            "property topic_alias appears more than once in PUBLISH",
+        ),
+        (
+            h("06 03 00 00 03 00 00"),
+            WILL,
+            ReasonCode.PROTOCOL_ERROR,
+            "property content_type appears more than once in will properties",
+        ),
+        (
+            h("04 0B 01 0B 02"),
+            T.SUBSCRIBE,
+            ReasonCode.PROTOCOL_ERROR,
+            "property subscription_identifiers appears more than once in SUBSCRIBE",
+        ),
+        (
+            h("03 23 00 00"),
+            T.PUBLISH,
+            ReasonCode.TOPIC_ALIAS_INVALID,
+            "property topic_alias has value 0, allowed is 1..65535",
+        ),
+        (
+            h("02 0B 00"),
+            T.PUBLISH,
+            ReasonCode.PROTOCOL_ERROR,
+            "property subscription_identifiers has value 0, allowed is 1..268435455",
+        ),
+        (
+            h("03 21 00 00"),
+            T.CONNACK,
+            ReasonCode.PROTOCOL_ERROR,
+            "property receive_maximum has value 0, allowed is 1..65535",
+        ),
+        (
+            h("05 27 00 00 00 00"),
+            T.CONNECT,
+            ReasonCode.PROTOCOL_ERROR,
+            "property maximum_packet_size has value 0, allowed is 1..4294967295",
+        ),
+        (
+            h("02 24 02"),
+            T.CONNACK,
+            ReasonCode.PROTOCOL_ERROR,
+            "property maximum_qos has value 2, allowed is 0..1",
+        ),
+        (
+            h("02 01 02"),
+            T.PUBLISH,
+            ReasonCode.PROTOCOL_ERROR,
+            "property payload_format_indicator has value 2, allowed is 0..1",
+        ),
+        (
+            h("02 17 05"),
+            T.CONNECT,
+            ReasonCode.PROTOCOL_ERROR,
+            "property request_problem_information has value 5, allowed is 0..1",
+        ),
+        (
+            h("04 16 00 01 61"),
+            T.AUTH,
+            ReasonCode.PROTOCOL_ERROR,
+            "authentication_data without authentication_method in AUTH",
+        ),
+    ],
+)
+def test_decode_protocol_errors(
+    block: bytes, context: int, reason: ReasonCode, message: str
+) -> None:
+    with pytest.raises(ProtocolError, match=_exact(message)) as info:
+        _decode(block, context)
+    assert type(info.value) is ProtocolError
+    assert info.value.reason_code is reason
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def test_encode_empty() -> None:
+    assert encode_properties(EMPTY_PROPERTIES, T.PUBLISH) == h("00")
+    # An equal but distinct instance takes the general path to the same bytes.
+    assert encode_properties(Properties(), T.CONNECT) == h("00")
+
+
+def test_encode_orders_by_identifier_and_round_trips() -> None:
+    props = Properties(
+        user_properties=(("k", "v"),),
+        topic_alias=7,
+        subscription_identifiers=(1, 128),
+        correlation_data=b"\x01",
+        content_type="t",
+        message_expiry_interval=256,
+        payload_format_indicator=0,
+    )
+    block = h(
+        "1E | 01 00 | 02 00 00 01 00 | 03 00 01 74 | 09 00 01 01 | 0B 01 | 0B 80 01"
+        " | 23 00 07 | 26 00 01 6B 00 01 76"
+    )
+    assert encode_properties(props, T.PUBLISH) == block
+    assert _decode(block, T.PUBLISH) == props
+
+
+def test_encode_accepts_lists_for_tuple_fields() -> None:
+    props = Properties(
+        user_properties=[["k", "v"]],  # type: ignore[arg-type]  # lists accepted
+        subscription_identifiers=[3],  # type: ignore[arg-type]  # lists accepted
+    )
+    assert encode_properties(props, T.PUBLISH) == h("09 0B 03 26 00 01 6B 00 01 76")
+    assert encode_properties(Properties(user_properties=[]), T.PUBLISH) == h("00")  # type: ignore[arg-type]  # on purpose
+
+
+def test_encode_repeated_strings_use_cache_and_long_ones_do_not() -> None:
+    long_value = "v" * 300
+    props = Properties(user_properties=(("k", long_value), ("k", long_value)))
+    block = encode_properties(props, T.PUBLISH)
+    assert block == encode_properties(props, T.PUBLISH)
+    assert _decode(block, T.PUBLISH) == props
+    assert long_value not in _properties._strings
+    assert "k" in _properties._strings
+
+
+def test_encode_string_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_properties, "_strings", {})
+    monkeypatch.setattr(_properties, "_STRING_CACHE_SIZE", 2)
+    for name in ("a", "b", "c"):
+        encode_properties(Properties(content_type=name), T.PUBLISH)
+    assert _properties._strings == {"c": h("00 01 63")}
+
+
+@pytest.mark.parametrize(
+    ("props", "context", "message"),
+    [
+        (
+            Properties(content_type="t"),
+            T.SUBSCRIBE,
+            "property content_type is not allowed in SUBSCRIBE; remove it",
+        ),
+        (
+            Properties(will_delay_interval=1),
+            T.CONNECT,
+            "property will_delay_interval is not allowed in CONNECT; remove it",
+        ),
+        (
+            Properties(session_expiry_interval=1),
+            WILL,
+            "property session_expiry_interval is not allowed in will properties; "
+            "remove it",
+        ),
+        (
+            Properties(user_properties=(("k", "v"),)),
+            T.PINGREQ,
+            "property user_properties is not allowed in PINGREQ; remove it",
+        ),
+        (
+            Properties(subscription_identifiers=(1, 2)),
+            T.SUBSCRIBE,
+            "SUBSCRIBE may carry at most one subscription identifier, not 2",
+        ),
+        (
+            Properties(subscription_identifiers=(0,)),
+            T.SUBSCRIBE,
+            "property subscription_identifiers must be an integer 1..268435455, not 0",
+        ),
+        (
+            Properties(topic_alias=0),
+            T.PUBLISH,
+            "property topic_alias must be an integer 1..65535, not 0",
+        ),
+        (
+            Properties(receive_maximum=65536),
+            T.CONNECT,
+            "property receive_maximum must be an integer 1..65535, not 65536",
+        ),
+        (
+            Properties(maximum_qos=2),
+            T.CONNACK,
+            "property maximum_qos must be an integer 0..1, not 2",
+        ),
+        (
+            Properties(payload_format_indicator=True),
+            T.PUBLISH,
+            "property payload_format_indicator must be an integer 0..1, not True",
+        ),
+        (
+            Properties(message_expiry_interval=-1),
+            T.PUBLISH,
+            "property message_expiry_interval must be an integer 0..4294967295, not -1",
+        ),
+        (
+            Properties(content_type="a\x00"),
+            T.PUBLISH,
+            "property content_type contains U+0000, which MQTT forbids; remove it",
+        ),
+        (
+            Properties(user_properties=(("k", "\ud800"),)),
+            T.PUBLISH,
+            "user property value contains a lone surrogate, which UTF-8 cannot "
+            "encode; remove it",
+        ),
+        (
+            Properties(correlation_data=bytes(65536)),
+            T.PUBLISH,
+            "property correlation_data is 65536 bytes, the maximum is 65535; "
+            "shorten it",
+        ),
+        (
+            Properties(authentication_data=b"x"),
+            T.CONNECT,
+            "property authentication_data needs authentication_method; set both",
+        ),
+    ],
+)
+def test_encode_value_errors(props: Properties, context: int, message: str) -> None:
+    with pytest.raises(ValueError, match=_exact(message)):
+        encode_properties(props, context)
+    with pytest.raises(ValueError, match=_exact(message)):
+        validate_properties(props, context)
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        (
+            Properties(user_properties="kv"),  # type: ignore[arg-type]  # on purpose
+            "property user_properties must be a tuple, not str",
+        ),
+        (
+            Properties(subscription_identifiers=5),  # type: ignore[arg-type]  # on purpose
+            "property subscription_identifiers must be a tuple, not int",
+        ),
+        (
+            Properties(user_properties=(("k",),)),  # type: ignore[arg-type]  # on purpose
+            "user_properties must hold (name, value) pairs of str, not ('k',)",
+        ),
+        (
+            Properties(user_properties=("kv",)),  # type: ignore[arg-type]  # on purpose
+            "user_properties must hold (name, value) pairs of str, not 'kv'",
+        ),
+        (
+            Properties(user_properties=((b"k", "v"),)),  # type: ignore[arg-type]  # on purpose
+            "user property name must be a str, not bytes",
+        ),
+        (
+            Properties(correlation_data="x"),  # type: ignore[arg-type]  # on purpose
+            "property correlation_data must be bytes, not str",
+        ),
+    ],
+)
+def test_encode_type_errors(props: Properties, message: str) -> None:
+    with pytest.raises(TypeError, match=_exact(message)):
+        encode_properties(props, T.PUBLISH)
+
+
+def test_encode_rejects_non_properties() -> None:
+    with pytest.raises(TypeError, match=r"^properties must be Properties, not dict$"):
+        encode_properties({}, T.PUBLISH)  # type: ignore[arg-type]  # on purpose
+
+
+def test_validate_accepts_good_properties() -> None:
+    validate_properties(Properties(session_expiry_interval=5), T.CONNECT)
+
+
+def test_decoded_properties_are_normal_instances() -> None:
+    props = _decode(h("03 21 00 05"), T.CONNACK)
+    assert props == Properties(receive_maximum=5)
+    assert hash(props) == hash(Properties(receive_maximum=5))
+    assert attrs.evolve(props, maximum_qos=0).maximum_qos == 0
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        props.receive_maximum = 1  # type: ignore[misc]  # frozen on purpose
