@@ -34,9 +34,24 @@ from ._client import (
     MqttClient as MqttClient,
     Transport as Transport,
 )
+from ._config import ConfigParams as ConfigParams
 from ._message import Message as Message
 from ._packets import TopicSubscription as TopicSubscription, Will as Will
 from ._properties import Properties as Properties
+from ._references import (
+    ConnectionParams as ConnectionParams,
+    CredentialParams as CredentialParams,
+    Descriptor as Descriptor,
+    MemoryCredentialStore as MemoryCredentialStore,
+    MemoryDiscovery as MemoryDiscovery,
+    References as References,
+)
+from ._resolver import (
+    CONFIG_KEYS as CONFIG_KEYS,
+    ConfigKey as ConfigKey,
+    MqttConnectionResolver as MqttConnectionResolver,
+    ResolvedConnection as ResolvedConnection,
+)
 from ._subscription import (
     Listener as Listener,
     Overflow as Overflow,

@@ -116,9 +116,9 @@ CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
         "connection.uri",
         None,
         "Broker URI, e.g. ``mqtt://broker:1883``; several, comma-separated, are "
-        "tried in order. It replaces protocol, host, port and path; a "
-        "``user:password@`` in it is used when no credential sets them. Schemes: "
-        f"{_SCHEMES_TEXT}.",
+        "tried in order (write a comma inside a password as ``%2C``). It replaces "
+        "protocol, host, port and path; a ``user:password@`` in it is used when no "
+        f"credential sets them. Schemes: {_SCHEMES_TEXT}.",
     ),
     ConfigKey(
         "connection.protocol",
@@ -467,10 +467,9 @@ def _endpoint_from_parts(label: str, connection: ConnectionParams) -> Endpoint:
                 code="NO_PATH",
             )
         return Endpoint(protocol, "", 0, path)
-    host = connection.host
-    if host is None:
+    host = (connection.host or "").strip().removeprefix("[").removesuffix("]")
+    if not host:
         raise _no_host()
-    host = host.strip().removeprefix("[").removesuffix("]")
     if not connection.get("port", "").strip():
         port = DEFAULT_PORTS[protocol]
     else:

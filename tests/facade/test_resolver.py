@@ -185,6 +185,13 @@ async def test_resolver_no_host() -> None:
     assert error.code == "NO_HOST"
 
 
+@pytest.mark.parametrize("host", ["", "  ", "[]"])
+@anyio_test
+async def test_resolver_blank_host(host: str) -> None:
+    error = await resolve_error({"connection.host": host, "connection.port": 1})
+    assert (str(error), error.code) == ("Connection host is not set", "NO_HOST")
+
+
 @anyio_test
 async def test_resolver_no_host_in_uri() -> None:
     error = await resolve_error({"connection.uri": "mqtt://:1883"})

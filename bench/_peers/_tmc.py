@@ -1,0 +1,164 @@
+"""trio_mqttconn's benchmark driver; the same code runs on trio and on asyncio (anyio).
+
+Written the way the README shows the client: ``async with MqttClient(...)``,
+``async with client.subscription(...)`` + ``async for``, ``subscribe(listener=...)``
+for one handler per filter, concurrent QoS 1/2 publishes in a task group.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import _common
+import anyio
+
+from trio_mqttconn import Message, MqttClient, ProtocolVersion
+
+
+def _client(spec: _common.Spec) -> MqttClient:
+    return MqttClient(
+        f"mqtt://{spec.host}:{spec.port}",
+        protocol=ProtocolVersion.V5,
+        reconnect=False,
+    )
+
+
+async def _watch(counter: _common.Counter, scope: anyio.CancelScope) -> None:
+    while not counter.should_stop():
+        await anyio.sleep(0.1)
+    scope.cancel()
+
+
+async def sub(spec: _common.Spec) -> None:
+    """Role ``sub``."""
+    async with (
+        _client(spec) as client,
+        client.subscription(spec.topic, qos=spec.qos) as subscription,
+    ):
+        _common.ready()
+        counter = _common.Counter(spec.count, spec.budget)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch, counter, tg.cancel_scope)
+            async for _message in subscription:
+                if counter.hit():
+                    break
+            tg.cancel_scope.cancel()
+        counter.report()
+
+
+async def filters(spec: _common.Spec) -> None:
+    """Role ``filters``: one listener per filter."""
+    counts = [0] * spec.nfilters
+    done = anyio.Event()
+    counter: _common.Counter | None = None
+
+    def handler(index: int) -> Callable[[Message], None]:
+        def on_message(message: Message) -> None:
+            counts[index] += 1
+            if counter is not None and counter.hit():
+                done.set()
+
+        return on_message
+
+    async with _client(spec) as client:
+        started = time.perf_counter()
+        for index, topic_filter in enumerate(spec.filters()):
+            await client.subscribe(
+                topic_filter, qos=spec.qos, listener=handler(index)
+            )
+        subscribe_s = time.perf_counter() - started
+        _common.ready()
+        counter = _common.Counter(spec.count, spec.budget)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch, counter, tg.cancel_scope)
+            await done.wait()
+            tg.cancel_scope.cancel()
+        counter.report(
+            subscribe_ms=subscribe_s * 1e3,
+            spread=max(counts) - min(counts),
+        )
+
+
+async def pub(spec: _common.Spec) -> None:
+    """Role ``pub``."""
+    topics = spec.topics()
+    ntopics = len(topics)
+    payload = spec.payload
+    qos = spec.qos
+    async with _client(spec) as client:
+        _common.ready()
+        timer = _common.PublishTimer(spec.count)
+        if qos == 0:
+            for i in range(spec.count):
+                await client.publish(topics[i % ntopics], payload, qos=qos)
+        else:
+            it = iter(range(spec.count))
+
+            async def worker() -> None:
+                for i in it:
+                    await client.publish(topics[i % ntopics], payload, qos=qos)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(_common.WINDOW):
+                    tg.start_soon(worker)
+        timer.done()
+        await anyio.to_thread.run_sync(_common.wait_stdin_eof)
+        timer.report()
+
+
+async def pingpong(spec: _common.Spec) -> None:
+    """Role ``pingpong``."""
+    payload = spec.payload
+    samples: list[float] = []
+    async with (
+        _client(spec) as client,
+        client.subscription(spec.topic, qos=spec.qos) as subscription,
+    ):
+        _common.ready()
+        for _ in range(_common.WARMUP):
+            await client.publish(spec.topic, payload, qos=spec.qos)
+            await subscription.receive()
+        cpu = time.process_time()
+        deadline = time.perf_counter() + spec.budget
+        for _ in range(spec.count):
+            started = time.perf_counter()
+            await client.publish(spec.topic, payload, qos=spec.qos)
+            await subscription.receive()
+            now = time.perf_counter()
+            samples.append(now - started)
+            if now > deadline:
+                break
+        _common.report_round_trips(samples, time.process_time() - cpu)
+
+
+async def connect(spec: _common.Spec) -> None:
+    """Role ``connect``."""
+    samples: list[float] = []
+    _common.ready()
+    cpu = time.process_time()
+    deadline = time.perf_counter() + spec.budget
+    for _ in range(spec.count):
+        started = time.perf_counter()
+        async with _client(spec) as client:
+            await client.subscribe(spec.topic, qos=spec.qos)
+        now = time.perf_counter()
+        samples.append(now - started)
+        if now > deadline:
+            break
+    _common.report_round_trips(samples, time.process_time() - cpu)
+
+
+ROLES = {
+    "sub": sub,
+    "filters": filters,
+    "pub": pub,
+    "pingpong": pingpong,
+    "connect": connect,
+}
+
+
+def main(backend: str) -> None:
+    """Run the role given on the command line on *backend* (``trio`` or ``asyncio``)."""
+    spec = _common.parse()
+    anyio.run(ROLES[spec.role], spec, backend=backend)
