@@ -33,7 +33,12 @@ if not os.environ.get("DOCS_INTERSPHINX"):
     intersphinx_mapping = {}
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:class", r"(anyio|trio|ssl|attrs|collections\.abc|typing|_contextvars)\..*"),
+    (
+        r"py:.*",
+        r"(anyio|trio|ssl|attrs|collections|typing|pathlib|random|_random|enum|socket"
+        r"|subprocess|tempfile|types|contextlib|logging|datetime|json|asyncio|queue"
+        r"|_contextvars|wsproto|h11)(\..*)?",
+    ),
     (r"py:class", r"(Self|T|TypeAlias|Sequence|Mapping|Callable|Awaitable|Any)"),
     (r"py:.*", r".*\._.*"),
 ]

@@ -38,9 +38,11 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 import attrs
+import pytest
 import trio
 import trio.abc
 import trio.lowlevel
+import trio.testing
 
 from trio_mqttconn._enums import ProtocolVersion, QoS, ReasonCode
 from trio_mqttconn._exceptions import ProtocolError
@@ -83,11 +85,13 @@ __all__ = [
     "CancelAfterSteps",
     "MemoryByteStream",
     "URI",
+    "VIRTUAL_TIME_LIMIT",
     "cancel_at_step",
     "client_task_names",
     "live_tasks",
     "make_client",
     "memory_byte_stream_pair",
+    "virtual_deadline",
 ]
 
 P = TypeVar("P")
@@ -1029,3 +1033,28 @@ async def cancel_at_step(steps: int, function: Callable[[], Awaitable[object]]) 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(target)
     return caught[0]
+
+
+VIRTUAL_TIME_LIMIT = 1_000_000.0
+"""Virtual seconds after which `virtual_deadline` fails a test."""
+
+
+@pytest.fixture
+async def virtual_deadline(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """Fail a trio test that is still running at `VIRTUAL_TIME_LIMIT` virtual seconds.
+
+    With the autojump clock a test that waits for something that never happens
+    would hang in real time; this watchdog gives the clock a deadline to jump to, so
+    such a test fails at once with a clear message instead.
+    """
+
+    async def watchdog() -> None:
+        await trio.sleep(VIRTUAL_TIME_LIMIT)
+        raise AssertionError(
+            f"the test still runs after {VIRTUAL_TIME_LIMIT:g} s of virtual time: "
+            "it waits for something that never happens"
+        )
+
+    nursery.start_soon(watchdog, name="virtual-deadline")

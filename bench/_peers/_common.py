@@ -31,6 +31,7 @@ Roles:
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import sys
@@ -129,7 +130,7 @@ def percentile(samples: list[float], fraction: float) -> float:
     if not samples:
         return 0.0
     ordered = sorted(samples)
-    rank = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    rank = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
     return ordered[rank]
 
 

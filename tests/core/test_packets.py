@@ -53,6 +53,12 @@ def _ids(vectors: list[Vector]) -> list[str]:
     return [vector[0] for vector in vectors]
 
 
+def _feed_bytewise(decoder: PacketDecoder, data: bytes) -> None:
+    for index in range(len(data)):
+        decoder.feed(data[index : index + 1])
+        decoder.next_packet()
+
+
 def _decode_all(version: ProtocolVersion, data: bytes) -> list[Packet]:
     decoder = PacketDecoder(version)
     decoder.feed(data)
@@ -295,6 +301,7 @@ def test_decoder_returns_good_packets_before_raising() -> None:
 def test_decoder_rejects_a_bad_first_byte_before_the_rest_arrives() -> None:
     decoder = PacketDecoder(V5)
     decoder.feed(h("C0 00 00"))
+    assert decoder.packets() == [PingReqPacket()]
     with pytest.raises(MalformedPacketError, match=r"^packet type 0 is reserved$"):
         decoder.packets()
     decoder = PacketDecoder(V5)
@@ -1049,9 +1056,7 @@ def test_decode_malformed(
     # The same bytes one at a time fail the same way, at the same packet.
     decoder = PacketDecoder(version)
     with pytest.raises(error, match=_exact(message)):
-        for index in range(len(data)):
-            decoder.feed(data[index : index + 1])
-            decoder.next_packet()
+        _feed_bytewise(decoder, data)
 
 
 # ---------------------------------------------------------------- encoder errors
@@ -1586,15 +1591,22 @@ def test_encode_remaining_length_limit() -> None:
         ),
     ):
         encode_packet(packet, V311)
-    many = UnsubscribePacket(packet_id=1, filters=("x" * 65535,) * 4097)
+
+
+def test_encode_remaining_length_limit_other_packets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Lower the limit rather than build 256 MiB of topic filters.
+    monkeypatch.setattr(_packets, "MAX_VARINT", 10)
+    packet = UnsubscribePacket(packet_id=1, filters=("abc", "def"))
     with pytest.raises(
         ValueError,
         match=_exact(
-            "UNSUBSCRIBE would have a remaining length of 268443649 bytes, the "
+            "UNSUBSCRIBE would have a remaining length of 12 bytes, the "
             "maximum is 268435455; send less data"
         ),
     ):
-        encode_packet(many, V311)
+        encode_packet(packet, V311)
 
 
 def test_encode_publish_long_remaining_length_header() -> None:
@@ -1606,7 +1618,7 @@ def test_encode_publish_long_remaining_length_header() -> None:
 def test_encode_ack_long_form_with_properties() -> None:
     packet = PubAckPacket(packet_id=1, properties=Properties(reason_string="r" * 200))
     data = encode_packet(packet, V5)
-    assert data[:7] == h("40 CF 01 00 01 00 CB")
+    assert data[:7] == h("40 D0 01 00 01 00 CB")
     assert _decode_all(V5, data) == [packet]
 
 
@@ -1623,7 +1635,7 @@ def test_encode_subscribe_v5_retain_handling_values() -> None:
     )
     packet = SubscribePacket(packet_id=1, subscriptions=subscriptions)
     data = encode_packet(packet, V5)
-    assert data == h("82 0D 00 01 00 00 01 61 00 00 01 61 10 00 01 61 20")
+    assert data == h("82 0F 00 01 00 00 01 61 00 00 01 61 10 00 01 61 20")
     assert _decode_all(V5, data) == [packet]
 
 

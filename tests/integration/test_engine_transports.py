@@ -69,10 +69,17 @@ async def connect_once(client: MqttClient, entry: str) -> None:
     if entry == "context":
         async with client:
             pytest.fail("connected")
-    else:
-        async with anyio.create_task_group() as tg:
+    error: ConnectError | None = None
+    async with anyio.create_task_group() as tg:
+        # caught inside: escaping the task group would wrap it in an ExceptionGroup
+        try:
             await tg.start(client.run)
+        except ConnectError as exc:
+            error = exc
+        else:
             pytest.fail("connected")
+    assert error is not None
+    raise error
 
 
 # ---------------------------------------------------------------------------
@@ -264,7 +271,10 @@ async def test_client_wrong_password_refused(
         ReasonCode.NOT_AUTHORIZED,
     }
     assert error.reason_code is not None
-    assert error.reason_code.phrase in str(error)
+    assert str(error) == (
+        f"mqtt://127.0.0.1:{mosquitto.auth_port} refused the connection: "
+        f"{error.reason_code.phrase} (reason code 0x{error.reason_code:02x})"
+    )
     for text in (str(error), repr(error), repr(client), str(error.__cause__)):
         assert wrong not in text
         assert mosquitto.password not in text

@@ -1,0 +1,66 @@
+"""The dependency direction of DESIGN.md, checked by reading the imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "trio_mqttconn"
+CORE = [
+    "_codec",
+    "_enums",
+    "_events",
+    "_exceptions",
+    "_message",
+    "_packets",
+    "_properties",
+    "_session",
+    "_subtree",
+    "_topics",
+    "_backoff",
+]
+FORBIDDEN_IN_CORE = {"anyio", "trio", "socket", "ssl", "time", "asyncio", "selectors"}
+FACADES = ["_connection.py", "_queue.py", "__main__.py", "aiomqtt"]
+FORBIDDEN_IN_FACADES = {"_session", "_packets", "_codec", "_properties"}
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    """(module, level) for every import in *path*."""
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, 0) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.module or "", node.level))
+    return found
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_layering_core_does_no_io(module: str) -> None:
+    for name, level in _imports(PACKAGE / f"{module}.py"):
+        top = name.split(".")[0]
+        if level:
+            assert top in CORE, f"{module} imports .{name}, which is not core"
+        else:
+            assert top not in FORBIDDEN_IN_CORE, f"{module} imports {name}"
+            assert top != "trio_mqttconn" or name.split(".")[1] in CORE
+
+
+def _facade_files() -> list[Path]:
+    files: list[Path] = []
+    for entry in FACADES:
+        path = PACKAGE / entry
+        if path.is_dir():
+            files.extend(sorted(path.glob("*.py")))
+        elif path.exists():
+            files.append(path)
+    return files
+
+
+@pytest.mark.parametrize("path", _facade_files(), ids=lambda p: p.name)
+def test_layering_facades_use_the_engine_not_the_core(path: Path) -> None:
+    for name, _level in _imports(path):
+        last = name.split(".")[-1]
+        assert last not in FORBIDDEN_IN_FACADES, f"{path.name} imports {name}"

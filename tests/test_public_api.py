@@ -1,0 +1,56 @@
+"""The public API: documented, owned by the package, no secrets in reprs."""
+
+from __future__ import annotations
+
+import inspect
+import types
+
+import pytest
+
+import trio_mqttconn
+from trio_mqttconn import MqttClient
+
+PUBLIC = {
+    name: value
+    for name, value in vars(trio_mqttconn).items()
+    if not name.startswith("_") and not isinstance(value, types.ModuleType)
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_public_api_name_is_documented(name: str) -> None:
+    value = PUBLIC[name]
+    if inspect.isclass(value) or inspect.isfunction(value):
+        assert inspect.getdoc(value), f"{name} has no docstring"
+        assert value.__module__ == "trio_mqttconn", f"{name}.__module__"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, v in PUBLIC.items() if inspect.isclass(v))
+)
+def test_public_api_methods_are_documented(name: str) -> None:
+    cls = PUBLIC[name]
+    for attr, member in vars(cls).items():
+        if attr.startswith("_") or not callable(member):
+            continue
+        if isinstance(member, type):
+            continue
+        assert inspect.getdoc(member), f"{name}.{attr} has no docstring"
+
+
+def test_public_api_client_repr_hides_password() -> None:
+    client = MqttClient(
+        "mqtt://user:uri-secret@localhost:1883",
+        password="kw-secret",
+        client_id="c1",
+    )
+    text = repr(client) + str(client.endpoints)
+    assert "uri-secret" not in text
+    assert "kw-secret" not in text
+    assert "c1" in text
+
+
+def test_public_api_bad_uri_message_hides_password() -> None:
+    with pytest.raises(trio_mqttconn.ConfigError) as info:
+        MqttClient("nope://user:uri-secret@localhost")
+    assert "uri-secret" not in str(info.value)
