@@ -91,7 +91,7 @@ __all__ = [
     "live_tasks",
     "make_client",
     "memory_byte_stream_pair",
-    "virtual_deadline",
+    "virtual_deadline_fixture",
 ]
 
 P = TypeVar("P")
@@ -1036,11 +1036,11 @@ async def cancel_at_step(steps: int, function: Callable[[], Awaitable[object]]) 
 
 
 VIRTUAL_TIME_LIMIT = 1_000_000.0
-"""Virtual seconds after which `virtual_deadline` fails a test."""
+"""Virtual seconds after which the ``virtual_deadline`` fixture fails a test."""
 
 
-@pytest.fixture
-async def virtual_deadline(
+@pytest.fixture(name="virtual_deadline")
+async def virtual_deadline_fixture(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
     """Fail a trio test that is still running at `VIRTUAL_TIME_LIMIT` virtual seconds.

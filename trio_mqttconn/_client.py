@@ -99,6 +99,17 @@ _FATAL_CONNACK = frozenset(
     }
 )
 
+_REFUSAL_HINTS = {
+    ReasonCode.BAD_USER_NAME_OR_PASSWORD: "; check the user name and password",
+    ReasonCode.NOT_AUTHORIZED: "; check the user name, password and the broker's ACL",
+    ReasonCode.CLIENT_IDENTIFIER_NOT_VALID: "; use another client_id",
+    ReasonCode.UNSUPPORTED_PROTOCOL_VERSION: (
+        "; the broker does not speak this MQTT version, try protocol=ProtocolVersion.V311"
+    ),
+    ReasonCode.SERVER_UNAVAILABLE: "; try again later",
+    ReasonCode.SERVER_BUSY: "; try again later",
+}
+
 
 @final
 @attrs.frozen(kw_only=True)
@@ -133,6 +144,9 @@ class _Operation:
     done: anyio.Event = attrs.Factory(anyio.Event)
     result: Event | None = None
     error: BaseException | None = None
+    #: A SUBSCRIBE/UNSUBSCRIBE (asked again after a reconnect), not a PUBLISH
+    #: (which the session itself keeps in flight).
+    request: bool = False
     #: The request must be sent again on the next connection.
     retry: bool = False
 
@@ -442,7 +456,7 @@ class MqttClient:
             reconnects=max(0, self._connects - 1),
             messages_received=self._messages_received,
             messages_published=self._messages_published,
-            inflight=len(self._session.pending_publishes()),
+            inflight=self._session.inflight,
             subscriptions=len(self._subscriptions),
             bytes_received=self._bytes_received,
             bytes_sent=self._bytes_sent,
@@ -505,6 +519,7 @@ class MqttClient:
                 self._task_group = group
                 conn, connected, rest = await self._connect_round(first=True)
                 self._state = "running"
+                self._attach(conn)
                 group.start_soon(
                     self._supervise,
                     conn,
@@ -521,7 +536,12 @@ class MqttClient:
             self._fatal = exc
             raise
         finally:
+            last = self._conn
             self._shutdown()
+            if last is not None:
+                # The supervisor may never have run (closed right after start).
+                with anyio.CancelScope(shield=True):
+                    await anyio.aclose_forcefully(last.stream)
 
     async def aclose(self) -> None:
         """Disconnect gracefully, stop every task of the client and wait for them.
@@ -671,7 +691,8 @@ class MqttClient:
                             raise ConnectError(
                                 f"{where} refused the connection: "
                                 f"{event.reason_code.phrase} "
-                                f"(reason code {event.reason_code.value:#04x})",
+                                f"(reason code {event.reason_code.value:#04x})"
+                                + _REFUSAL_HINTS.get(event.reason_code, ""),
                                 reason_code=event.reason_code,
                             )
         except TimeoutError as exc:
@@ -751,14 +772,13 @@ class MqttClient:
                     if exc.reason_code in _FATAL_CONNACK:
                         raise
                     continue
+                self._attach(conn)
                 break
 
     async def _serve(
         self, conn: _Connection, connected: Connected, rest: list[Event]
     ) -> BaseException:
         """Run one connection until it ends; return why it ended."""
-        self._conn = conn
-        self._connects += 1
         with conn.scope:
             async with anyio.create_task_group() as group:
                 group.start_soon(
@@ -781,11 +801,15 @@ class MqttClient:
             await anyio.aclose_forcefully(conn.stream)
         return conn.ended or ConnectionLost("the connection ended")
 
+    def _attach(self, conn: _Connection) -> None:
+        """Make *conn* the client's connection (before anyone may use it)."""
+        self._conn = conn
+        self._connects += 1
+
     def _lost_requests(self) -> None:
         """SUBSCRIBE/UNSUBSCRIBE in flight are asked again on the next connection."""
-        publishing = {packet.packet_id for packet in self._session.pending_publishes()}
         for packet_id, op in list(self._pending.items()):
-            if packet_id not in publishing and not op.done.is_set():
+            if op.request and not op.done.is_set():
                 del self._pending[packet_id]
                 op.ask_retry()
 
@@ -795,12 +819,17 @@ class MqttClient:
             data = self._session.data_to_send()
             if data:
                 await self._send(conn, data)
+            # Subscriptions first, so that messages published from here on (ours
+            # included) reach them.
+            resubscribed: list[_Operation] = []
+            if not connected.session_present and self._filter_options():
+                resubscribed = await self._resubscribe(conn)
             if connected.discarded or connected.discarded_pubrel:
                 await self._republish(conn, connected)
             self._ready.set()
             self._quota.set()
-            if not connected.session_present and self._filter_options():
-                await self._resubscribe(conn)
+            for op in resubscribed:
+                await op.done.wait()
         except (ConnectionLost, ProtocolError) as exc:
             conn.end(exc)
 
@@ -837,16 +866,16 @@ class MqttClient:
             seen[sub.topic_filter] = (sub.options, self._sub_properties(sub))
         return seen
 
-    async def _resubscribe(self, conn: _Connection) -> None:
+    async def _resubscribe(self, conn: _Connection) -> list[_Operation]:
+        """Send a SUBSCRIBE for every live filter; return the waiters for SUBACK."""
         ops: list[_Operation] = []
         for options, properties in self._filter_options().values():
             packet_id, data = self._session.subscribe([options], properties=properties)
-            op = _Operation(packet_id)
+            op = _Operation(packet_id, request=True)
             self._pending[packet_id] = op
             ops.append(op)
             await self._send(conn, data)
-        for op in ops:
-            await op.done.wait()
+        return ops
 
     # -- the reader --------------------------------------------------------------------
 
@@ -1448,7 +1477,7 @@ class MqttClient:
         while True:
             conn = await self._wait_ready()
             packet_id, data = make()
-            op = _Operation(packet_id)
+            op = _Operation(packet_id, request=True)
             self._pending[packet_id] = op
             try:
                 with contextlib.suppress(ConnectionLost):

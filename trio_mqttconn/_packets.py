@@ -314,6 +314,7 @@ _FLAGS: Final = {1: 0, 2: 0, 4: 0, 5: 0, 6: 2, 7: 0, 8: 2, 9: 0, 10: 2, 11: 0}
 _FLAGS.update({12: 0, 13: 0, 14: 0, 15: 0})
 
 _TOPIC_CACHE_SIZE: Final = 1024
+_TOPIC_CACHE_ITEM: Final = 256  # longer topics are not worth keeping
 _topics_in: dict[bytes, str] = {}
 """Decoded topic names by their bytes; only valid names get in."""
 _topics_out: dict[str, bytes] = {}
@@ -353,9 +354,10 @@ def _reason(code: int, allowed: frozenset[int], name: str) -> ReasonCode:
 
 def _decode_topic(raw: bytes) -> str:
     topic = check_utf8(raw, "topic")
-    if len(_topics_in) >= _TOPIC_CACHE_SIZE:
-        _topics_in.clear()
-    _topics_in[raw] = topic
+    if len(raw) <= _TOPIC_CACHE_ITEM:
+        if len(_topics_in) >= _TOPIC_CACHE_SIZE:
+            _topics_in.clear()
+        _topics_in[raw] = topic
     return topic
 
 
@@ -1016,7 +1018,7 @@ def _frame(b0: int, parts: list[bytes], name: str) -> bytes:
 
 def _topic_bytes(topic: str) -> bytes:
     data = utf8_bytes(topic, "PUBLISH topic")
-    if data:
+    if data and len(data) <= _TOPIC_CACHE_ITEM:
         if len(_topics_out) >= _TOPIC_CACHE_SIZE:
             _topics_out.clear()
         _topics_out[topic] = data

@@ -1,7 +1,7 @@
 """Benchmark driver: gmqtt 0.8 on asyncio, MQTT 5, default options.
 
 gmqtt's ``publish`` is synchronous and fire-and-forget; QoS 1/2 publishers keep
-``WINDOW`` messages in flight by counting gmqtt's store of unacknowledged messages (a
+``WINDOW - 1`` messages in flight (gmqtt's packet id pool allows no more) by counting gmqtt's store of unacknowledged messages (a
 ``PersistentStorage`` subclass passed to the constructor). gmqtt has one ``on_message``
 callback; one handler per filter is routed by subscription identifier.
 """
@@ -157,8 +157,10 @@ async def pub(spec: _common.Spec) -> None:
             if i % 64 == 63:
                 await asyncio.sleep(0)
     else:
+        # gmqtt hands out at most receive maximum - 1 packet ids at a time.
+        window = _common.WINDOW - 1
         for i in range(spec.count):
-            await storage.wait_below(_common.WINDOW)
+            await storage.wait_below(window)
             publish(topics[i % ntopics], payload, qos=qos)
         await storage.wait_empty()
     timer.done()

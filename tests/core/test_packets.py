@@ -178,6 +178,15 @@ def test_encoded_topics_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     assert _packets._topics_out == {"c": b"c"}
 
 
+def test_long_topics_are_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_packets, "_topics_in", {})
+    monkeypatch.setattr(_packets, "_topics_out", {})
+    packet = PublishPacket(topic="t" * 257)
+    assert _decode_all(V311, encode_packet(packet, V311)) == [packet]
+    assert _packets._topics_in == {}
+    assert _packets._topics_out == {}
+
+
 # ---------------------------------------------------------------- the decoder
 
 

@@ -12,7 +12,12 @@ import pytest
 import trio
 import trio.testing
 
-from tests._fakes import Answer, FakeBroker, make_client
+from tests._fakes import (
+    Answer,
+    FakeBroker,
+    make_client,
+    virtual_deadline_fixture,  # noqa: F401 - the virtual_deadline fixture
+)
 from trio_mqttconn import ConnectionLost, Properties
 from trio_mqttconn._packets import PingReqPacket
 
@@ -21,6 +26,7 @@ pytestmark = pytest.mark.trio
 
 async def test_keepalive_sends_pingreq_when_idle(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     # [v5:MQTT-3.1.2-20] [v311:MQTT-3.1.2-23]
     async with FakeBroker() as broker, make_client(broker, keepalive=10):
@@ -37,6 +43,7 @@ async def test_keepalive_sends_pingreq_when_idle(
 
 async def test_keepalive_acknowledged_traffic_postpones_the_ping(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker() as broker, make_client(broker, keepalive=10) as client:
         conn = await broker.wait_connection(0)
@@ -48,6 +55,7 @@ async def test_keepalive_acknowledged_traffic_postpones_the_ping(
 
 async def test_keepalive_pings_when_only_sending(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     # QoS 0 traffic is sent but nothing is received: the broker may be gone.
     async with FakeBroker() as broker, make_client(broker, keepalive=10) as client:
@@ -60,6 +68,7 @@ async def test_keepalive_pings_when_only_sending(
 
 async def test_keepalive_declares_silent_broker_dead_at_one_and_a_half_keepalive(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with (
         FakeBroker(answer_pings=False) as broker,
@@ -82,6 +91,7 @@ async def test_keepalive_declares_silent_broker_dead_at_one_and_a_half_keepalive
 
 async def test_keepalive_dead_broker_without_reconnect_raises_connection_lost(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker(answer_pings=False) as broker:
         client = make_client(broker, keepalive=10, reconnect=False)
@@ -98,6 +108,7 @@ async def test_keepalive_dead_broker_without_reconnect_raises_connection_lost(
 
 async def test_keepalive_server_keep_alive_replaces_the_clients(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     # [v5:MQTT-3.1.2-21] [v5:MQTT-3.2.2-21]
     async with (
@@ -116,6 +127,7 @@ async def test_keepalive_server_keep_alive_replaces_the_clients(
 
 async def test_keepalive_zero_never_pings(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with (
         FakeBroker(answer_pings=False) as broker,
@@ -129,6 +141,7 @@ async def test_keepalive_zero_never_pings(
 
 async def test_keepalive_slow_consumer_is_not_a_dead_broker(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     # The reader waits on a full subscription channel (overflow="wait"); PINGRESPs
     # pile up unread behind the messages. That pause must not count as silence.
@@ -158,6 +171,7 @@ async def test_keepalive_slow_consumer_is_not_a_dead_broker(
 
 async def test_keepalive_slow_consumer_with_dead_broker_is_detected_after_resume(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     # Pausing protects a slow consumer, not a dead broker: once the reader is back
     # in receive, 1.5 x keepalive of silence still ends the connection.

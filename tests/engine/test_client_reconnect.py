@@ -10,7 +10,12 @@ import pytest
 import trio
 import trio.testing
 
-from tests._fakes import Answer, FakeBroker, make_client
+from tests._fakes import (
+    Answer,
+    FakeBroker,
+    make_client,
+    virtual_deadline_fixture,  # noqa: F401 - the virtual_deadline fixture
+)
 from trio_mqttconn import (
     ConnectError,
     ConnectionLost,
@@ -30,11 +35,12 @@ pytestmark = pytest.mark.trio
 TWO_URIS = ["mqtt://a.test:1883", "mqtt://b.test:1883"]
 
 
-# -- backoff ----------------------------------------------------------------------------
+# -- backoff -------------------------------------------------------------------------
 
 
 async def test_reconnect_backoff_doubles_up_to_the_cap(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with (
         FakeBroker() as broker,
@@ -60,6 +66,7 @@ async def test_reconnect_backoff_doubles_up_to_the_cap(
 
 async def test_reconnect_first_delay_is_reconnect_delay(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with (
         FakeBroker() as broker,
@@ -75,6 +82,7 @@ async def test_reconnect_first_delay_is_reconnect_delay(
 
 async def test_reconnect_after_a_reset_connection(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker() as broker, make_client(broker) as client:
         broker.connections[0].abort()
@@ -87,6 +95,7 @@ async def test_reconnect_after_a_reset_connection(
 
 async def test_reconnect_after_eof_in_the_middle_of_a_packet(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with (
         FakeBroker() as broker,
@@ -99,7 +108,7 @@ async def test_reconnect_after_eof_in_the_middle_of_a_packet(
         )
         conn1 = await broker.wait_connection(1)
         assert conn1.opened_at == 1
-        await client.wait_connected()
+        await conn1.wait_for(SubscribePacket)  # the session was lost: re-subscribed
         await broker.publish("t", b"whole")
         assert (await sub.receive()).payload == b"whole"
         assert sub.statistics().delivered == 1
@@ -112,7 +121,7 @@ async def test_reconnect_after_eof_in_the_middle_of_a_packet(
     "answer", [Answer(silent=True), Answer(hang=True)], ids=["no-connack", "no-tcp"]
 )
 async def test_connect_timeout_raises_at_exactly_connect_timeout(
-    autojump_clock: trio.testing.MockClock, answer: Answer
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None, answer: Answer
 ) -> None:
     async with FakeBroker(default_answer=answer) as broker:
         with pytest.raises(
@@ -135,6 +144,7 @@ async def test_connect_timeout_raises_at_exactly_connect_timeout(
 
 async def test_connect_timeout_bounds_each_reconnect_attempt(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker() as broker, make_client(broker, connect_timeout=5) as client:
         broker.script(Answer(silent=True))
@@ -148,11 +158,12 @@ async def test_connect_timeout_bounds_each_reconnect_attempt(
         assert trio.current_time() == 8
 
 
-# -- refused connections ------------------------------------------------------------------
+# -- refused connections -------------------------------------------------------------
 
 
 async def test_connect_refused_connack_raises_connect_error_at_once(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker(
         default_answer=Answer(reason_code=ReasonCode.BAD_USER_NAME_OR_PASSWORD)
@@ -175,6 +186,7 @@ async def test_connect_refused_connack_raises_connect_error_at_once(
 
 async def test_connect_refused_tcp_raises_connect_error(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker(default_answer=Answer(refuse=True)) as broker:
         with pytest.raises(
@@ -193,14 +205,18 @@ async def test_connect_refused_tcp_raises_connect_error(
     "reason", [ReasonCode.BAD_USER_NAME_OR_PASSWORD, ReasonCode.NOT_AUTHORIZED]
 )
 async def test_reconnect_refused_credentials_end_the_client(
-    autojump_clock: trio.testing.MockClock, reason: ReasonCode
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None, reason: ReasonCode
 ) -> None:
     async with FakeBroker() as broker:
-        with pytest.raises(ConnectError) as info:
+
+        async def refused_on_reconnect() -> None:
             async with make_client(broker):
                 broker.script(Answer(reason_code=reason))
                 await broker.connections[0].close()
                 await trio.sleep_forever()
+
+        with pytest.raises(ConnectError) as info:
+            await refused_on_reconnect()
         assert info.value.reason_code is reason
         assert trio.current_time() == 1
         assert len(broker.attempts) == 2
@@ -208,6 +224,7 @@ async def test_reconnect_refused_credentials_end_the_client(
 
 async def test_reconnect_retries_a_temporarily_unavailable_broker(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker() as broker, make_client(broker) as client:
         broker.script(
@@ -222,24 +239,30 @@ async def test_reconnect_retries_a_temporarily_unavailable_broker(
 
 async def test_reconnect_disabled_raises_connection_lost(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker() as broker:
+
+        async def dropped() -> None:
+            async with make_client(broker, reconnect=False):
+                await broker.connections[0].close()
+                await trio.sleep_forever()
+
         with pytest.raises(
             ConnectionLost,
             match=r"^lost the connection to mqtt://broker\.test:1883: "
             r"mqtt://broker\.test:1883 closed the connection$",
         ):
-            async with make_client(broker, reconnect=False):
-                await broker.connections[0].close()
-                await trio.sleep_forever()
+            await dropped()
         assert len(broker.attempts) == 1
 
 
-# -- failover ---------------------------------------------------------------------------
+# -- failover ------------------------------------------------------------------------
 
 
 async def test_failover_connects_to_the_second_uri(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with (
         FakeBroker(refuse_hosts={"a.test"}) as broker,
@@ -260,6 +283,7 @@ async def test_failover_connects_to_the_second_uri(
 
 async def test_failover_cycles_through_the_uris_while_reconnecting(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker() as broker, make_client(broker, TWO_URIS) as client:
         broker.refuse_hosts.add("a.test")
@@ -279,6 +303,7 @@ async def test_failover_cycles_through_the_uris_while_reconnecting(
 
 async def test_failover_all_uris_failing_raises_the_last_error(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker(refuse_hosts={"a.test", "b.test"}) as broker:
         with pytest.raises(
@@ -292,11 +317,12 @@ async def test_failover_all_uris_failing_raises_the_last_error(
         assert trio.current_time() == 0
 
 
-# -- what happens to data across a reconnect ----------------------------------------------
+# -- what happens to data across a reconnect -------------------------------------------
 
 
 async def test_reconnect_resends_unacked_publishes_when_session_present(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     # [v5:MQTT-4.4.0-1] [v5:MQTT-3.3.1-1] [v5:MQTT-4.6.0-1]
     done: list[bytes] = []
@@ -337,6 +363,7 @@ async def test_reconnect_resends_unacked_publishes_when_session_present(
 
 async def test_reconnect_resends_pubrel_not_publish_when_session_present(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     # [v311:MQTT-4.3.3-1] after PUBREL the PUBLISH is never sent again, only PUBREL
     async with (
@@ -359,6 +386,7 @@ async def test_reconnect_resends_pubrel_not_publish_when_session_present(
 
 async def test_reconnect_without_session_republishes_and_resubscribes(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     done: list[bytes] = []
     async with (
@@ -392,6 +420,7 @@ async def test_reconnect_without_session_republishes_and_resubscribes(
 
 async def test_reconnect_qos2_received_before_the_drop_counts_as_delivered(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     # The broker had PUBRECed the message, then lost the session: the publish
     # completes and the message is not sent a second time (exactly once).
@@ -413,6 +442,7 @@ async def test_reconnect_qos2_received_before_the_drop_counts_as_delivered(
 
 async def test_reconnect_publish_waits_for_the_connection(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker() as broker, make_client(broker) as client:
         broker.script(Answer(refuse=True))
@@ -428,6 +458,7 @@ async def test_reconnect_publish_waits_for_the_connection(
 
 async def test_reconnect_publish_wait_is_bounded_by_the_callers_scope(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with FakeBroker() as broker, make_client(broker) as client:
         broker.script(*[Answer(refuse=True)] * 5)
@@ -448,6 +479,7 @@ async def test_reconnect_publish_wait_is_bounded_by_the_callers_scope(
 
 async def test_reconnect_drop_in_the_middle_of_a_publish_resends_it_whole(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     # a write broken half way is never continued: the packet goes again, whole
     async with FakeBroker() as broker, make_client(broker) as client:
@@ -465,6 +497,7 @@ async def test_reconnect_drop_in_the_middle_of_a_publish_resends_it_whole(
 
 async def test_reconnect_pubcomp_after_reconnect_completes_publish(
     autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
 ) -> None:
     async with (
         FakeBroker(complete_publishes=False) as broker,

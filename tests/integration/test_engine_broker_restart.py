@@ -17,7 +17,15 @@ import anyio.abc
 import anyio.to_thread
 import pytest
 
-from trio_mqttconn import ConnectionLost, MqttClient, ProtocolVersion, QoS
+from trio_mqttconn import (
+    ConnectError,
+    ConnectionLost,
+    MqttClient,
+    ProtocolVersion,
+    QoS,
+    ReasonCode,
+)
+from trio_mqttconn.testing import find_mosquitto
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -210,3 +218,47 @@ async def test_client_publish_waits_for_broker_to_return(
             await c.wait_connected()
             message = await sub.receive()
     assert message.payload == b"late"
+
+
+async def test_client_refused_on_reconnect_raises(
+    mosquitto_factory: Callable[[], Mosquitto],
+) -> None:
+    # A refused CONNACK (not authorised) is not retried forever: run() ends with it.
+    broker = mosquitto_factory()
+    assert broker.directory is not None
+    client = MqttClient(
+        f"mqtt://127.0.0.1:{broker.auth_port}",
+        username=broker.username,
+        password=broker.password,
+        reconnect_delay=0.05,
+        max_reconnect_delay=0.2,
+    )
+    errors: list[ConnectError] = []
+
+    async def run_client(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with pytest.raises(ConnectError) as info:
+            await client.run(task_status=task_status)
+        errors.append(info.value)
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as tg:
+            await tg.start(run_client)
+            await anyio.to_thread.run_sync(broker.stop)
+            # the broker comes back with another password for this user
+            await anyio.run_process(
+                [
+                    find_mosquitto("mosquitto_passwd"),
+                    "-b",
+                    str(broker.directory / "passwd"),
+                    broker.username,
+                    "changed-password",
+                ]
+            )
+            await anyio.to_thread.run_sync(broker.start)
+    (error,) = errors
+    assert error.reason_code in {
+        ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+        ReasonCode.NOT_AUTHORIZED,
+    }
+    assert broker.password not in str(error)
+    assert not client.is_connected

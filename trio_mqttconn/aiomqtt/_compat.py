@@ -27,9 +27,13 @@ import ssl
 import uuid
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
-from .._enums import ProtocolVersion as EngineProtocolVersion, QoS
-from .._packets import Will as EngineWill
-from .._properties import EMPTY_PROPERTIES
+from trio_mqttconn import (
+    Properties as PropertiesRecord,
+    ProtocolVersion as EngineProtocolVersion,
+    QoS,
+    Will as EngineWill,
+)
+
 from ._paho import (
     Properties,
     SubscribeOptions,
@@ -41,6 +45,10 @@ from .topic import Wildcard
 
 if TYPE_CHECKING:
     from .types import PayloadType
+
+# The engine's shared empty properties record (no properties at all): the default
+# of the public engine `Will`, so that identity checks against it hold.
+_NO_PROPERTIES: Final[PropertiesRecord] = EngineWill(topic="-").properties
 
 __all__ = [
     "MQTT_CLEAN_START_FIRST_ONLY",
@@ -471,7 +479,7 @@ def will_to_engine(will: Will, *, protocol: int) -> EngineWill:
         payload=payload_to_bytes(will.payload),
         qos=QoS(qos),
         retain=bool(will.retain),
-        properties=record if protocol == ProtocolVersion.V5 else EMPTY_PROPERTIES,
+        properties=record if protocol == ProtocolVersion.V5 else _NO_PROPERTIES,
     )
 
 
@@ -486,7 +494,8 @@ def build_tls_context(
     then turns hostname checking off (True) or on (False), on that context or on the
     ``tls_context`` given, which it modifies. None means plain TCP.
 
-    This may read certificate files: call it in a worker thread.
+    This may read certificate files (synchronously): the client calls it once,
+    when it first connects.
 
     Raises:
         ValueError: ``SSL/TLS has already been configured.`` if both ``tls_context``

@@ -34,12 +34,22 @@ from typing import (
 
 import attrs
 
-from .._enums import PropertyId, QoS, ReasonCode as EngineReasonCode, RetainHandling
-from .._packets import TopicSubscription
-from .._properties import EMPTY_PROPERTIES, Properties as PropertiesRecord
+from trio_mqttconn import (
+    Properties as PropertiesRecord,
+    PropertyId,
+    QoS,
+    ReasonCode as EngineReasonCode,
+    RetainHandling,
+    TopicSubscription,
+    Will as EngineWill,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+# The engine's shared empty properties record (no properties at all): the default
+# of the public engine `Will`, so that identity checks against it hold.
+_NO_PROPERTIES: Final[PropertiesRecord] = EngineWill(topic="-").properties
 
 __all__ = [
     "PacketTypes",
@@ -764,7 +774,7 @@ def properties_to_record(properties: object) -> PropertiesRecord:
         ValueError: If an integer is out of range.
     """
     if properties is None:
-        return EMPTY_PROPERTIES
+        return _NO_PROPERTIES
     if isinstance(properties, PropertiesRecord):
         return properties
     if not hasattr(properties, "packetType"):
@@ -781,7 +791,7 @@ def properties_to_record(properties: object) -> PropertiesRecord:
         stored = _normalise(spec, value)
         fields[spec.field] = tuple(stored) if isinstance(stored, list) else stored
     if not fields:
-        return EMPTY_PROPERTIES
+        return _NO_PROPERTIES
     return PropertiesRecord(**fields)  # type: ignore[arg-type]
 
 

@@ -8,7 +8,7 @@ from ._paho import PacketTypes, Properties, properties_from_record
 from .topic import Topic, TopicLike
 
 if TYPE_CHECKING:
-    from .._message import Message as EngineMessage
+    from trio_mqttconn import Message as EngineMessage
 
 __all__ = ["Message"]
 

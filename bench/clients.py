@@ -1,0 +1,924 @@
+"""Side-by-side client benchmark: trio_mqttconn against aiomqtt, paho-mqtt, gmqtt, libmosquitto.
+
+Usage::
+
+    python bench/clients.py [--quick] [--rounds N] [--peers a,b] [--scenarios x,y]
+                            [--output bench/RESULTS.md]
+    python bench/clients.py --profile sub|pub [--profile-qos Q] [--profile-other PEER]
+
+One private mosquitto (``trio_mqttconn.testing.Mosquitto(tls=False)``) serves every
+scenario; each client runs in its own process (the drivers in ``bench/_peers/`` and
+``bench/mosq_bench.c``, compiled here with ``cc -O2 ... -lmosquitto``), one process at a
+time except the publisher/subscriber pairs. Scenarios run one after the other and every
+client runs each scenario back to back, so they see the same machine; on a small, shared
+machine compare the ratios rather than the absolute numbers.
+
+Scenarios:
+
+* 1 publisher -> 1 subscriber, 64 B and 4 KiB payloads, QoS 0/1/2: messages/s received
+  (first to last message) and the CPU time per message of the subscriber process and of
+  the publisher process (``time.process_time`` / ``CLOCK_PROCESS_CPUTIME_ID`` inside each).
+* ping-pong latency at QoS 0 and 1: publish, wait for completion and for the echo.
+* one subscriber with 1,000 filters, each routed to its own handler.
+* connect + subscribe (SUBACK) + disconnect.
+* peak RSS (``ru_maxrss``) of the subscribers.
+
+``--profile sub`` (or ``pub``) instead runs a 64 B throughput scenario with
+trio_mqttconn's subscriber (publisher) under py-spy (``pip install py-spy``) and prints
+the functions with the most self and total time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import datetime
+import os
+import platform
+import queue
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import IO
+
+import attrs
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS_DIR = HERE / "_peers"
+LOG = Path(tempfile.gettempdir()) / "trio-mqttconn-bench-drivers.log"
+
+# -- clients -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Peer:
+    """One client under test: a column of the table."""
+
+    key: str
+    label: str
+    command: tuple[str, ...]
+    version: str
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _python_peer(key: str, label: str, script: str, distribution: str) -> Peer:
+    return Peer(
+        key,
+        label,
+        (sys.executable, str(PEERS_DIR / script)),
+        _version(distribution),
+    )
+
+
+def _tmc_version() -> str:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from trio_mqttconn import __version__
+    finally:
+        sys.path.pop(0)
+    return __version__
+
+
+def build_mosq_bench(directory: Path) -> tuple[Peer | None, str]:
+    """Compile ``mosq_bench.c`` into *directory*; (None, why) when that is impossible."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None, "no C compiler (apt-get install gcc)"
+    binary = directory / "mosq_bench"
+    build = [
+        compiler,
+        "-O2",
+        "-o",
+        str(binary),
+        str(HERE / "mosq_bench.c"),
+        "-lmosquitto",
+    ]
+    done = subprocess.run(build, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return None, (
+            "could not build bench/mosq_bench.c (Debian: apt-get install "
+            f"libmosquitto-dev): {done.stderr.strip().splitlines()[-1:]}"
+        )
+    version = subprocess.run(
+        [str(binary), "version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return Peer("libmosquitto", "libmosquitto (C)", (str(binary),), version), ""
+
+
+def all_peers(directory: Path) -> tuple[list[Peer], list[str]]:
+    """Every client, in table order, and notes on the ones that cannot run."""
+    tmc = _tmc_version()
+    peers = [
+        Peer(
+            "tmc-trio",
+            "trio_mqttconn (trio)",
+            (sys.executable, str(PEERS_DIR / "peer_tmc_trio.py")),
+            tmc,
+        ),
+        Peer(
+            "tmc-asyncio",
+            "trio_mqttconn (asyncio)",
+            (sys.executable, str(PEERS_DIR / "peer_tmc_asyncio.py")),
+            tmc,
+        ),
+        _python_peer("aiomqtt", "aiomqtt", "peer_aiomqtt.py", "aiomqtt"),
+        _python_peer("paho", "paho-mqtt (thread)", "peer_paho.py", "paho-mqtt"),
+        _python_peer("gmqtt", "gmqtt", "peer_gmqtt.py", "gmqtt"),
+    ]
+    notes = []
+    available = []
+    for peer in peers:
+        if peer.version == "not installed":
+            notes.append(
+                f"{peer.label}: not installed (pip install -e '.[bench]'); skipped"
+            )
+        else:
+            available.append(peer)
+    c_peer, why = build_mosq_bench(directory)
+    if c_peer is None:
+        notes.append(f"libmosquitto (C): {why}; skipped")
+    else:
+        available.append(c_peer)
+    return available, notes
+
+
+# -- running one driver --------------------------------------------------------------
+
+
+class DriverError(Exception):
+    """A driver failed, timed out or printed no result."""
+
+
+class Driver:
+    """A driver process: reads its ``ready`` and ``result`` lines from a thread."""
+
+    def __init__(self, peer: Peer, args: list[str], log: IO[str]) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        env["PYTHONUNBUFFERED"] = "1"
+        self.peer = peer
+        self.args = args
+        self._log = log
+        self._stderr = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(
+            [*peer.command, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line.strip())
+        self._lines.put(None)
+
+    def expect(self, word: str, timeout: float) -> str:
+        """Wait for the next line starting with *word*."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self._lines.get(timeout=max(remaining, 0.001))
+            except queue.Empty:
+                raise DriverError(f"timeout: no {word!r} within {timeout:g} s") from None
+            if line is None:
+                raise DriverError(f"exited without {word!r}: {self.stderr_tail()}")
+            if line.split(" ", 1)[0] == word:
+                return line
+
+    def result(self, timeout: float) -> dict[str, float]:
+        """Wait for the ``result`` line and parse it."""
+        line = self.expect("result", timeout)
+        values = {}
+        for item in line.split()[1:]:
+            key, _, value = item.partition("=")
+            values[key] = float(value)
+        return values
+
+    def close_stdin(self) -> None:
+        """Tell a publisher to finish."""
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+
+    def stderr_tail(self) -> str:
+        """The last lines the driver wrote to stderr."""
+        self._stderr.seek(0)
+        lines = self._stderr.read().strip().splitlines()
+        return " | ".join(lines[-3:]) or f"exit status {self.process.poll()}"
+
+    def finish(self, timeout: float = 10.0) -> None:
+        """Wait for the process to end; kill its process group when it does not."""
+        self.close_stdin()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, 9)
+            self.process.wait()
+        self._stderr.seek(0)
+        errors = self._stderr.read().strip()
+        if errors:
+            self._log.write(
+                f"--- {self.peer.key} {shlex.join(self.args)}\n{errors[-4000:]}\n"
+            )
+        self._stderr.close()
+
+
+@contextlib.contextmanager
+def driver(peer: Peer, args: list[str], log: IO[str]) -> Iterator[Driver]:
+    """Start a driver and make sure it is gone afterwards."""
+    started = Driver(peer, args, log)
+    try:
+        yield started
+    finally:
+        started.finish()
+
+
+# -- scenarios -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class Settings:
+    """Message counts and time limits (``--quick`` divides the counts by 10)."""
+
+    qos0_count: int
+    qos12_count: int
+    pingpong_qos0: int
+    pingpong_qos1: int
+    filters: int
+    filters_count: int
+    connects: int
+    pingpong_budget: float
+    timeout: float
+
+
+FULL = Settings(20_000, 5_000, 2_000, 1_000, 1_000, 20_000, 50, 10.0, 60.0)
+QUICK = Settings(2_000, 500, 200, 100, 1_000, 2_000, 5, 3.0, 30.0)
+
+Results = dict[str, dict[str, dict[str, float]]]
+"""scenario -> peer key -> measured values (``sub.*``, ``pub.*`` or plain)."""
+
+
+@attrs.define
+class Bench:
+    """Runs the scenarios against one broker and collects the results."""
+
+    host: str
+    port: int
+    settings: Settings
+    log: IO[str]
+    results: Results = attrs.field(factory=dict)
+    failures: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    run_id: str = attrs.field(factory=lambda: uuid.uuid4().hex[:8])
+    _topics: int = 0
+
+    def topic(self) -> str:
+        """A topic no earlier run used."""
+        self._topics += 1
+        return f"bench/{self.run_id}/{self._topics}"
+
+    def args(
+        self,
+        role: str,
+        topic: str,
+        *,
+        qos: int = 0,
+        size: int = 64,
+        count: int = 1,
+        nfilters: int = 0,
+        budget: float = 0.0,
+    ) -> list[str]:
+        """The driver command line."""
+        budget = budget or self.settings.timeout
+        return [
+            role,
+            self.host,
+            str(self.port),
+            topic,
+            str(qos),
+            str(size),
+            str(count),
+            str(nfilters),
+            f"{budget:g}",
+        ]
+
+    def _store(self, scenario: str, peer: Peer, values: dict[str, float]) -> None:
+        best = self.results.setdefault(scenario, {}).get(peer.key)
+        if best is None:
+            self.results[scenario][peer.key] = values
+            return
+        # Several rounds: keep each peer's best round for each value.
+        for key, value in values.items():
+            lower_is_better = key.endswith(("cpu_us", "_us", "_ms", "rss_kib"))
+            old = best.get(key, value)
+            best[key] = min(old, value) if lower_is_better else max(old, value)
+
+    def _fail(self, scenario: str, peer: Peer, error: Exception) -> None:
+        message = str(error)
+        self.failures.setdefault(scenario, {})[peer.key] = message
+        self.log.write(f"!!! {scenario} {peer.key}: {message}\n")
+        print(f"    {peer.label}: FAILED ({message})", flush=True)
+
+    def pair(
+        self,
+        scenario: str,
+        peer: Peer,
+        *,
+        sub_role: str,
+        qos: int,
+        size: int,
+        count: int,
+        nfilters: int = 0,
+    ) -> None:
+        """Run a subscriber and a publisher of *peer*; store ``sub.*`` and ``pub.*``."""
+        topic = self.topic()
+        timeout = self.settings.timeout
+        started = time.monotonic()
+        try:
+            sub_args = self.args(
+                sub_role, topic, qos=qos, size=size, count=count, nfilters=nfilters
+            )
+            pub_args = self.args(
+                "pub", topic, qos=qos, size=size, count=count, nfilters=nfilters
+            )
+            with driver(peer, sub_args, self.log) as sub:
+                sub.expect("ready", timeout)
+                with driver(peer, pub_args, self.log) as pub:
+                    pub.expect("ready", timeout)
+                    left = timeout - (time.monotonic() - started)
+                    sub_values = sub.result(max(left, 1.0))
+                    pub.close_stdin()
+                    pub_values = pub.result(15.0)
+        except DriverError as exc:
+            self._fail(scenario, peer, exc)
+            return
+        values = {f"sub.{k}": v for k, v in sub_values.items()}
+        values.update({f"pub.{k}": v for k, v in pub_values.items()})
+        self._store(scenario, peer, values)
+        lost = count - int(sub_values.get("received", 0))
+        print(
+            f"    {peer.label:24} {sub_values.get('rate', 0):>10,.0f} msg/s   "
+            f"sub {sub_values.get('cpu_us', 0):6.1f} µs/msg   "
+            f"pub {pub_values.get('cpu_us', 0):6.1f} µs/msg"
+            + (f"   LOST {lost}" if lost else ""),
+            flush=True,
+        )
+
+    def single(
+        self, scenario: str, peer: Peer, args: list[str], describe: str
+    ) -> None:
+        """Run one driver (ping-pong, connect cycles) and store its values."""
+        try:
+            with driver(peer, args, self.log) as one:
+                one.expect("ready", self.settings.timeout)
+                values = one.result(self.settings.timeout)
+        except DriverError as exc:
+            self._fail(scenario, peer, exc)
+            return
+        self._store(scenario, peer, values)
+        print(f"    {peer.label:24} " + describe.format(**values), flush=True)
+
+    # The scenarios, in table order.
+
+    def scenarios(self) -> list[tuple[str, Callable[[Peer], None]]]:
+        """(scenario key, run-for-one-peer) in run order."""
+        s = self.settings
+        found: list[tuple[str, Callable[[Peer], None]]] = []
+        for size in (64, 4096):
+            for qos in (0, 1, 2):
+                count = s.qos0_count if qos == 0 else s.qos12_count
+
+                def run(
+                    peer: Peer, size: int = size, qos: int = qos, count: int = count
+                ) -> None:
+                    self.pair(
+                        f"tp-{size}-{qos}",
+                        peer,
+                        sub_role="sub",
+                        qos=qos,
+                        size=size,
+                        count=count,
+                    )
+
+                found.append((f"tp-{size}-{qos}", run))
+        for qos in (0, 1):
+            count = s.pingpong_qos0 if qos == 0 else s.pingpong_qos1
+
+            def ping(peer: Peer, qos: int = qos, count: int = count) -> None:
+                args = self.args(
+                    "pingpong",
+                    self.topic(),
+                    qos=qos,
+                    count=count,
+                    budget=s.pingpong_budget,
+                )
+                self.single(
+                    f"pp-{qos}",
+                    peer,
+                    args,
+                    "p50 {p50_us:8.0f} µs   p99 {p99_us:8.0f} µs   ({n:.0f} round trips)",
+                )
+
+            found.append((f"pp-{qos}", ping))
+
+        def filters(peer: Peer) -> None:
+            self.pair(
+                "filters",
+                peer,
+                sub_role="filters",
+                qos=0,
+                size=64,
+                count=s.filters_count,
+                nfilters=s.filters,
+            )
+
+        found.append(("filters", filters))
+
+        def connects(peer: Peer) -> None:
+            args = self.args(
+                "connect",
+                self.topic(),
+                count=s.connects,
+                budget=s.pingpong_budget,
+            )
+            self.single(
+                "connect",
+                peer,
+                args,
+                "p50 {p50_us:8.0f} µs   p99 {p99_us:8.0f} µs   ({n:.0f} cycles)",
+            )
+
+        found.append(("connect", connects))
+        return found
+
+
+# -- the table -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class Row:
+    """One line of the table: a value picked from one scenario's results."""
+
+    label: str
+    scenario: str
+    key: str
+    higher_is_better: bool
+    scale: float = 1.0
+    digits: int = 0
+    cpu: bool = False
+
+
+def rows(settings: Settings) -> list[Row]:
+    """The table's rows."""
+    found = []
+    for size, size_label in ((64, "64 B"), (4096, "4 KiB")):
+        for qos in (0, 1, 2):
+            scenario = f"tp-{size}-{qos}"
+            name = f"{size_label} QoS {qos}"
+            found += [
+                Row(f"{name}: received msg/s", scenario, "sub.rate", True),
+                Row(
+                    f"{name}: subscriber CPU µs/msg",
+                    scenario,
+                    "sub.cpu_us",
+                    False,
+                    digits=1,
+                    cpu=True,
+                ),
+                Row(
+                    f"{name}: publisher CPU µs/msg",
+                    scenario,
+                    "pub.cpu_us",
+                    False,
+                    digits=1,
+                    cpu=True,
+                ),
+            ]
+    for qos in (0, 1):
+        found += [
+            Row(f"ping-pong QoS {qos}: p50 µs", f"pp-{qos}", "p50_us", False),
+            Row(f"ping-pong QoS {qos}: p99 µs", f"pp-{qos}", "p99_us", False),
+            Row(
+                f"ping-pong QoS {qos}: CPU µs/round trip",
+                f"pp-{qos}",
+                "cpu_us",
+                False,
+                digits=1,
+                cpu=True,
+            ),
+        ]
+    n = f"{settings.filters:,}"
+    found += [
+        Row(f"{n} filters, own handler each: msg/s", "filters", "sub.rate", True),
+        Row(
+            f"{n} filters: subscriber CPU µs/msg",
+            "filters",
+            "sub.cpu_us",
+            False,
+            digits=1,
+            cpu=True,
+        ),
+        Row(f"{n} filters: subscribe all, ms", "filters", "sub.subscribe_ms", False),
+        Row("connect+subscribe+disconnect: p50 ms", "connect", "p50_us", False, 1e-3, 2),
+        Row("connect+subscribe+disconnect: p99 ms", "connect", "p99_us", False, 1e-3, 2),
+        Row(
+            "peak RSS, 64 B QoS 0 subscriber: MiB",
+            "tp-64-0",
+            "sub.rss_kib",
+            False,
+            1 / 1024,
+            1,
+        ),
+        Row(
+            f"peak RSS, {n}-filter subscriber: MiB",
+            "filters",
+            "sub.rss_kib",
+            False,
+            1 / 1024,
+            1,
+        ),
+    ]
+    return found
+
+
+def advantage(row: Row, ours: float, theirs: float) -> float | None:
+    """How many times better trio_mqttconn is (> 1: better, < 1: worse)."""
+    if ours <= 0 or theirs <= 0:
+        return None
+    return ours / theirs if row.higher_is_better else theirs / ours
+
+
+def _format(value: float, row: Row) -> str:
+    return f"{value * row.scale:,.{row.digits}f}"
+
+
+def table(
+    peers: list[Peer],
+    results: Results,
+    failures: dict[str, dict[str, str]],
+    settings: Settings,
+) -> tuple[str, list[str]]:
+    """The markdown table and the verdict lines (bar and goal)."""
+    ours = "tmc-trio"
+    header = ["scenario", *(p.label for p in peers), "vs aiomqtt", "vs gmqtt", "bar", "goal"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    misses_bar: list[str] = []
+    misses_goal: list[str] = []
+    for row in rows(settings):
+        by_peer = results.get(row.scenario, {})
+        cells = [row.label]
+        for peer in peers:
+            values = by_peer.get(peer.key)
+            if values is None or row.key not in values:
+                failed = failures.get(row.scenario, {}).get(peer.key)
+                cells.append("failed" if failed else "–")
+                continue
+            text = _format(values[row.key], row)
+            expected = values.get("sub.received")
+            if row.key == "sub.rate" and expected is not None:
+                lost = _expected(row.scenario, settings) - int(expected)
+                if lost > 0:
+                    text += f" (lost {lost:,})"
+            cells.append(text)
+        mine = by_peer.get(ours, {}).get(row.key)
+        ratios = {}
+        for other in ("aiomqtt", "gmqtt", "paho"):
+            theirs = by_peer.get(other, {}).get(row.key)
+            ratios[other] = (
+                None if mine is None or theirs is None else advantage(row, mine, theirs)
+            )
+        cells += [_ratio(ratios["aiomqtt"]), _ratio(ratios["gmqtt"])]
+        bar = _bar(row, ratios)
+        goal = None if ratios["gmqtt"] is None else ratios["gmqtt"] >= 0.95
+        cells += [_mark(bar), _mark(goal)]
+        if bar is False:
+            misses_bar.append(row.label)
+        if goal is False:
+            misses_goal.append(row.label)
+        lines.append("| " + " | ".join(cells) + " |")
+    verdict = [
+        "Bar (beat aiomqtt and paho everywhere, CPU <= 1/2 of aiomqtt's): "
+        + ("met" if not misses_bar else "missed in: " + "; ".join(misses_bar)),
+        "Goal (at or ahead of gmqtt, within 5 %): "
+        + ("met" if not misses_goal else "missed in: " + "; ".join(misses_goal)),
+    ]
+    return "\n".join(lines), verdict
+
+
+def _expected(scenario: str, settings: Settings) -> int:
+    if scenario == "filters":
+        return settings.filters_count
+    qos = int(scenario.rsplit("-", 1)[1])
+    return settings.qos0_count if qos == 0 else settings.qos12_count
+
+
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _mark(value: bool | None) -> str:
+    return "–" if value is None else ("yes" if value else "**no**")
+
+
+def _bar(row: Row, ratios: dict[str, float | None]) -> bool | None:
+    aio, paho = ratios["aiomqtt"], ratios["paho"]
+    if aio is None or paho is None:
+        return None
+    if row.key.endswith("rss_kib") or row.key == "sub.subscribe_ms":
+        return aio >= 1 and paho >= 1
+    need = 2.0 if row.cpu else 1.0
+    return aio >= need and paho > 1
+
+
+# -- machine notes -------------------------------------------------------------------
+
+
+def machine_notes(broker_version: str) -> list[str]:
+    """What the numbers were measured on."""
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return [
+        f"{cpu}, {os.cpu_count()} logical CPUs; {platform.platform()}",
+        f"Python {platform.python_version()} ({sys.executable})",
+        f"broker: {broker_version} on 127.0.0.1 (plain TCP, trio_mqttconn.testing.Mosquitto)",
+    ]
+
+
+def broker_version() -> str:
+    """``mosquitto version x.y.z``."""
+    from trio_mqttconn.testing import find_mosquitto
+
+    done = subprocess.run(
+        [find_mosquitto(), "-h"], capture_output=True, text=True, check=False
+    )
+    first = (done.stdout or done.stderr).strip().splitlines()
+    return first[0] if first else "mosquitto"
+
+
+# -- profiling -----------------------------------------------------------------------
+
+
+def profile(
+    bench: Bench, peers: list[Peer], *, role: str, qos: int, other: str, top: int
+) -> None:
+    """Run a 64 B throughput scenario with trio_mqttconn's *role* under py-spy.
+
+    The other side is the *other* peer (trio_mqttconn by default, as in the
+    table). Prints the functions with the most self time and the most total time.
+    """
+    pyspy = shutil.which("py-spy")
+    if pyspy is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    by_key = {p.key: p for p in peers}
+    ours = by_key["tmc-trio"]
+    counterpart = by_key[other]
+    count = 5 * (bench.settings.qos0_count if qos == 0 else bench.settings.qos12_count)
+    topic = bench.topic()
+    raw = Path(tempfile.gettempdir()) / f"tmc-{role}-qos{qos}-profile.txt"
+    sub_args = bench.args("sub", topic, qos=qos, count=count)
+    pub_args = bench.args("pub", topic, qos=qos, count=count)
+    sub_peer, pub_peer = (ours, counterpart) if role == "sub" else (counterpart, ours)
+    with driver(sub_peer, sub_args, bench.log) as sub:
+        sub.expect("ready", 30)
+        spy_command = [pyspy, "record", "--rate", "997", "--gil", "--format", "raw"]
+        spy_command += ["--function", "--output", str(raw), "--pid"]
+        spy: subprocess.Popen[bytes] | None = None
+        if role == "sub":
+            spy = subprocess.Popen(
+                [*spy_command, str(sub.process.pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.0)  # let py-spy attach before the messages flow
+        with driver(pub_peer, pub_args, bench.log) as pub:
+            pub.expect("ready", 30)
+            if spy is None:  # attach once connected: imports are not the point
+                spy = subprocess.Popen(
+                    [*spy_command, str(pub.process.pid)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            sub_values = sub.result(120)
+            pub.close_stdin()
+            pub_values = pub.result(30)
+        spy.wait(60)
+    print(
+        f"64 B QoS {qos}: {sub_values['received']:.0f} messages, "
+        f"{sub_values['rate']:,.0f} msg/s; subscriber ({sub_peer.label}) "
+        f"{sub_values['cpu_us']:.1f} µs/msg, publisher ({pub_peer.label}) "
+        f"{pub_values['cpu_us']:.1f} µs/msg; profiled: the {role} (under py-spy)"
+    )
+    self_time: collections.Counter[str] = collections.Counter()
+    total_time: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = stack.split(";")
+        self_time[frames[-1]] += int(number)
+        for frame in set(frames):
+            total_time[frame] += int(number)
+        samples += int(number)
+    print(f"{samples} samples (raw stacks: {raw})\ntop self time:")
+    for frame, n in self_time.most_common(top):
+        print(f"  {n / samples:6.1%}  {frame}")
+    print("top total time:")
+    for frame, n in total_time.most_common(top + 10):
+        print(f"  {n / samples:6.1%}  {frame}")
+
+
+# -- main ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table and write it to ``--output``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1/10 of the messages")
+    parser.add_argument("--rounds", type=int, default=1, help="best of N rounds")
+    parser.add_argument("--peers", help="comma-separated peer keys (default: all)")
+    parser.add_argument("--scenarios", help="comma-separated scenario keys")
+    parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    parser.add_argument(
+        "--profile",
+        choices=["sub", "pub"],
+        help="instead: py-spy trio_mqttconn's subscriber or publisher (64 B)",
+    )
+    parser.add_argument("--profile-qos", type=int, default=0, choices=[0, 1, 2])
+    parser.add_argument(
+        "--profile-other", default="tmc-trio", help="peer key of the other side"
+    )
+    options = parser.parse_args(argv)
+    settings = QUICK if options.quick else FULL
+
+    sys.path.insert(0, str(ROOT))
+    from trio_mqttconn.testing import Mosquitto
+
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    with (
+        tempfile.TemporaryDirectory(prefix="mqtt-bench-") as tmp,
+        Mosquitto(tls=False) as broker,
+        open(Path(tmp) / "drivers.log", "w+") as log,
+    ):
+        peers, notes = all_peers(Path(tmp))
+        if options.peers:
+            wanted = options.peers.split(",")
+            peers = [p for p in peers if p.key in wanted]
+        bench = Bench(broker.host, broker.port, settings, log)
+        if options.profile:
+            profile(
+                bench,
+                peers,
+                role=options.profile,
+                qos=options.profile_qos,
+                other=options.profile_other,
+                top=15,
+            )
+            return 0
+        for note in notes:
+            print(f"note: {note}")
+        print(
+            "clients: " + ", ".join(f"{p.label} {p.version}" for p in peers),
+            flush=True,
+        )
+        for round_number in range(options.rounds):
+            for scenario, run in bench.scenarios():
+                if options.scenarios and scenario not in options.scenarios.split(","):
+                    continue
+                print(f"[round {round_number + 1}] {scenario}", flush=True)
+                for peer in peers:
+                    run(peer)
+        log.seek(0)
+        errors = log.read()
+        mosquitto = broker_version()
+    elapsed = time.monotonic() - started
+    text, verdict = table(peers, bench.results, bench.failures, settings)
+    print()
+    print(text)
+    print()
+    for line in verdict:
+        print(line)
+    command = "python bench/clients.py" + "".join(
+        f" {arg}" for arg in (sys.argv[1:] if argv is None else argv)
+    )
+    write_results(
+        Path(options.output),
+        text=text,
+        verdict=verdict,
+        command=command,
+        peers=peers,
+        notes=[
+            *notes,
+            *machine_notes(mosquitto),
+            f"load average before/after: {_load(load_before)} / {_load(os.getloadavg())}",
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+            f"{elapsed:.0f} s wall time, {options.rounds} round(s)",
+        ],
+        settings=settings,
+    )
+    if errors.strip():
+        LOG.write_text(errors)
+        print(f"\ndrivers' stderr: {LOG}")
+    print(f"\nwritten to {options.output}")
+    return 1 if bench.failures else 0
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return " ".join(f"{v:.2f}" for v in values)
+
+
+def write_results(
+    path: Path,
+    *,
+    text: str,
+    verdict: list[str],
+    command: str,
+    peers: list[Peer],
+    notes: list[str],
+    settings: Settings,
+) -> None:
+    """Write RESULTS.md."""
+    clients = "\n".join(f"- {p.label}: {p.version}" for p in peers)
+    machine = "\n".join(f"- {n}" for n in notes)
+    s = settings
+    path.write_text(
+        f"""# Client benchmark results
+
+Produced by `{command}` (also run by `nox -s bench`).
+
+{text}
+
+{chr(10).join(f"- {line}" for line in verdict)}
+
+Ratios are for trio_mqttconn on trio and read "times better": > 1 means trio_mqttconn
+wins (messages/s: ours / theirs; CPU, latency, time, memory: theirs / ours). *bar*:
+beats aiomqtt and paho-mqtt, with at most half of aiomqtt's CPU per message on CPU
+rows. *goal*: at least 0.95× gmqtt.
+
+## Method
+
+- One private mosquitto; every client in its own process, one scenario at a time, all
+  clients back to back per scenario. MQTT 5 everywhere, default client options.
+- Throughput: {s.qos0_count:,} messages at QoS 0, {s.qos12_count:,} at QoS 1/2; the
+  publisher keeps 20 QoS 1/2 messages in flight (mosquitto's receive maximum).
+  msg/s counts from the first to the last message received; CPU is
+  `time.process_time()` (C: `CLOCK_PROCESS_CPUTIME_ID`) inside each process from
+  "connected and subscribed" to the end, divided by the messages.
+- Ping-pong: {s.pingpong_qos0:,} (QoS 0) / {s.pingpong_qos1:,} (QoS 1) round trips after
+  20 warm-up ones, each = publish, wait for its completion and for the echo (at most
+  {s.pingpong_budget:g} s).
+- {s.filters:,} filters `t/<i>/+`, one handler each, {s.filters_count:,} QoS 0 messages
+  round robin over `t/<i>/v`. aiomqtt and gmqtt route by MQTT 5 subscription
+  identifier (their fastest option), paho with `message_callback_add`,
+  trio_mqttconn with `subscribe(listener=...)`.
+- Connect cycles: {s.connects} x (connect, subscribe and wait for SUBACK, disconnect).
+- paho-mqtt and aiomqtt (built on paho) do not set TCP_NODELAY; libmosquitto is run
+  with `MOSQ_OPT_TCP_NODELAY`; asyncio (gmqtt) and trio_mqttconn set it.
+
+## Clients
+
+{clients}
+
+## Machine
+
+{machine}
+"""
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
