@@ -45,12 +45,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -177,7 +179,7 @@ class Driver:
         self.peer = peer
         self.args = args
         self._log = log
-        self._stderr = tempfile.TemporaryFile("w+")
+        self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in finish()
         self.process = subprocess.Popen(
             [*peer.command, *args],
             stdin=subprocess.PIPE,
@@ -205,7 +207,9 @@ class Driver:
             try:
                 line = self._lines.get(timeout=max(remaining, 0.001))
             except queue.Empty:
-                raise DriverError(f"timeout: no {word!r} within {timeout:g} s") from None
+                raise DriverError(
+                    f"timeout: no {word!r} within {timeout:g} s"
+                ) from None
             if line is None:
                 raise DriverError(f"exited without {word!r}: {self.stderr_tail()}")
             if line.split(" ", 1)[0] == word:
@@ -390,9 +394,7 @@ class Bench:
             flush=True,
         )
 
-    def single(
-        self, scenario: str, peer: Peer, args: list[str], describe: str
-    ) -> None:
+    def single(self, scenario: str, peer: Peer, args: list[str], describe: str) -> None:
         """Run one driver (ping-pong, connect cycles) and store its values."""
         try:
             with driver(peer, args, self.log) as one:
@@ -545,8 +547,12 @@ def rows(settings: Settings) -> list[Row]:
             cpu=True,
         ),
         Row(f"{n} filters: subscribe all, ms", "filters", "sub.subscribe_ms", False),
-        Row("connect+subscribe+disconnect: p50 ms", "connect", "p50_us", False, 1e-3, 2),
-        Row("connect+subscribe+disconnect: p99 ms", "connect", "p99_us", False, 1e-3, 2),
+        Row(
+            "connect+subscribe+disconnect: p50 ms", "connect", "p50_us", False, 1e-3, 2
+        ),
+        Row(
+            "connect+subscribe+disconnect: p99 ms", "connect", "p99_us", False, 1e-3, 2
+        ),
         Row(
             "peak RSS, 64 B QoS 0 subscriber: MiB",
             "tp-64-0",
@@ -586,7 +592,14 @@ def table(
 ) -> tuple[str, list[str]]:
     """The markdown table and the verdict lines (bar and goal)."""
     ours = "tmc-trio"
-    header = ["scenario", *(p.label for p in peers), "vs aiomqtt", "vs gmqtt", "bar", "goal"]
+    header = [
+        "scenario",
+        *(p.label for p in peers),
+        "vs aiomqtt",
+        "vs gmqtt",
+        "bar",
+        "goal",
+    ]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
@@ -600,7 +613,7 @@ def table(
             values = by_peer.get(peer.key)
             if values is None or row.key not in values:
                 failed = failures.get(row.scenario, {}).get(peer.key)
-                cells.append("failed" if failed else "–")
+                cells.append("failed" if failed else "n/a")
                 continue
             text = _format(values[row.key], row)
             expected = values.get("sub.received")
@@ -642,11 +655,11 @@ def _expected(scenario: str, settings: Settings) -> int:
 
 
 def _ratio(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}×"
+    return "n/a" if value is None else f"{value:.2f}x"
 
 
 def _mark(value: bool | None) -> str:
-    return "–" if value is None else ("yes" if value else "**no**")
+    return "n/a" if value is None else ("yes" if value else "**no**")
 
 
 def _bar(row: Row, ratios: dict[str, float | None]) -> bool | None:
@@ -708,8 +721,12 @@ def profile(
     count = 5 * (bench.settings.qos0_count if qos == 0 else bench.settings.qos12_count)
     topic = bench.topic()
     raw = Path(tempfile.gettempdir()) / f"tmc-{role}-qos{qos}-profile.txt"
-    sub_args = bench.args("sub", topic, qos=qos, count=count)
-    pub_args = bench.args("pub", topic, qos=qos, count=count)
+    nfilters = bench.settings.filters if role == "filters" else 0
+    sub_role = "filters" if role == "filters" else "sub"
+    sub_args = bench.args(sub_role, topic, qos=qos, count=count, nfilters=nfilters)
+    pub_args = bench.args("pub", topic, qos=qos, count=count, nfilters=nfilters)
+    if role == "filters":
+        role = "sub"
     sub_peer, pub_peer = (ours, counterpart) if role == "sub" else (counterpart, ours)
     with driver(sub_peer, sub_args, bench.log) as sub:
         sub.expect("ready", 30)
@@ -774,8 +791,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument(
         "--profile",
-        choices=["sub", "pub"],
-        help="instead: py-spy trio_mqttconn's subscriber or publisher (64 B)",
+        choices=["sub", "pub", "filters"],
+        help="instead: py-spy trio_mqttconn's subscriber, publisher or 1,000-filter"
+        " subscriber (64 B)",
     )
     parser.add_argument("--profile-qos", type=int, default=0, choices=[0, 1, 2])
     parser.add_argument(
@@ -887,7 +905,7 @@ Produced by `{command}` (also run by `nox -s bench`).
 Ratios are for trio_mqttconn on trio and read "times better": > 1 means trio_mqttconn
 wins (messages/s: ours / theirs; CPU, latency, time, memory: theirs / ours). *bar*:
 beats aiomqtt and paho-mqtt, with at most half of aiomqtt's CPU per message on CPU
-rows. *goal*: at least 0.95× gmqtt.
+rows. *goal*: at least 0.95x gmqtt.
 
 ## Method
 

@@ -592,13 +592,10 @@ class MqttClient:
         for op in self._pending.values():
             op.fail(closed)
         self._pending.clear()
-        for sub in self._subscriptions:
-            sub._close()
-            sub._client = None
+        # Both ends of every channel are closed: iterators end, nothing leaks.
+        for sub in [*self._subscriptions, *self._catch_all]:
+            sub._release()
         self._subscriptions.clear()
-        for sub in self._catch_all:
-            sub._close()
-            sub._client = None
         self._catch_all.clear()
         self._raw_filters.clear()
         self._tree.clear()
@@ -661,7 +658,9 @@ class MqttClient:
         try:
             with anyio.fail_after(self.connect_timeout or math.inf):
                 stream = await self._open_stream(endpoint)
-                await stream.send(session.connect(self._connect_packet(endpoint)))
+                connect = session.connect(self._connect_packet(endpoint))
+                await stream.send(connect)
+                self._bytes_sent += len(connect)
                 sent_at = anyio.current_time()
                 while True:
                     try:
@@ -1347,6 +1346,8 @@ class MqttClient:
     async def _unsubscribe(self, sub: Subscription) -> None:
         last = self._unregister(sub)
         sub._close()
+        if not sub.statistics().queued:
+            sub._release()
         if not last or self._state != "running":
             await anyio.lowlevel.checkpoint()
             return

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 
@@ -111,13 +111,21 @@ class ConnectPacket:
     """CONNECT: the first packet a client sends."""
 
     client_id: str = ""
+    """Client identifier; empty asks the broker to assign one."""
     protocol_version: ProtocolVersion = ProtocolVersion.V5
+    """Protocol level; it decides how the whole packet is encoded."""
     clean_start: bool = True
+    """Start a new session (3.1.1: clean session)."""
     keepalive: int = 60
+    """Keep alive in seconds, 0..65535; 0 turns it off."""
     username: str | None = None
+    """User name, or None for none."""
     password: bytes | None = attrs.field(default=None, repr=False)
+    """Password, or None for none; never shown in reprs."""
     will: Will | None = None
+    """The will message, or None for none."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 CONNECT properties."""
 
 
 @attrs.frozen(kw_only=True)
@@ -125,8 +133,11 @@ class ConnAckPacket:
     """CONNACK: the broker's answer to CONNECT."""
 
     session_present: bool = False
+    """Whether the broker resumed a stored session."""
     reason_code: ReasonCode = ReasonCode.SUCCESS
+    """Outcome; 3.1.1 return codes are mapped onto MQTT 5 codes."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 CONNACK properties (limits the broker imposes)."""
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -134,12 +145,19 @@ class PublishPacket:
     """PUBLISH: an application message, in either direction."""
 
     topic: str
+    """Topic name; empty only with a topic alias (MQTT 5)."""
     payload: bytes = b""
+    """The application message."""
     qos: QoS = QoS.AT_MOST_ONCE
+    """Quality of service."""
     retain: bool = False
+    """Retain flag."""
     dup: bool = False
+    """Set on a re-delivery of a QoS 1/2 message; always False for QoS 0."""
     packet_id: int | None = None
+    """1..65535 for QoS 1/2, None for QoS 0."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 PUBLISH properties."""
 
 
 @attrs.frozen(kw_only=True)
@@ -147,8 +165,11 @@ class PubAckPacket:
     """PUBACK: acknowledges a QoS 1 PUBLISH."""
 
     packet_id: int
+    """Identifier of the packet acknowledged."""
     reason_code: ReasonCode = ReasonCode.SUCCESS
+    """Outcome (MQTT 5; always SUCCESS in 3.1.1)."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 properties (reason string, user properties)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -156,8 +177,11 @@ class PubRecPacket:
     """PUBREC: first acknowledgement of a QoS 2 PUBLISH."""
 
     packet_id: int
+    """Identifier of the packet acknowledged."""
     reason_code: ReasonCode = ReasonCode.SUCCESS
+    """Outcome (MQTT 5; always SUCCESS in 3.1.1)."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 properties (reason string, user properties)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -165,8 +189,11 @@ class PubRelPacket:
     """PUBREL: releases a QoS 2 PUBLISH after PUBREC."""
 
     packet_id: int
+    """Identifier of the packet acknowledged."""
     reason_code: ReasonCode = ReasonCode.SUCCESS
+    """Outcome (MQTT 5; always SUCCESS in 3.1.1)."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 properties (reason string, user properties)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -174,8 +201,11 @@ class PubCompPacket:
     """PUBCOMP: completes a QoS 2 exchange."""
 
     packet_id: int
+    """Identifier of the packet acknowledged."""
     reason_code: ReasonCode = ReasonCode.SUCCESS
+    """Outcome (MQTT 5; always SUCCESS in 3.1.1)."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 properties (reason string, user properties)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -183,10 +213,15 @@ class TopicSubscription:
     """One topic filter of a SUBSCRIBE, with its subscription options."""
 
     filter: str
+    """Topic filter."""
     qos: QoS = QoS.AT_MOST_ONCE
+    """Maximum QoS asked for."""
     no_local: bool = False
+    """MQTT 5: do not send back this client's own messages."""
     retain_as_published: bool = False
+    """MQTT 5: keep the retain flag of forwarded messages."""
     retain_handling: RetainHandling = RetainHandling.SEND_ON_SUBSCRIBE
+    """MQTT 5: when retained messages are sent."""
 
 
 @attrs.frozen(kw_only=True)
@@ -194,8 +229,11 @@ class SubscribePacket:
     """SUBSCRIBE: asks for messages matching one or more topic filters."""
 
     packet_id: int
+    """Packet identifier, 1..65535."""
     subscriptions: tuple[TopicSubscription, ...]
+    """One or more topic filters with their options."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 properties (subscription identifier, user properties)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -203,8 +241,11 @@ class SubAckPacket:
     """SUBACK: one reason code per filter of the SUBSCRIBE it answers."""
 
     packet_id: int
+    """Identifier of the SUBSCRIBE answered."""
     reason_codes: tuple[ReasonCode, ...]
+    """Granted QoS or failure, one per topic filter, in order."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 properties (reason string, user properties)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -212,8 +253,11 @@ class UnsubscribePacket:
     """UNSUBSCRIBE: removes one or more topic filters."""
 
     packet_id: int
+    """Packet identifier, 1..65535."""
     filters: tuple[str, ...]
+    """One or more topic filters."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 properties (user properties)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -221,8 +265,11 @@ class UnsubAckPacket:
     """UNSUBACK: answers UNSUBSCRIBE (reason codes only in MQTT 5)."""
 
     packet_id: int
+    """Identifier of the UNSUBSCRIBE answered."""
     reason_codes: tuple[ReasonCode, ...] = ()
+    """MQTT 5: one per topic filter, in order; empty in 3.1.1."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 properties (reason string, user properties)."""
 
 
 @attrs.frozen
@@ -240,7 +287,9 @@ class DisconnectPacket:
     """DISCONNECT: orderly end of the connection, in either direction (MQTT 5)."""
 
     reason_code: ReasonCode = ReasonCode.NORMAL_DISCONNECTION
+    """Why the connection ends (MQTT 5)."""
     properties: Properties = EMPTY_PROPERTIES
+    """MQTT 5 properties (session expiry, reason string, server reference)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -248,7 +297,9 @@ class AuthPacket:
     """AUTH: enhanced authentication exchange (MQTT 5)."""
 
     reason_code: ReasonCode = ReasonCode.SUCCESS
+    """SUCCESS, CONTINUE_AUTHENTICATION or RE_AUTHENTICATE."""
     properties: Properties = EMPTY_PROPERTIES
+    """Authentication method and data, reason string, user properties."""
 
 
 Packet: TypeAlias = (
@@ -826,7 +877,7 @@ class PacketDecoder:
         self._version = ProtocolVersion(value)
         self._table = _TABLES[self._version]
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer *data*; nothing is decoded until `next_packet` or `packets`.
 
         Raises:
@@ -835,7 +886,7 @@ class PacketDecoder:
         if self._error is not None:
             raise self._error
         if type(data) is not bytes:
-            data = bytes(data)
+            data = bytes(data)  # our own immutable copy
         size = len(data)
         if not size:
             return
@@ -940,7 +991,9 @@ class PacketDecoder:
 
 # ---------------------------------------------------------------- encoding
 
-_Encoder: TypeAlias = Callable[[Packet, bool], bytes]
+# Each encoder takes its own packet class; the table is keyed by that class.
+_Encoder: TypeAlias = Callable[[Any, bool], bytes]
+_AckPacket: TypeAlias = PubAckPacket | PubRecPacket | PubRelPacket | PubCompPacket
 
 
 def _code_text(code: object) -> str:
@@ -1025,8 +1078,7 @@ def _topic_bytes(topic: str) -> bytes:
     return data
 
 
-def _e_publish(packet: Packet, v5: bool) -> bytes:
-    assert isinstance(packet, PublishPacket)
+def _e_publish(packet: PublishPacket, v5: bool) -> bytes:
     topic = packet.topic
     data = _topics_out.get(topic) if type(topic) is str else None
     if data is None:
@@ -1080,8 +1132,7 @@ def _e_publish(packet: Packet, v5: bool) -> bytes:
     return b"".join((header, data, packet_id, props, payload))
 
 
-def _e_connect(packet: Packet, v5: bool) -> bytes:
-    assert isinstance(packet, ConnectPacket)
+def _e_connect(packet: ConnectPacket, v5: bool) -> bytes:
     level = packet.protocol_version
     if level != (5 if v5 else 4):
         raise ValueError(
@@ -1138,8 +1189,7 @@ def _e_connect(packet: Packet, v5: bool) -> bytes:
     return _frame(0x10, parts, "CONNECT")
 
 
-def _e_connack(packet: Packet, v5: bool) -> bytes:
-    assert isinstance(packet, ConnAckPacket)
+def _e_connack(packet: ConnAckPacket, v5: bool) -> bytes:
     code = packet.reason_code
     if v5:
         _check_reason(code, _CONNACK_CODES, "CONNACK")
@@ -1165,10 +1215,7 @@ def _e_connack(packet: Packet, v5: bool) -> bytes:
 def _ack_encoder(ptype: PacketType, b0: int, allowed: frozenset[int]) -> _Encoder:
     name = ptype.name
 
-    def encode(packet: Packet, v5: bool) -> bytes:
-        assert isinstance(
-            packet, PubAckPacket | PubRecPacket | PubRelPacket | PubCompPacket
-        )
+    def encode(packet: _AckPacket, v5: bool) -> bytes:
         packet_id = _check_packet_id(packet.packet_id, name)
         code = packet.reason_code
         if v5:
@@ -1196,8 +1243,7 @@ def _ack_encoder(ptype: PacketType, b0: int, allowed: frozenset[int]) -> _Encode
     return encode
 
 
-def _e_subscribe(packet: Packet, v5: bool) -> bytes:
-    assert isinstance(packet, SubscribePacket)
+def _e_subscribe(packet: SubscribePacket, v5: bool) -> bytes:
     parts = [_check_packet_id(packet.packet_id, "SUBSCRIBE").to_bytes(2, "big")]
     parts.append(_properties(packet.properties, _T.SUBSCRIBE, v5))
     if not packet.subscriptions:
@@ -1233,8 +1279,7 @@ def _e_subscribe(packet: Packet, v5: bool) -> bytes:
     return _frame(0x82, parts, "SUBSCRIBE")
 
 
-def _e_suback(packet: Packet, v5: bool) -> bytes:
-    assert isinstance(packet, SubAckPacket)
+def _e_suback(packet: SubAckPacket, v5: bool) -> bytes:
     parts = [_check_packet_id(packet.packet_id, "SUBACK").to_bytes(2, "big")]
     parts.append(_properties(packet.properties, _T.SUBACK, v5))
     if not packet.reason_codes:
@@ -1246,8 +1291,7 @@ def _e_suback(packet: Packet, v5: bool) -> bytes:
     return _frame(0x90, parts, "SUBACK")
 
 
-def _e_unsubscribe(packet: Packet, v5: bool) -> bytes:
-    assert isinstance(packet, UnsubscribePacket)
+def _e_unsubscribe(packet: UnsubscribePacket, v5: bool) -> bytes:
     parts = [_check_packet_id(packet.packet_id, "UNSUBSCRIBE").to_bytes(2, "big")]
     parts.append(_properties(packet.properties, _T.UNSUBSCRIBE, v5))
     if not packet.filters:
@@ -1257,8 +1301,7 @@ def _e_unsubscribe(packet: Packet, v5: bool) -> bytes:
     return _frame(0xA2, parts, "UNSUBSCRIBE")
 
 
-def _e_unsuback(packet: Packet, v5: bool) -> bytes:
-    assert isinstance(packet, UnsubAckPacket)
+def _e_unsuback(packet: UnsubAckPacket, v5: bool) -> bytes:
     parts = [_check_packet_id(packet.packet_id, "UNSUBACK").to_bytes(2, "big")]
     parts.append(_properties(packet.properties, _T.UNSUBACK, v5))
     if v5:
@@ -1280,11 +1323,11 @@ def _e_unsuback(packet: Packet, v5: bool) -> bytes:
     return _frame(0xB0, parts, "UNSUBACK")
 
 
-def _e_pingreq(packet: Packet, v5: bool) -> bytes:
+def _e_pingreq(packet: PingReqPacket, v5: bool) -> bytes:
     return b"\xc0\x00"
 
 
-def _e_pingresp(packet: Packet, v5: bool) -> bytes:
+def _e_pingresp(packet: PingRespPacket, v5: bool) -> bytes:
     return b"\xd0\x00"
 
 
@@ -1304,8 +1347,7 @@ def _reason_and_properties(
     return _frame(ptype << 4, [bytes((value,)), encoded], name)
 
 
-def _e_disconnect(packet: Packet, v5: bool) -> bytes:
-    assert isinstance(packet, DisconnectPacket)
+def _e_disconnect(packet: DisconnectPacket, v5: bool) -> bytes:
     if v5:
         return _reason_and_properties(
             packet.reason_code, packet.properties, _T.DISCONNECT, _DISCONNECT_CODES
@@ -1319,8 +1361,7 @@ def _e_disconnect(packet: Packet, v5: bool) -> bytes:
     return b"\xe0\x00"
 
 
-def _e_auth(packet: Packet, v5: bool) -> bytes:
-    assert isinstance(packet, AuthPacket)
+def _e_auth(packet: AuthPacket, v5: bool) -> bytes:
     if not v5:
         raise ValueError("AUTH does not exist in MQTT 3.1.1; use ProtocolVersion.V5")
     return _reason_and_properties(

@@ -47,16 +47,15 @@ wsproto).
 #
 # Tables kept across connections (the session state of [v5:MQTT-4.1.0-1]):
 #
-#   _outgoing       packet id -> the PublishPacket awaiting PUBACK/PUBREC, or None
-#                   once PUBREC arrived and PUBREL went out (awaiting PUBCOMP). Dict
-#                   order is the order in which the last packet for that id was sent:
-#                   PUBLISH entries never move, and a PUBREC moves its entry to the
-#                   end, so re-sending in dict order keeps PUBLISH in publish order
-#                   [v5:MQTT-4.6.0-1] and PUBREL in PUBREC order [v5:MQTT-4.6.0-3].
-#                   Its size is what the broker's Receive Maximum limits (send_quota).
+#   _outgoing       packet id -> every outgoing QoS 1/2 PublishPacket not yet
+#                   completed (awaiting PUBACK, PUBREC or PUBCOMP), as first sent (full
+#                   topic, DUP=0), in publish order. Its size is what the broker's
+#                   Receive Maximum limits (send_quota).
+#   _pubrel         the ids of _outgoing whose PUBREC arrived and PUBREL went out
+#                   (awaiting PUBCOMP), in PUBREC order.
 #   _incoming_qos2  ids of received QoS 2 PUBLISH whose PUBREL has not arrived: a
 #                   PUBLISH with one of them is a re-delivery, acknowledged again but
-#                   not delivered again [v5:MQTT-4.3.3-*].
+#                   not delivered again [v5:MQTT-4.3.3-10].
 #
 # Tables of one connection only (cleared by connect() and connection_lost()):
 #
@@ -72,7 +71,9 @@ wsproto).
 # wrapping 65535 -> 1 [v5:MQTT-2.2.1-3].
 #
 # On CONNACK with Session Present = 1 every _outgoing entry is queued into _out
-# again (PUBLISH with DUP=1, or PUBREL), same ids, dict order [v5:MQTT-4.4.0-1]. With
+# again with the same id [v5:MQTT-4.4.0-1]: first a PUBREL for each _pubrel id, in
+# PUBREC order [v5:MQTT-4.6.0-4] (those messages are the broker's already), then the
+# other PUBLISH with DUP=1 in publish order [v5:MQTT-4.6.0-1]. With
 # Session Present = 0 the broker has no session, so ours is discarded
 # [v5:MQTT-3.2.2-5] and reported in the Connected event. Nothing is ever re-sent on
 # a live connection.
@@ -201,12 +202,6 @@ def _check_topic_alias_maximum(
         raise ValueError(f"topic_alias_maximum must be 0..65535, not {value!r}")
 
 
-def _awaits(entry: PublishPacket | None) -> str:
-    if entry is None:
-        return "PUBCOMP"
-    return "PUBACK" if entry.qos == QoS.AT_LEAST_ONCE else "PUBREC"
-
-
 @final
 @attrs.define(eq=False, kw_only=True)
 class ClientSession:
@@ -278,9 +273,10 @@ class ClientSession:
     _eof: bool = attrs.field(default=False, init=False, repr=False)
     _error: ProtocolError | None = attrs.field(default=None, init=False, repr=False)
     _next_id: int = attrs.field(default=1, init=False, repr=False)
-    _outgoing: dict[int, PublishPacket | None] = attrs.field(
+    _outgoing: dict[int, PublishPacket] = attrs.field(
         factory=dict, init=False, repr=False
     )
+    _pubrel: dict[int, None] = attrs.field(factory=dict, init=False, repr=False)
     _incoming_qos2: set[int] = attrs.field(factory=set, init=False, repr=False)
     _subscribes: dict[int, int] = attrs.field(factory=dict, init=False, repr=False)
     _unsubscribes: dict[int, int] = attrs.field(factory=dict, init=False, repr=False)
@@ -436,7 +432,7 @@ class ClientSession:
         new_alias = 0
         if self._use_out_aliases:
             # First use of a topic sends topic + alias, later uses an empty topic
-            # + alias [v5:MQTT-3.3.2-12]; no alias once the broker's maximum is used.
+            # + alias, aliases up to the broker's maximum [v5:MQTT-3.3.2-9]; none after the broker's maximum is used.
             alias = self._out_aliases.get(topic)
             if (
                 alias is None
@@ -619,13 +615,13 @@ class ClientSession:
                 "needs ProtocolVersion.V5"
             )
         self._require("AuthPacket", _CONNECTING, _CONNECTED)
-        if self._auth_method is None:  # [v5:MQTT-4.12.0-?] no AUTH without a method
+        if self._auth_method is None:  # [v5:MQTT-4.12.0-7]
             raise InvalidStateError(
                 "cannot send AuthPacket: CONNECT had no authentication method; set "
                 "properties.authentication_method in CONNECT"
             )
         if properties.authentication_method != self._auth_method:
-            raise ValueError(
+            raise ValueError(  # [v5:MQTT-4.12.0-5] [v5:MQTT-4.12.1-1]
                 f"AUTH authentication_method {properties.authentication_method!r} "
                 f"differs from CONNECT's {self._auth_method!r}; use the same method"
             )
@@ -660,7 +656,7 @@ class ClientSession:
         """Decode every complete packet buffered and return the resulting events.
 
         Acknowledgements the packets call for are queued for `data_to_send`, in
-        receive order [v5:MQTT-4.6.0-2]. After EOF the remaining packets are decoded
+        receive order [v5:MQTT-4.6.0-2] [v5:MQTT-4.6.0-3]. After EOF the remaining packets are decoded
         and the session becomes DISCONNECTED (see `connection_lost`).
 
         Raises:
@@ -730,8 +726,12 @@ class ClientSession:
         self.connection_lost()
 
     def pending_publishes(self) -> list[PublishPacket]:
-        """Return the outgoing QoS 1/2 PUBLISH awaiting PUBACK/PUBREC, in send order."""
-        return [entry for entry in self._outgoing.values() if entry is not None]
+        """Return the outgoing QoS 1/2 PUBLISH not yet completed, in publish order.
+
+        They are the packets as first sent (DUP=0, full topic), including QoS 2
+        publishes whose PUBREL awaits PUBCOMP; there are `inflight` of them.
+        """
+        return list(self._outgoing.values())
 
     # -------------------------------------------------------------------- helpers
 
@@ -836,6 +836,8 @@ class ClientSession:
                 "CONNECT with clean start = 1"
             )
         properties = packet.properties  # EMPTY_PROPERTIES with 3.1.1: defaults
+        if properties.authentication_method != self._auth_method:
+            raise self._wrong_auth_method("ConnAckPacket", properties)
         if properties.assigned_client_identifier is not None:
             self.client_id = properties.assigned_client_identifier
         if properties.server_keep_alive is not None:  # [v5:MQTT-3.2.2-21]
@@ -863,10 +865,11 @@ class ClientSession:
             resent = self._resend()
         else:
             # [v5:MQTT-3.2.2-5] the broker has no session: neither do we.
-            outgoing = self._outgoing
-            discarded = tuple(e for e in outgoing.values() if e is not None)
-            discarded_pubrel = tuple(i for i, e in outgoing.items() if e is None)
-            outgoing.clear()
+            pubrel = self._pubrel
+            discarded = tuple(p for i, p in self._outgoing.items() if i not in pubrel)
+            discarded_pubrel = tuple(pubrel)
+            self._outgoing.clear()
+            pubrel.clear()
             self._incoming_qos2.clear()
             self._max_sub_qos = QoS.AT_MOST_ONCE
         self._session_known = True
@@ -882,25 +885,32 @@ class ClientSession:
         )
 
     def _resend(self) -> int:
-        # [v5:MQTT-4.4.0-1] same ids, DUP=1 [v5:MQTT-3.3.1-1], original order
-        # [v5:MQTT-4.6.0-1]; the topic is the full one (aliases are per connection).
-        out, version = self._out, self.protocol_version
-        for packet_id, entry in self._outgoing.items():
-            if entry is None:
-                out += _ACK.pack(_PUBREL, 2, packet_id)
-            else:
-                out += encode_packet(attrs.evolve(entry, dup=True), version)
+        # [v5:MQTT-4.4.0-1] same ids. PUBREL in PUBREC order [v5:MQTT-4.6.0-4]; then
+        # PUBLISH with DUP=1 [v5:MQTT-3.3.1-1] in publish order [v5:MQTT-4.6.0-1],
+        # with the full topic (aliases are per connection).
+        out, version, pubrel = self._out, self.protocol_version, self._pubrel
+        for packet_id in pubrel:
+            out += _ACK.pack(_PUBREL, 2, packet_id)
+        for packet_id, packet in self._outgoing.items():
+            if packet_id not in pubrel:
+                out += encode_packet(attrs.evolve(packet, dup=True), version)
         return len(self._outgoing)
 
     def _on_auth(self, packet: AuthPacket) -> Event:
         method = packet.properties.authentication_method
         if self._auth_method is None or method != self._auth_method:
-            raise ProtocolError(  # [v5:MQTT-4.12.0-?] method consistency
-                f"received AuthPacket with authentication method {method!r} after a "
-                f"CONNECT with {self._auth_method!r}"
-            )
+            raise self._wrong_auth_method("AuthPacket", packet.properties)
         return AuthReceived(
             reason_code=packet.reason_code, properties=packet.properties
+        )
+
+    def _wrong_auth_method(self, name: str, properties: Properties) -> ProtocolError:
+        # [v5:MQTT-4.12.0-5] the same method as CONNECT's in AUTH and CONNACK;
+        # [v5:MQTT-4.12.0-6] none at all when CONNECT had none.
+        return ProtocolError(
+            f"received {name} with authentication method "
+            f"{properties.authentication_method!r} after a CONNECT with "
+            f"{self._auth_method!r}"
         )
 
     def _on_publish(self, packet: PublishPacket) -> Event | None:
@@ -948,7 +958,7 @@ class ClientSession:
         )
 
     def _resolve_alias(self, topic: str, alias: int) -> str:
-        if alias > self.topic_alias_maximum:  # [v5:MQTT-3.3.2-10]
+        if alias > self.topic_alias_maximum:  # [v5:MQTT-3.3.2-11]
             raise ProtocolError(
                 f"received PublishPacket with invalid topic alias {alias} "
                 f"(topic_alias_maximum={self.topic_alias_maximum})",
@@ -965,20 +975,24 @@ class ClientSession:
             )
         return known
 
-    def _mismatch(self, name: str, packet_id: int) -> ProtocolError:
+    def _mismatch(self, name: str, packet: PublishPacket) -> ProtocolError:
+        packet_id = packet.packet_id
+        if packet_id in self._pubrel:
+            awaits = "PUBCOMP"
+        else:
+            awaits = "PUBACK" if packet.qos == QoS.AT_LEAST_ONCE else "PUBREC"
         return ProtocolError(
-            f"received {name} for packet id {packet_id}, which awaits "
-            f"{_awaits(self._outgoing[packet_id])}"
+            f"received {name} for packet id {packet_id}, which awaits {awaits}"
         )
 
     def _on_puback(self, packet: PubAckPacket) -> Event | None:
-        packet_id, outgoing = packet.packet_id, self._outgoing
-        if packet_id not in outgoing:
+        packet_id = packet.packet_id
+        sent = self._outgoing.get(packet_id)
+        if sent is None:
             return None  # not ours (any more): ignored
-        entry = outgoing[packet_id]
-        if entry is None or entry.qos != QoS.AT_LEAST_ONCE:
-            raise self._mismatch("PubAckPacket", packet_id)
-        del outgoing[packet_id]
+        if sent.qos != QoS.AT_LEAST_ONCE:
+            raise self._mismatch("PubAckPacket", sent)
+        del self._outgoing[packet_id]
         return PublishCompleted(
             packet_id=packet_id,
             reason_code=packet.reason_code,
@@ -986,8 +1000,9 @@ class ClientSession:
         )
 
     def _on_pubrec(self, packet: PubRecPacket) -> Event | None:
-        packet_id, outgoing = packet.packet_id, self._outgoing
-        if packet_id not in outgoing:
+        packet_id = packet.packet_id
+        sent = self._outgoing.get(packet_id)
+        if sent is None:
             if self.protocol_version is ProtocolVersion.V5:
                 self._out += encode_packet(
                     PubRelPacket(
@@ -999,26 +1014,25 @@ class ClientSession:
             else:
                 self._out += _ACK.pack(_PUBREL, 2, packet_id)
             return None
-        entry = outgoing[packet_id]
-        if entry is not None:
-            if entry.qos != QoS.EXACTLY_ONCE:
-                raise self._mismatch("PubRecPacket", packet_id)
-            del outgoing[packet_id]
+        if sent.qos != QoS.EXACTLY_ONCE:
+            raise self._mismatch("PubRecPacket", sent)
+        if packet_id not in self._pubrel:
             if packet.reason_code >= 0x80:  # [v5:MQTT-4.4.0-2] done, failed
+                del self._outgoing[packet_id]
                 return PublishCompleted(
                     packet_id=packet_id,
                     reason_code=packet.reason_code,
                     properties=packet.properties,
                 )
-            outgoing[packet_id] = None  # now last: PUBREL order [v5:MQTT-4.6.0-3]
-        # else a repeated PUBREC: answer it again, the entry stays where it is.
+            self._pubrel[packet_id] = None
+        # else a repeated PUBREC: answer it again.
         self._out += _ACK.pack(_PUBREL, 2, packet_id)
         return None
 
     def _on_pubrel(self, packet: PubRelPacket) -> None:
         packet_id = packet.packet_id
         if packet_id in self._incoming_qos2:
-            self._incoming_qos2.remove(packet_id)  # [v5:MQTT-4.3.3-12]
+            self._incoming_qos2.remove(packet_id)  # [v5:MQTT-4.3.3-11]
             self._out += _ACK.pack(_PUBCOMP, 2, packet_id)
             self._acks_queued += 1
         elif self.protocol_version is ProtocolVersion.V5:
@@ -1033,12 +1047,14 @@ class ClientSession:
             self._out += _ACK.pack(_PUBCOMP, 2, packet_id)
 
     def _on_pubcomp(self, packet: PubCompPacket) -> Event | None:
-        packet_id, outgoing = packet.packet_id, self._outgoing
-        if packet_id not in outgoing:
+        packet_id = packet.packet_id
+        sent = self._outgoing.get(packet_id)
+        if sent is None:
             return None  # not ours (any more): ignored
-        if outgoing[packet_id] is not None:
-            raise self._mismatch("PubCompPacket", packet_id)
-        del outgoing[packet_id]
+        if packet_id not in self._pubrel:
+            raise self._mismatch("PubCompPacket", sent)
+        del self._outgoing[packet_id]
+        del self._pubrel[packet_id]
         return PublishCompleted(
             packet_id=packet_id,
             reason_code=packet.reason_code,

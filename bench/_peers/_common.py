@@ -26,7 +26,8 @@ Roles:
     subscribe to TOPIC, then COUNT times: publish, wait for the publish to complete
     and for the echo; report round-trip percentiles (stop after BUDGET s).
 ``connect``
-    COUNT times: connect, subscribe (wait for SUBACK), disconnect; report percentiles.
+    COUNT times (after ``WARMUP_CONNECTS``): connect, subscribe (wait for SUBACK),
+    disconnect; report percentiles.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ WINDOW = 20
 """QoS 1/2 publishes kept in flight (mosquitto's default receive maximum)."""
 WARMUP = 20
 """Ping-pong round trips done before measuring."""
+WARMUP_CONNECTS = 2
+"""Connect cycles done before measuring (first-use imports and caches)."""
 
 
 @attrs.frozen

@@ -8,12 +8,15 @@ for one handler per filter, concurrent QoS 1/2 publishes in a task group.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import _common
 import anyio
 
 from trio_mqttconn import Message, MqttClient, ProtocolVersion
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _client(spec: _common.Spec) -> MqttClient:
@@ -25,9 +28,11 @@ def _client(spec: _common.Spec) -> MqttClient:
 
 
 async def _watch(counter: _common.Counter, scope: anyio.CancelScope) -> None:
-    while not counter.should_stop():
+    while True:
+        if counter.should_stop():
+            scope.cancel()
+            return
         await anyio.sleep(0.1)
-    scope.cancel()
 
 
 async def sub(spec: _common.Spec) -> None:
@@ -64,9 +69,7 @@ async def filters(spec: _common.Spec) -> None:
     async with _client(spec) as client:
         started = time.perf_counter()
         for index, topic_filter in enumerate(spec.filters()):
-            await client.subscribe(
-                topic_filter, qos=spec.qos, listener=handler(index)
-            )
+            await client.subscribe(topic_filter, qos=spec.qos, listener=handler(index))
         subscribe_s = time.perf_counter() - started
         _common.ready()
         counter = _common.Counter(spec.count, spec.budget)
@@ -136,12 +139,18 @@ async def connect(spec: _common.Spec) -> None:
     """Role ``connect``."""
     samples: list[float] = []
     _common.ready()
+
+    async def cycle() -> None:
+        async with _client(spec) as client:
+            await client.subscribe(spec.topic, qos=spec.qos)
+
+    for _ in range(_common.WARMUP_CONNECTS):
+        await cycle()
     cpu = time.process_time()
     deadline = time.perf_counter() + spec.budget
     for _ in range(spec.count):
         started = time.perf_counter()
-        async with _client(spec) as client:
-            await client.subscribe(spec.topic, qos=spec.qos)
+        await cycle()
         now = time.perf_counter()
         samples.append(now - started)
         if now > deadline:

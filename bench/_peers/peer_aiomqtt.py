@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import _common
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
 
 def _client(spec: _common.Spec) -> aiomqtt.Client:
-    return aiomqtt.Client(
-        spec.host, spec.port, protocol=aiomqtt.ProtocolVersion.V5
-    )
+    return aiomqtt.Client(spec.host, spec.port, protocol=aiomqtt.ProtocolVersion.V5)
 
 
 async def _consume_until_done(
@@ -76,15 +76,14 @@ async def filters(spec: _common.Spec) -> None:
         async def consume() -> None:
             async for message in client.messages:
                 assert message.properties is not None
-                for identifier in message.properties.SubscriptionIdentifier:
+                identifiers = message.properties.SubscriptionIdentifier  # type: ignore[attr-defined]
+                for identifier in identifiers:
                     handlers[identifier](message)
                 if counter.hit():
                     return
 
         await _consume_until_done(counter, consume())
-        counter.report(
-            subscribe_ms=subscribe_s * 1e3, spread=max(counts) - min(counts)
-        )
+        counter.report(subscribe_ms=subscribe_s * 1e3, spread=max(counts) - min(counts))
 
 
 async def pub(spec: _common.Spec) -> None:
@@ -140,12 +139,18 @@ async def connect(spec: _common.Spec) -> None:
     """Role ``connect``."""
     samples: list[float] = []
     _common.ready()
+
+    async def cycle() -> None:
+        async with _client(spec) as client:
+            await client.subscribe(spec.topic, spec.qos)
+
+    for _ in range(_common.WARMUP_CONNECTS):
+        await cycle()
     cpu = time.process_time()
     deadline = time.perf_counter() + spec.budget
     for _ in range(spec.count):
         started = time.perf_counter()
-        async with _client(spec) as client:
-            await client.subscribe(spec.topic, spec.qos)
+        await cycle()
         now = time.perf_counter()
         samples.append(now - started)
         if now > deadline:

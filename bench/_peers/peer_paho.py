@@ -160,13 +160,19 @@ def connect(spec: _common.Spec) -> None:
     """Role ``connect``."""
     samples: list[float] = []
     _common.ready()
+
+    def cycle() -> None:
+        session = _Session(spec)
+        session.subscribe(spec.topic, spec.qos)
+        session.close()
+
+    for _ in range(_common.WARMUP_CONNECTS):
+        cycle()
     cpu = time.process_time()
     deadline = time.perf_counter() + spec.budget
     for _ in range(spec.count):
         started = time.perf_counter()
-        session = _Session(spec)
-        session.subscribe(spec.topic, spec.qos)
-        session.close()
+        cycle()
         now = time.perf_counter()
         samples.append(now - started)
         if now > deadline:

@@ -62,10 +62,10 @@ RC = ReasonCode
 
 # MQTT strings: any code point but U+0000 and surrogates [v5:MQTT-1.5.4-1..2].
 TEXT = st.text(
-    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=8
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=8
 )
 NAME = st.text(
-    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     min_size=1,
     max_size=8,
 )

@@ -882,7 +882,9 @@ def test_publish_qos2_full_flow(version: ProtocolVersion) -> None:
     assert session.events() == []
     assert session.data_to_send() == pubrel(packet_id)
     assert session.inflight == 1  # until PUBCOMP
-    assert session.pending_publishes() == []
+    assert session.pending_publishes() == [
+        PublishPacket(topic="a/b", payload=b"hi", qos=QOS2, packet_id=packet_id)
+    ]
     session.receive_data(pubcomp(packet_id))
     assert session.events() == [PublishCompleted(packet_id=packet_id)]
     assert session.inflight == 0
@@ -1089,7 +1091,7 @@ def test_incoming_qos2_flow_and_duplicate_suppressed(version: ProtocolVersion) -
     session.receive_data(pubrel(7))
     assert session.events() == []
     assert session.data_to_send() == pubcomp(7)
-    # After PUBREL the id is free: the same id is a new message [v5:MQTT-4.3.3-13]
+    # After PUBREL the id is free: the same id is a new message [v5:MQTT-4.3.3-12]
     (event,) = broker.send(session, incoming(7, QOS2))
     assert message_of(event).payload == b"hi"
 
@@ -1258,7 +1260,7 @@ def test_incoming_topic_alias_resolution() -> None:
 
 @pytest.mark.parametrize(("maximum", "alias"), [(2, 3), (0, 1)])
 def test_incoming_topic_alias_out_of_range(maximum: int, alias: int) -> None:
-    # [v5:MQTT-3.3.2-10]
+    # [v5:MQTT-3.3.2-11]
     session, broker = make_session(topic_alias_maximum=maximum)
     session.receive_data(
         broker.encode(
@@ -1312,7 +1314,7 @@ def test_incoming_topic_aliases_reset_per_connection() -> None:
 
 
 def test_outgoing_topic_aliases() -> None:
-    # [v5:MQTT-3.2.2-17] [v5:MQTT-3.3.2-12]
+    # [v5:MQTT-3.2.2-17] [v5:MQTT-3.3.2-9]
     session, broker = make_session(
         outgoing_topic_aliases=True, connack=Properties(topic_alias_maximum=1)
     )
@@ -1812,7 +1814,10 @@ def test_auth_exchange_before_connack() -> None:
     assert broker.receive_one(data) == AuthPacket(
         reason_code=ReasonCode.CONTINUE_AUTHENTICATION, properties=answer
     )
-    (event,) = broker.send(session, ConnAckPacket())
+    (event,) = broker.send(
+        session,
+        ConnAckPacket(properties=Properties(authentication_method="SCRAM-SHA-1")),
+    )
     assert isinstance(event, Connected)
     # Re-authentication on the live connection [v5:MQTT-4.12.1-1]
     data = session.auth(ReasonCode.RE_AUTHENTICATE, properties=answer)
@@ -1880,7 +1885,14 @@ def test_auth_needs_the_same_method() -> None:
 
 def test_auth_above_broker_maximum_packet_size() -> None:
     session, broker = _auth_session()
-    broker.send(session, ConnAckPacket(properties=Properties(maximum_packet_size=20)))
+    broker.send(
+        session,
+        ConnAckPacket(
+            properties=Properties(
+                authentication_method="SCRAM-SHA-1", maximum_packet_size=20
+            )
+        ),
+    )
     with pytest.raises(
         ValueError, match=r"^AuthPacket of \d+ bytes exceeds the broker's maximum"
     ):
@@ -1917,6 +1929,36 @@ def test_broker_auth_with_wrong_method_is_protocol_error(
         session.events()
 
 
+@pytest.mark.parametrize(
+    ("connect_method", "connack_method"), [(None, "X"), ("SCRAM-SHA-1", None)]
+)
+def test_connack_with_wrong_authentication_method_is_protocol_error(
+    connect_method: str | None, connack_method: str | None
+) -> None:
+    # [v5:MQTT-4.12.0-5] [v5:MQTT-4.12.0-6]
+    session = ClientSession()
+    broker = ScriptedBroker()
+    session.connect(
+        ConnectPacket(
+            client_id="c",
+            properties=Properties(authentication_method=connect_method),
+        )
+    )
+    session.receive_data(
+        broker.encode(
+            ConnAckPacket(properties=Properties(authentication_method=connack_method))
+        )
+    )
+    with pytest.raises(
+        ProtocolError,
+        match=exactly(
+            f"received ConnAckPacket with authentication method {connack_method!r} "
+            f"after a CONNECT with {connect_method!r}"
+        ),
+    ):
+        session.events()
+
+
 # ---------------------------------------------------------------------------
 # reconnect: resend with session present, discard without
 
@@ -1943,28 +1985,41 @@ def test_resend_after_reconnect_golden_dup(version: ProtocolVersion) -> None:
 
 
 def test_resend_keeps_original_order_and_ids() -> None:
-    # [v5:MQTT-4.6.0-1] PUBLISH in publish order, [v5:MQTT-4.6.0-3] PUBREL in
-    # PUBREC order: each packet goes where its last transmission was.
+    # PUBREL in PUBREC order [v5:MQTT-4.6.0-4] (those messages are the broker's
+    # already), then PUBLISH in publish order [v5:MQTT-4.6.0-1], same ids.
     session, broker = make_session()
-    session.publish("t/1", b"1", qos=QOS2)  # id 1: PUBREC later -> PUBREL
+    session.publish("t/1", b"1", qos=QOS2)  # id 1: PUBREC second -> PUBREL
     session.publish("t/2", b"2", qos=QOS1)  # id 2
     session.publish("t/3", b"3", qos=QOS2)  # id 3: PUBREC first -> PUBREL
     session.publish("t/4", b"4", qos=QOS2)  # id 4: awaits PUBREC
     session.publish("t/5", b"5", qos=QOS1)  # id 5: completed
+    session.publish("t/6", b"6", qos=QOS1)  # id 6
     session.receive_data(pubrec(3) + pubrec(1) + puback(5))
     session.events()
     assert session.data_to_send() == pubrel(3) + pubrel(1)
+    assert [p.packet_id for p in session.pending_publishes()] == [1, 2, 3, 4, 6]
     session.send_failed()
     event = reconnect(session, broker, session_present=True)
-    assert event.resent == 4
+    assert event.resent == 5
     assert broker.receive(session.data_to_send()) == [
-        PublishPacket(topic="t/2", payload=b"2", qos=QOS1, dup=True, packet_id=2),
-        PublishPacket(topic="t/4", payload=b"4", qos=QOS2, dup=True, packet_id=4),
         PubRelPacket(packet_id=3),
         PubRelPacket(packet_id=1),
+        PublishPacket(topic="t/2", payload=b"2", qos=QOS1, dup=True, packet_id=2),
+        PublishPacket(topic="t/4", payload=b"4", qos=QOS2, dup=True, packet_id=4),
+        PublishPacket(topic="t/6", payload=b"6", qos=QOS1, dup=True, packet_id=6),
     ]
-    # The ids stay taken: the next publish gets 6.
-    assert session.publish("x", b"", qos=QOS1)[0] == 6
+    # The ids stay taken: the next publish gets 7.
+    assert session.publish("x", b"", qos=QOS1)[0] == 7
+    # The re-sent exchanges complete as usual.
+    session.receive_data(pubcomp(1) + pubcomp(3) + puback(2) + pubrec(4))
+    assert [
+        e.packet_id for e in session.events() if isinstance(e, PublishCompleted)
+    ] == [
+        1,
+        3,
+        2,
+    ]
+    assert session.data_to_send() == pubrel(4)
 
 
 def test_resend_happens_once_per_reconnect() -> None:
@@ -2112,7 +2167,7 @@ def test_session_any_broker_packets_raise_only_protocol_error(
         return
     # Whatever happened, the tables stay consistent.
     assert session.inflight + session.send_quota == 65535
-    assert len(session.pending_publishes()) <= session.inflight
+    assert len(session.pending_publishes()) == session.inflight
 
 
 @given(data=st.binary(max_size=64))

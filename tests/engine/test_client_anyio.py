@@ -70,9 +70,11 @@ async def test_anyio_listener_and_reconnect() -> None:
 async def test_anyio_close_leaves_no_task_and_no_open_stream() -> None:
     async with FakeBroker() as broker:
         before = _running_tasks()
-        async with make_client(broker, keepalive=30) as client:
-            async with client.subscription("s"):
-                await client.publish("s", b"x", qos=1)
+        async with (
+            make_client(broker, keepalive=30) as client,
+            client.subscription("s"),
+        ):
+            await client.publish("s", b"x", qos=1)
         await anyio.wait_all_tasks_blocked()
         assert _running_tasks() - before == set()
         assert broker.connections[0].client_stream.closed

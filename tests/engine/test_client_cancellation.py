@@ -84,6 +84,8 @@ async def test_cancel_publish_while_waiting_for_the_connection(
     async with FakeBroker() as broker, make_client(broker) as client:
         broker.script(*[Answer(refuse=True)] * 3)  # reconnects at 1, 3, 7 fail
         await broker.connections[0].close()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not client.is_connected
         for deadline in (0.5, 1, 2, 3, 5, 7):
             with trio.move_on_at(deadline) as scope:
                 await client.publish("t", b"w%g" % deadline, qos=1)

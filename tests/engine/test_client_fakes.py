@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from tests._fakes import Answer, FakeBroker, memory_byte_stream_pair
-from trio_mqttconn import ProtocolVersion, ReasonCode
+from trio_mqttconn import ProtocolVersion, QoS, ReasonCode
 from trio_mqttconn._packets import (
     ConnAckPacket,
     ConnectPacket,
@@ -224,7 +224,7 @@ async def test_fake_broker_answers_connect_ping_and_subscribe() -> None:
         assert await _next(stream, decoder) == PingRespPacket()
         subscribe = SubscribePacket(
             packet_id=7,
-            subscriptions=(TopicSubscription(filter="a/#", qos=1),),
+            subscriptions=(TopicSubscription(filter="a/#", qos=QoS.AT_LEAST_ONCE),),
             properties=Properties(subscription_identifiers=(3,)),
         )
         await stream.send(encode_packet(subscribe, V5))

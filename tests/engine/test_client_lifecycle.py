@@ -62,7 +62,7 @@ async def test_client_async_with_connects_on_enter_and_disconnects_on_exit(
         assert isinstance(conn.received[-1], DisconnectPacket)
         assert conn.close_reason == "disconnect"
         assert conn.client_stream.closed
-        assert not client.is_connected
+        assert not client.statistics().connected
         assert trio.current_time() == 0
 
 
@@ -76,7 +76,7 @@ async def test_client_run_in_a_nursery_returns_after_aclose(
         assert broker.connections[0].connacked
         await client.publish("t", b"x", qos=1)
         await client.aclose()
-        assert not client.is_connected
+        assert not client.statistics().connected
     assert isinstance(broker.connections[0].received[-1], DisconnectPacket)
 
 

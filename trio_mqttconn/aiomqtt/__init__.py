@@ -11,10 +11,17 @@ migration guide (docs/migrating.rst) for what differs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Final
+from typing import Final
 
+from . import (
+    client as client,
+    exceptions as exceptions,
+    message as message,
+    topic as topic,
+    types as types,
+)
 from ._compat import ProtocolVersion, ProxySettings, TLSParameters, Will
+from .client import Client, MessagesIterator
 from .exceptions import MqttCodeError, MqttConnectError, MqttError, MqttReentrantError
 from .message import Message
 from .topic import Topic, TopicLike, Wildcard, WildcardLike
@@ -41,18 +48,3 @@ __all__ = [
     "__version__",
     "__version_tuple__",
 ]
-
-_LAZY = frozenset({"Client", "MessagesIterator"})
-
-
-def __getattr__(name: str) -> Any:  # noqa: ANN401 (module attribute lookup)
-    # Client and MessagesIterator live in .client, imported on first use.
-    if name in _LAZY:
-        client = importlib.import_module(".client", __name__)
-        try:
-            return getattr(client, name)
-        except AttributeError:
-            msg = f"trio_mqttconn.aiomqtt.{name} is not implemented yet"
-            raise AttributeError(msg) from None
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
