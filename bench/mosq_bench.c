@@ -59,11 +59,24 @@ static double cpu_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Peak RSS in KiB: VmHWM, since ru_maxrss keeps the parent's peak across exec. */
 static long max_rss_kib(void)
 {
-	struct rusage usage;
-	getrusage(RUSAGE_SELF, &usage);
-	return usage.ru_maxrss;
+	char line[256];
+	long kib = -1;
+	FILE *status = fopen("/proc/self/status", "r");
+	if (status) {
+		while (fgets(line, sizeof line, status))
+			if (sscanf(line, "VmHWM: %ld", &kib) == 1)
+				break;
+		fclose(status);
+	}
+	if (kib < 0) {
+		struct rusage usage;
+		getrusage(RUSAGE_SELF, &usage);
+		kib = usage.ru_maxrss;
+	}
+	return kib;
 }
 
 static void die(const char *what, int rc)

@@ -44,7 +44,7 @@ import trio.abc
 import trio.lowlevel
 import trio.testing
 
-from trio_mqttconn._enums import ProtocolVersion, QoS, ReasonCode
+from trio_mqttconn._enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
 from trio_mqttconn._exceptions import ProtocolError
 from trio_mqttconn._packets import (
     AuthPacket,
@@ -855,10 +855,16 @@ class FakeBroker:
                 continue
             qos = QoS(min(option.qos, self.maximum_qos))
             reasons.append(ReasonCode(int(qos)))
+            existed = option.filter in conn.session.subscriptions
             conn.session.subscriptions[option.filter] = _Sub(
                 attrs.evolve(option, qos=qos), identifier
             )
-            granted.append(option)
+            # [v5:MQTT-3.3.1-9] [v5:MQTT-3.3.1-10] retained messages on subscribe
+            handling = option.retain_handling
+            if handling is RetainHandling.SEND_ON_SUBSCRIBE or (
+                handling is RetainHandling.SEND_IF_NEW_SUBSCRIPTION and not existed
+            ):
+                granted.append(option)
         if self.ack_subscribes:
             await conn.send(
                 SubAckPacket(packet_id=packet.packet_id, reason_codes=tuple(reasons))

@@ -302,6 +302,9 @@ class MqttClient:
         topic_alias_maximum: Topic aliases the broker may use towards us.
         outgoing_topic_aliases: Use topic aliases for our publishes when allowed.
         disconnect_timeout: Seconds granted to the DISCONNECT on close.
+        write_timeout: Seconds one write to the socket may take; a write is not
+            interrupted by the caller's cancellation (it would corrupt the stream),
+            and a longer stall drops the connection.
         websocket_headers: Extra HTTP headers for the WebSocket handshake.
         transport: Replaces the network: an async callable taking an `Endpoint`-like
             value and returning an `anyio.abc.ByteStream` (used by tests).
@@ -359,6 +362,10 @@ class MqttClient:
         default=5.0, kw_only=True, validator=_positive_or_zero("disconnect_timeout")
     )
     """Seconds granted to the DISCONNECT on close."""
+    write_timeout: float = attrs.field(
+        default=30.0, kw_only=True, validator=_positive_or_zero("write_timeout")
+    )
+    """Seconds one write may take before the connection counts as dead."""
     _websocket_headers: dict[str, str] | None = attrs.field(
         default=None, kw_only=True, alias="websocket_headers"
     )
@@ -860,9 +867,12 @@ class MqttClient:
             await self._send(conn, data)
 
     def _filter_options(self) -> dict[str, tuple[TopicSubscription, Properties]]:
+        # Only what the broker granted before: a subscribe still waiting for its
+        # SUBACK is asked again by its own caller.
         seen: dict[str, tuple[TopicSubscription, Properties]] = dict(self._raw_filters)
         for sub in self._subscriptions:
-            seen[sub.topic_filter] = (sub.options, self._sub_properties(sub))
+            if sub.granted_qos is not None:
+                seen[sub.topic_filter] = (sub.options, self._sub_properties(sub))
         return seen
 
     async def _resubscribe(self, conn: _Connection) -> list[_Operation]:
@@ -1028,24 +1038,33 @@ class MqttClient:
     # -- writing ------------------------------------------------------------------------
 
     async def _send(self, conn: _Connection, data: bytes) -> None:
+        # The write itself is shielded (bounded by write_timeout): a caller cancelled
+        # mid-write would otherwise leave part of a packet on the wire and cost the
+        # connection. Cancellation then takes effect at the caller's next checkpoint.
         async with self._write_lock:
             if conn.ended is not None or self._conn is not conn:
                 raise ConnectionLost("not connected to the broker")
-            try:
-                await conn.stream.send(data)
-            except BaseException as exc:
+            failure: BaseException | None = None
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + self.write_timeout
+                try:
+                    await conn.stream.send(data)
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:
+                    failure = exc
+            if scope.cancelled_caught:
+                failure = TimeoutError(
+                    f"the write stalled for {self.write_timeout:g} s (write_timeout)"
+                )
+            if failure is not None:
                 # Part of a packet may be on the wire: this stream is unusable.
                 self._session.send_failed()
-                reason: BaseException = exc
-                if not isinstance(exc, anyio.get_cancelled_exc_class()):
-                    reason = ConnectionLost(
-                        f"sending to {conn.endpoint.display()} failed: {exc}"
-                    )
-                    reason.__cause__ = exc
+                reason = ConnectionLost(
+                    f"sending to {conn.endpoint.display()} failed: {failure}"
+                )
                 conn.end(reason)
-                if reason is exc:
-                    raise
-                raise reason from exc
+                raise reason from failure
         conn.last_sent = anyio.current_time()
         self._bytes_sent += len(data)
 

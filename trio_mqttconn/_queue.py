@@ -109,7 +109,7 @@ def _trace_id(context: object) -> str | None:
     return None
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, init=False)
 class MessageEnvelope:
     """A message with the metadata pip-services queues carry along.
 
@@ -137,9 +137,7 @@ class MessageEnvelope:
         self, context: object, message_type: str | None, message: object
     ) -> None:
         """Create an envelope (the pip-services constructor)."""
-        self.__attrs_init__(  # type: ignore[attr-defined]  # made by attrs
-            _trace_id(context), message_type, _to_bytes(message)
-        )
+        self.__attrs_init__(_trace_id(context), message_type, _to_bytes(message))
 
     def get_reference(self) -> object:
         """The lock token a queue attached to this message (always None for MQTT)."""

@@ -32,6 +32,7 @@ Roles:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
@@ -116,7 +117,15 @@ def wait_stdin_eof() -> None:
 
 
 def max_rss_kib() -> int:
-    """Peak resident set size of this process in KiB (Linux ``ru_maxrss``)."""
+    """Peak resident set size of this process in KiB.
+
+    Linux's ``VmHWM``: ``ru_maxrss`` is no good here, because a process started by
+    fork + exec keeps the parent's peak (the harness's) in it across the exec.
+    """
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 

@@ -64,7 +64,8 @@ async def test_cancel_publish_at_every_checkpoint(
             await _usable(client, broker, b"after %d" % steps)
         else:  # pragma: no cover
             pytest.fail(f"publish still interrupted after {MAX_STEPS} checkpoints")
-        assert steps > 1
+        # QoS 0 may complete at its first yield: the write itself is shielded.
+        assert steps >= 1
         _no_broken_packets(broker.connections)
         # whatever a cancelled call left in flight completes by the next reconnect
         broker.script(Answer(session_present=True))

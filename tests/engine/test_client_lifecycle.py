@@ -405,3 +405,22 @@ async def test_client_repr_and_statistics(
 
 async def test_client_is_exported_by_the_package() -> None:
     assert MqttClient.__module__ == "trio_mqttconn"
+
+
+async def test_client_public_async_calls_are_checkpoints(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    # STYLE 6.1: every public async function is a checkpoint, even on its fast path
+    async with FakeBroker() as broker, make_client(broker) as client:
+        with trio.testing.assert_checkpoints():
+            await client.wait_connected()
+        with trio.testing.assert_checkpoints():
+            await client.publish("t", b"x")
+        async with client.subscription("t") as sub:
+            await broker.publish("t", b"queued")
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.testing.assert_checkpoints():
+                await sub.receive()
+        await client.aclose()
+        with trio.testing.assert_checkpoints():
+            await client.aclose()

@@ -24,6 +24,7 @@ from trio_mqttconn import (
     ReasonCode,
 )
 from trio_mqttconn._packets import (
+    DisconnectPacket,
     PubCompPacket,
     PublishPacket,
     PubRelPacket,
@@ -520,3 +521,21 @@ async def test_reconnect_pubcomp_after_reconnect_completes_publish(
             assert client.statistics().inflight == 1
             await conn1.send(PubCompPacket(packet_id=release.packet_id))
         assert client.statistics().inflight == 0
+
+
+async def test_reconnect_after_a_malformed_packet_from_the_broker(
+    autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
+) -> None:
+    # [v5:MQTT-4.13] malformed input: DISCONNECT with the reason code, then close
+    async with FakeBroker() as broker, make_client(broker) as client:
+        conn0 = broker.connections[0]
+        await conn0.send_raw(b"\x00\x00")  # packet type 0 is reserved
+        await conn0.wait_closed()
+        [disconnect] = conn0.packets(DisconnectPacket)
+        assert disconnect.reason_code in (
+            ReasonCode.MALFORMED_PACKET,
+            ReasonCode.PROTOCOL_ERROR,
+        )
+        await client.wait_connected()
+        assert broker.attempt_times() == [0, 1]

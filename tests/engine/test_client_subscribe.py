@@ -403,3 +403,56 @@ async def test_subscribe_listener_failure_ends_the_client(
 
         with pytest.raises(KeyError, match=r"^'x'$"):
             await run_with_broken_listener()
+
+
+async def test_subscription_right_after_connect_sends_one_subscribe(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    # Subscribing right after `async with` must not race the first connection's
+    # restore step into a second SUBSCRIBE (that would deliver retained messages
+    # twice). Trio shuffles scheduling, so try a few times.
+    for attempt in range(20):
+        async with FakeBroker() as broker:
+            broker.retained["r"] = PublishPacket(
+                topic="r", payload=b"kept", retain=True
+            )
+            async with make_client(broker) as client, client.subscription("r") as sub:
+                assert (await sub.receive()).payload == b"kept"
+                await trio.testing.wait_all_tasks_blocked()
+                subscribes = broker.connections[0].packets(SubscribePacket)
+                assert len(subscribes) == 1, (
+                    f"attempt {attempt}: {len(subscribes)} SUBSCRIBEs"
+                )
+                assert _drained(sub)
+
+
+@pytest.mark.parametrize(
+    ("handling", "expected"),
+    [
+        (RetainHandling.SEND_ON_SUBSCRIBE, [b"kept"]),
+        (RetainHandling.DO_NOT_SEND, []),
+    ],
+)
+async def test_subscription_retained_messages_follow_retain_handling(
+    autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
+    handling: RetainHandling,
+    expected: list[bytes],
+) -> None:
+    async with FakeBroker() as broker, make_client(broker) as client:
+        await client.publish("r/1", b"kept", retain=True)
+        async with client.subscription("r/#", retain_handling=handling) as sub:
+            await trio.testing.wait_all_tasks_blocked()
+            received: list[Message] = []
+            while not _drained_into(sub, received):
+                pass
+            assert [m.payload for m in received] == expected
+            assert all(m.retain for m in received)
+
+
+def _drained_into(sub: Subscription, into: list[Message]) -> bool:
+    try:
+        into.append(sub.receive_nowait())
+    except anyio.WouldBlock:
+        return True
+    return False

@@ -200,6 +200,7 @@ class _Connection:
 
     engine: MqttClient
     group: anyio.abc.TaskGroup
+    pump_ready: anyio.Event = attrs.Factory(anyio.Event)
     pump_done: anyio.Event = attrs.Factory(anyio.Event)
     engine_done: anyio.Event = attrs.Factory(anyio.Event)
     error: BaseException | None = None
@@ -735,7 +736,7 @@ class Client:
         try:
             with anyio.move_on_after(seconds) as scope:
                 await group.start(self._run_engine, conn)
-                await group.start(self._pump, conn)
+                await conn.pump_ready.wait()
             if scope.cancelled_caught:
                 raise MqttError(_TIMED_OUT)
         except BaseException as exc:
@@ -907,6 +908,10 @@ class Client:
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         status = _StartStatus(task_status)
+        # The pump's first step runs while the engine waits for the network: its
+        # stream exists before CONNACK, so nothing the broker sends right after
+        # CONNACK (a persistent session's queued messages) is missed.
+        conn.group.start_soon(self._pump, conn, name="aiomqtt-pump")
         try:
             await conn.engine.run(task_status=status)
         except Exception as exc:
@@ -919,22 +924,17 @@ class Client:
         finally:
             conn.engine_done.set()
 
-    async def _pump(
-        self,
-        conn: _Connection,
-        *,
-        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def _pump(self, conn: _Connection) -> None:
         try:
             try:
                 messages = conn.engine.messages()
                 stream = await messages.__aenter__()
             except NotOpenError:
-                # The connection died right after CONNACK; the engine task says so.
-                task_status.started()
+                # The engine ended before the stream was made; it says why.
+                await conn.engine_done.wait()
                 return
+            conn.pump_ready.set()
             try:
-                task_status.started()
                 deliver = self._deliver
                 while True:
                     try:
@@ -948,6 +948,7 @@ class Client:
                 with anyio.CancelScope(shield=True):
                     await messages.__aexit__(None, None, None)
         finally:
+            conn.pump_ready.set()
             conn.pump_done.set()
 
     def _lost(self, conn: _Connection, cause: BaseException) -> None:

@@ -1,0 +1,181 @@
+"""MqttConnection when brokers stop, restart and fail over (private brokers).
+
+Re-subscription after a restart is observed through a retained message that a second
+client publishes once the broker is back: the connection gets it exactly once,
+either live (it re-subscribed first) or as the retained copy (it re-subscribed
+after), so no test waits for time to pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from trio_mqttconn import ConfigParams, ConnectError, MqttClient, References
+from trio_mqttconn._connection import (
+    COUNTER_CONNECTS,
+    COUNTER_ERRORS,
+    COUNTER_RECONNECTS,
+    MqttConnection,
+)
+
+from .test_connection import (
+    COUNTERS,
+    LOGGER,
+    TIMEOUT,
+    Collector,
+    PipCounters,
+    PipLogger,
+    closed_port,
+)
+
+if TYPE_CHECKING:
+    from trio_mqttconn.testing import Mosquitto
+
+pytestmark = pytest.mark.anyio
+
+Factory = Callable[[], "Mosquitto"]
+
+
+async def publish_retained(uri: str, topic: str, payload: str) -> None:
+    async with MqttClient(uri) as client:
+        await client.publish(topic, payload, qos=1, retain=True)
+
+
+async def test_connection_reconnects_and_resubscribes_after_restart(
+    mosquitto_factory: Factory, unique_topic: str
+) -> None:
+    broker = mosquitto_factory()
+    logger, counters, collector = PipLogger(), PipCounters(), Collector()
+    connection = MqttConnection()
+    connection.configure(
+        ConfigParams.from_tuples(
+            "connection.uri",
+            broker.uri,
+            "options.reconnect_timeout",
+            50,
+        )
+    )
+    connection.set_references(
+        References.from_tuples(LOGGER, logger, COUNTERS, counters)
+    )
+    with anyio.fail_after(TIMEOUT):
+        async with connection:
+            await connection.subscribe(unique_topic, {"qos": 1}, collector)
+            client = connection.get_connection()
+            await anyio.to_thread.run_sync(broker.restart)
+            await publish_retained(broker.uri, unique_topic, "after restart")
+            await collector.wait_for(1)
+            assert connection.get_connection() is client
+            assert connection.is_open()
+            assert connection.is_connected()
+            # The link is usable again for publishing too.
+            await connection.publish(unique_topic, "again", {"qos": 1})
+            await collector.wait_for(2)
+    assert collector.payloads == [b"after restart", b"again"]
+    assert counters.counts[COUNTER_CONNECTS] == 2
+    assert counters.counts[COUNTER_RECONNECTS] == 1
+    assert COUNTER_ERRORS not in counters.counts
+    assert "Reconnected to MQTT broker (1 times)" in logger.texts("info")
+
+
+async def test_connection_without_retry_stays_open_but_disconnected(
+    mosquitto_factory: Factory, unique_topic: str
+) -> None:
+    broker = mosquitto_factory()
+    logger, counters, collector = PipLogger(), PipCounters(), Collector()
+    connection = MqttConnection()
+    connection.configure(
+        ConfigParams.from_tuples(
+            "connection.uri", broker.uri, "options.retry_connect", False
+        )
+    )
+    connection.set_references(
+        References.from_tuples(LOGGER, logger, COUNTERS, counters)
+    )
+    lost = re.compile(
+        r"^Connection to MQTT broker failed: lost the connection to "
+        rf"{re.escape(broker.uri)}: .*; call open\(\) to reconnect$"
+    )
+    with anyio.fail_after(TIMEOUT):
+        async with connection:
+            await connection.subscribe(unique_topic, {"qos": 1}, collector)
+            first = connection.get_connection()
+            await anyio.to_thread.run_sync(broker.stop)
+            # QoS 1 waits for the PUBACK, which never comes: the drop is seen.
+            with pytest.raises(ConnectError, match=lost) as info:
+                await connection.publish(unique_topic, "lost", {"qos": 1})
+            assert info.value.code == "CONNECT_FAILED"
+            assert connection.is_open()
+            assert not connection.is_connected()
+            with pytest.raises(ConnectError, match=lost):
+                await connection.publish(unique_topic, "still lost", None)
+            with pytest.raises(ConnectError, match=lost):
+                await connection.subscribe(f"{unique_topic}/2", None, Collector())
+
+            await anyio.to_thread.run_sync(broker.start)
+            await connection.open(None)  # reopens, subscribes the listener again
+            assert connection.get_connection() is not first
+            assert connection.is_connected()
+            await connection.publish(unique_topic, "back", {"qos": 1})
+            await collector.wait_for(1)
+    assert collector.payloads == [b"back"]
+    assert counters.counts[COUNTER_ERRORS] == 1
+    assert counters.counts[COUNTER_CONNECTS] == 2
+    assert COUNTER_RECONNECTS not in counters.counts
+    [(_, _, error, text)] = [r for r in logger.records if r[0] == "error"]
+    assert text == "Lost the connection to MQTT broker; call open() to reconnect"
+    assert error is not None
+
+
+async def test_connection_fails_over_to_the_next_broker_on_open(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    connection = MqttConnection()
+    connection.configure(
+        ConfigParams.from_tuples(
+            "connections.0.uri",
+            f"mqtt://127.0.0.1:{closed_port()}",
+            "connections.1.host",
+            mosquitto.host,
+            "connections.1.port",
+            mosquitto.port,
+        )
+    )
+    collector = Collector()
+    with anyio.fail_after(TIMEOUT):
+        async with connection:
+            await connection.subscribe(unique_topic, {"qos": 1}, collector)
+            await connection.publish(unique_topic, "via the second", {"qos": 1})
+            await collector.wait_for(1)
+    assert collector.payloads == [b"via the second"]
+
+
+async def test_connection_fails_over_when_its_broker_stops(
+    mosquitto_factory: Factory, unique_topic: str
+) -> None:
+    first, second = mosquitto_factory(), mosquitto_factory()
+    await publish_retained(second.uri, unique_topic, "from the second broker")
+    connection = MqttConnection()
+    connection.configure(
+        ConfigParams.from_tuples(
+            "connection.uri",
+            f"{first.uri},{second.uri}",
+            "options.reconnect_timeout",
+            50,
+        )
+    )
+    collector = Collector()
+    with anyio.fail_after(TIMEOUT):
+        async with connection:
+            await connection.subscribe(unique_topic, {"qos": 1}, collector)
+            assert collector.payloads == []  # the first broker has nothing retained
+            await anyio.to_thread.run_sync(first.stop)
+            await collector.wait_for(1)  # re-subscribed on the second broker
+            assert connection.is_connected()
+    assert collector.payloads == [b"from the second broker"]
