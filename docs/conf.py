@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-from trio_mqttconn import __version__  # noqa: E402
+from trio_mqttconn import __version__
 
 project = "trio_mqttconn"
 author = "trio_mqttconn developers"

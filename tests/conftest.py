@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
 
 from trio_mqttconn.testing import Mosquitto
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 # CI runs the arbitrary-bytes decoder property with at least 10,000 examples; the
 # profile is chosen by the tests that need it (see tests/core/test_decoder_fuzz.py).

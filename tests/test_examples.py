@@ -6,10 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from trio_mqttconn.testing import Mosquitto
+if TYPE_CHECKING:
+    from trio_mqttconn.testing import Mosquitto
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 

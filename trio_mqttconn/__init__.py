@@ -5,6 +5,12 @@ The public API is what this module exports; everything in ``_``-modules is priva
 
 from __future__ import annotations
 
+from ._client import (
+    ClientStatistics as ClientStatistics,
+    MqttClient as MqttClient,
+    Transport as Transport,
+)
+from ._config import ConfigParams as ConfigParams
 from ._enums import (
     PacketType as PacketType,
     PropertyId as PropertyId,
@@ -29,12 +35,6 @@ from ._exceptions import (
     SubscribeError as SubscribeError,
     UnsubscribeError as UnsubscribeError,
 )
-from ._client import (
-    ClientStatistics as ClientStatistics,
-    MqttClient as MqttClient,
-    Transport as Transport,
-)
-from ._config import ConfigParams as ConfigParams
 from ._message import Message as Message
 from ._packets import TopicSubscription as TopicSubscription, Will as Will
 from ._properties import Properties as Properties

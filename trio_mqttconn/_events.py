@@ -5,14 +5,16 @@ CONTRACT (fixed, the engine codes against it).
 
 from __future__ import annotations
 
-from typing import TypeAlias, final
+from typing import TYPE_CHECKING, TypeAlias, final
 
 import attrs
 
 from ._enums import ReasonCode
-from ._message import Message
-from ._packets import PublishPacket
 from ._properties import EMPTY_PROPERTIES, Properties
+
+if TYPE_CHECKING:
+    from ._message import Message
+    from ._packets import PublishPacket
 
 __all__ = [
     "AuthReceived",

@@ -14,10 +14,10 @@ receive, buffering each message once per call).
 
 Messages are kept in arrival order in memory until `MqttMessageQueue.receive` takes
 them, or handed to the receiver while `MqttMessageQueue.listen` runs. ``receive``
-waits on an event with a real timeout (no polling). Messages the connection already
-received but has not yet handed to the queue (they sit in the subscription's
-channel) count as present: `MqttMessageQueue.read_message_count` includes them, and
-``peek`` waits for them.
+waits on an event with a real timeout (no polling). The queue's messages arrive
+through the connection's dispatch task for its subscription, so a message the broker
+sent is counted by `MqttMessageQueue.read_message_count` once that task handed it
+over.
 
 With ``options.serialize_envelope`` the whole `MessageEnvelope` travels as JSON
 (``message_id``, ``trace_id``, ``message_type``, ``sent_time``, and ``message`` in
@@ -556,27 +556,6 @@ class MqttMessageQueue:
             self._arrived = anyio.Event()
         await self._arrived.wait()
 
-    def _in_channel(self) -> int:
-        """Messages the connection received for this queue but did not hand over yet."""
-        if not self._subscribed or self._connection is None:
-            return 0
-        topic = self._get_topic()
-        for sub in self._connection._subscriptions:
-            if sub.listener is self and sub.topic == topic:
-                stats = sub.statistics()
-                return 0 if stats is None else stats.queued
-        return 0
-
-    async def _settle(self) -> None:
-        """Wait until messages already received by the connection reach the buffer."""
-        while (
-            self._opened
-            and not self._messages
-            and self._receiver is None
-            and self._in_channel() > 0
-        ):
-            await self._wait_arrival()
-
     async def on_message(self, topic: str, data: bytes, packet: Message) -> None:
         """Take a message from the connection (the `IMqttMessageListener` side).
 
@@ -620,19 +599,15 @@ class MqttMessageQueue:
             self._log.error(envelope.trace_id, exc, "Failed to process the message")
 
     async def read_message_count(self) -> int:
-        """Messages waiting to be received (buffered, or received but not yet buffered).
-
-        Subscribes first if needed.
-        """
+        """The number of buffered messages (subscribes first if needed)."""
         self._check_open()
         await self._subscribe(None)
-        return len(self._messages) + self._in_channel()
+        return len(self._messages)
 
     async def peek(self, context: object = None) -> MessageEnvelope | None:
         """Return the next message without removing it; None when there is none.
 
-        Does not wait for new messages (messages the connection already received
-        are waited for). Subscribes first if needed.
+        Does not wait for messages. Subscribes first if needed.
 
         Args:
             context: pip-services context or trace id.
@@ -642,7 +617,6 @@ class MqttMessageQueue:
         """
         self._check_open()
         await self._subscribe(context)
-        await self._settle()
         return self._messages[0] if self._messages else None
 
     async def peek_batch(
@@ -659,7 +633,6 @@ class MqttMessageQueue:
         """
         self._check_open()
         await self._subscribe(context)
-        await self._settle()
         return self._messages[:message_count]
 
     async def receive(

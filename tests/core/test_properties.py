@@ -194,6 +194,27 @@ def test_decode_malformed(block: bytes, context: int, message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        # Each value runs one byte past its block into the rest of the packet,
+        # which must not be read as part of it.
+        (h("03 26 00 01"), "user property runs past its property block"),
+        (h("06 26 00 01 6B 00 02"), "user property runs past its property block"),
+        (h("07 26 00 01 6B 00 02 76"), "user property runs past its property block"),
+        (h("03 03 00 02 61"), "content_type runs past its property block"),
+        (h("01 03"), "packet ends inside the content_type"),
+        (h("04 02 00 00 00"), "packet ends inside the message_expiry_interval"),
+        (h("02 0B 81"), "packet ends inside the subscription_identifiers"),
+        (h("01 81"), "packet ends inside the property identifier"),
+    ],
+)
+def test_decode_never_reads_past_the_block(block: bytes, message: str) -> None:
+    buf = block + h("00 01 77 78 79 00 00")  # more packet after the block
+    with pytest.raises(MalformedPacketError, match=_exact(message)):
+        decode_properties(buf, 0, len(buf), T.PUBLISH)
+
+
+@pytest.mark.parametrize(
     ("block", "context", "reason", "message"),
     [
         (

@@ -89,8 +89,8 @@ async def watch(queue: MqttMessageQueue, topic: str) -> Collector:
     """Another listener on the queue's connection, to know what it received.
 
     The connection hands a message to every matching registration before it reads
-    the next one: once the watcher has a message, so does the queue (in its buffer
-    or its subscription's channel).
+    the next one: once the watcher has a message, the queue's dispatch task has it
+    too, and ``wait_all_tasks_blocked`` lets it reach the queue's buffer.
     """
     watcher = Collector()
     connection = queue._connection
@@ -270,6 +270,7 @@ async def test_queue_send_receive_message(
             watcher = await watch(queue, unique_topic)
             await queue.send(None, sent)
             await watcher.wait_for(1)  # the connection received it
+            await anyio.wait_all_tasks_blocked()  # and handed it to the queue
             assert await queue.read_message_count() == 1
             received = await queue.receive(None, 10_000)
             assert await queue.read_message_count() == 0
@@ -336,11 +337,13 @@ async def test_queue_send_peek_message(mosquitto: Mosquitto, unique_topic: str) 
             watcher = await watch(queue, unique_topic)
             await queue.send(None, sent)
             await watcher.wait_for(1)
+            await anyio.wait_all_tasks_blocked()
             peeked = await queue.peek(None)
             same(sent, peeked)
             assert await queue.peek(None) is peeked  # still there
             await queue.send(None, MessageEnvelope("456", "Test", "second"))
             await watcher.wait_for(2)
+            await anyio.wait_all_tasks_blocked()
             batch = await queue.peek_batch(None, 5)
             assert [e.message for e in batch] == [b"Test message", b"second"]
             assert await queue.peek_batch(None, 1) == batch[:1]
