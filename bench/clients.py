@@ -18,6 +18,10 @@ Scenarios:
 * 1 publisher -> 1 subscriber, 64 B and 4 KiB payloads, QoS 0/1/2: messages/s received
   (first to last message) and the CPU time per message of the subscriber process and of
   the publisher process (``time.process_time`` / ``CLOCK_PROCESS_CPUTIME_ID`` inside each).
+  Each client is measured twice, as subscriber fed by the reference publisher
+  (libmosquitto) and as publisher feeding the reference subscriber, so neither number
+  depends on the speed of the client's own other half (``--pairing same`` pairs each
+  client with itself instead: end-to-end numbers).
 * ping-pong latency at QoS 0 and 1: publish, wait for completion and for the echo.
 * one subscriber with 1,000 filters, each routed to its own handler.
 * connect + subscribe (SUBACK) + disconnect.
@@ -300,6 +304,8 @@ class Bench:
     log: IO[str]
     results: Results = attrs.field(factory=dict)
     failures: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    reference: Peer | None = None
+    """The other side of every throughput pair (None: each client with itself)."""
     run_id: str = attrs.field(factory=lambda: uuid.uuid4().hex[:8])
     _topics: int = 0
 
@@ -350,50 +356,108 @@ class Bench:
         self.log.write(f"!!! {scenario} {peer.key}: {message}\n")
         print(f"    {peer.label}: FAILED ({message})", flush=True)
 
-    def pair(
+    def _run_pair(
         self,
         scenario: str,
-        peer: Peer,
+        sub_peer: Peer,
+        pub_peer: Peer,
+        blame: Peer,
         *,
         sub_role: str,
         qos: int,
         size: int,
         count: int,
-        nfilters: int = 0,
-    ) -> None:
-        """Run a subscriber and a publisher of *peer*; store ``sub.*`` and ``pub.*``."""
+        nfilters: int,
+    ) -> tuple[dict[str, float], dict[str, float]] | None:
+        """Run one subscriber and one publisher; their result values (None: failed)."""
         topic = self.topic()
         timeout = self.settings.timeout
         started = time.monotonic()
+        sub_args = self.args(
+            sub_role, topic, qos=qos, size=size, count=count, nfilters=nfilters
+        )
+        pub_args = self.args(
+            "pub", topic, qos=qos, size=size, count=count, nfilters=nfilters
+        )
         try:
-            sub_args = self.args(
-                sub_role, topic, qos=qos, size=size, count=count, nfilters=nfilters
-            )
-            pub_args = self.args(
-                "pub", topic, qos=qos, size=size, count=count, nfilters=nfilters
-            )
-            with driver(peer, sub_args, self.log) as sub:
+            with driver(sub_peer, sub_args, self.log) as sub:
                 sub.expect("ready", timeout)
-                with driver(peer, pub_args, self.log) as pub:
+                with driver(pub_peer, pub_args, self.log) as pub:
                     pub.expect("ready", timeout)
                     left = timeout - (time.monotonic() - started)
                     sub_values = sub.result(max(left, 1.0))
                     pub.close_stdin()
                     pub_values = pub.result(15.0)
         except DriverError as exc:
-            self._fail(scenario, peer, exc)
+            self._fail(scenario, blame, exc)
+            return None
+        return sub_values, pub_values
+
+    def pair(
+        self,
+        scenario: str,
+        peer: Peer,
+        *,
+        sub_role: str = "sub",
+        qos: int,
+        size: int,
+        count: int,
+        nfilters: int = 0,
+        publisher_too: bool = True,
+    ) -> None:
+        """Measure *peer* as subscriber and (with *publisher_too*) as publisher.
+
+        Against the reference client when there is one (each side measured with the
+        same cheap, fast other side), else against itself. Stores ``sub.*`` (the
+        subscriber's values) and ``pub.*`` (the publisher's, with ``pub.rate`` and
+        ``pub.received`` as counted by the subscriber it fed).
+        """
+        ref = self.reference or peer
+
+        def run(
+            sub_peer: Peer, pub_peer: Peer
+        ) -> tuple[dict[str, float], dict[str, float]] | None:
+            return self._run_pair(
+                scenario,
+                sub_peer,
+                pub_peer,
+                peer,
+                sub_role=sub_role,
+                qos=qos,
+                size=size,
+                count=count,
+                nfilters=nfilters,
+            )
+
+        ran = run(peer, ref)
+        if ran is None:
             return
+        sub_values, pub_values = ran
         values = {f"sub.{k}": v for k, v in sub_values.items()}
-        values.update({f"pub.{k}": v for k, v in pub_values.items()})
+        if publisher_too and ref is not peer:
+            ran = run(ref, peer)
+            if ran is None:
+                return
+            ref_sub_values, pub_values = ran
+        else:
+            ref_sub_values = sub_values
+        if publisher_too:
+            values.update({f"pub.{k}": v for k, v in pub_values.items()})
+            values["pub.rate"] = ref_sub_values.get("rate", 0.0)
+            values["pub.received"] = ref_sub_values.get("received", 0.0)
         self._store(scenario, peer, values)
         lost = count - int(sub_values.get("received", 0))
-        print(
-            f"    {peer.label:24} {sub_values.get('rate', 0):>10,.0f} msg/s   "
-            f"sub {sub_values.get('cpu_us', 0):6.1f} µs/msg   "
-            f"pub {pub_values.get('cpu_us', 0):6.1f} µs/msg"
-            + (f"   LOST {lost}" if lost else ""),
-            flush=True,
+        text = (
+            f"    {peer.label:24} sub {sub_values.get('rate', 0):>8,.0f} msg/s "
+            f"{sub_values.get('cpu_us', 0):6.1f} µs/msg"
         )
+        if publisher_too:
+            lost += count - int(ref_sub_values.get("received", 0))
+            text += (
+                f"   pub {values['pub.rate']:>8,.0f} msg/s "
+                f"{values.get('pub.cpu_us', 0):6.1f} µs/msg"
+            )
+        print(text + (f"   LOST {lost}" if lost else ""), flush=True)
 
     def single(self, scenario: str, peer: Peer, args: list[str], describe: str) -> None:
         """Run one driver (ping-pong, connect cycles) and store its values."""
@@ -459,6 +523,7 @@ class Bench:
                 size=64,
                 count=s.filters_count,
                 nfilters=s.filters,
+                publisher_too=False,
             )
 
         found.append(("filters", filters))
@@ -505,7 +570,7 @@ def rows(settings: Settings) -> list[Row]:
             scenario = f"tp-{size}-{qos}"
             name = f"{size_label} QoS {qos}"
             found += [
-                Row(f"{name}: received msg/s", scenario, "sub.rate", True),
+                Row(f"{name}: msg/s received by it", scenario, "sub.rate", True),
                 Row(
                     f"{name}: subscriber CPU µs/msg",
                     scenario,
@@ -514,6 +579,7 @@ def rows(settings: Settings) -> list[Row]:
                     digits=1,
                     cpu=True,
                 ),
+                Row(f"{name}: msg/s published by it", scenario, "pub.rate", True),
                 Row(
                     f"{name}: publisher CPU µs/msg",
                     scenario,
@@ -553,6 +619,14 @@ def rows(settings: Settings) -> list[Row]:
         ),
         Row(
             "connect+subscribe+disconnect: p99 ms", "connect", "p99_us", False, 1e-3, 2
+        ),
+        Row(
+            "connect+subscribe+disconnect: CPU ms/cycle",
+            "connect",
+            "cpu_us",
+            False,
+            1e-3,
+            2,
         ),
         Row(
             "peak RSS, 64 B QoS 0 subscriber: MiB",
@@ -617,9 +691,9 @@ def table(
                 cells.append("failed" if failed else "n/a")
                 continue
             text = _format(values[row.key], row)
-            expected = values.get("sub.received")
-            if row.key == "sub.rate" and expected is not None:
-                lost = _expected(row.scenario, settings) - int(expected)
+            received = values.get(row.key.replace(".rate", ".received"))
+            if row.key.endswith(".rate") and received is not None:
+                lost = _expected(row.scenario, settings) - int(received)
                 if lost > 0:
                     text += f" (lost {lost:,})"
             cells.append(text)
@@ -718,7 +792,7 @@ def profile(
         raise SystemExit("--profile needs py-spy: pip install py-spy")
     by_key = {p.key: p for p in peers}
     ours = by_key["tmc-trio"]
-    counterpart = by_key[other]
+    counterpart = by_key.get(other, ours)
     count = 5 * (bench.settings.qos0_count if qos == 0 else bench.settings.qos12_count)
     topic = bench.topic()
     raw = Path(tempfile.gettempdir()) / f"tmc-{role}-qos{qos}-profile.txt"
@@ -787,10 +861,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1/10 of the messages")
     parser.add_argument(
-        "--rounds", type=int, help="best of N rounds (default: 2, with --quick 1)"
+        "--rounds", type=int, default=1, help="best of N rounds (default 1)"
     )
     parser.add_argument("--peers", help="comma-separated peer keys (default: all)")
     parser.add_argument("--scenarios", help="comma-separated scenario keys")
+    parser.add_argument(
+        "--pairing",
+        choices=["reference", "same"],
+        default="reference",
+        help="other side of the throughput pairs: libmosquitto (default, when it "
+        "builds) or the same client",
+    )
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument(
         "--profile",
@@ -800,11 +881,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile-qos", type=int, default=0, choices=[0, 1, 2])
     parser.add_argument(
-        "--profile-other", default="tmc-trio", help="peer key of the other side"
+        "--profile-other",
+        default="libmosquitto",
+        help="peer key of the other side (default: libmosquitto)",
     )
     options = parser.parse_args(argv)
     settings = QUICK if options.quick else FULL
-    rounds = options.rounds or (1 if options.quick else 2)
+    rounds = max(1, options.rounds)
 
     sys.path.insert(0, str(ROOT))
     from trio_mqttconn.testing import Mosquitto
@@ -817,10 +900,15 @@ def main(argv: list[str] | None = None) -> int:
         open(Path(tmp) / "drivers.log", "w+") as log,
     ):
         peers, notes = all_peers(Path(tmp))
+        by_key = {p.key: p for p in peers}
         if options.peers:
             wanted = options.peers.split(",")
             peers = [p for p in peers if p.key in wanted]
         bench = Bench(broker.host, broker.port, settings, log)
+        if options.pairing == "reference" and "libmosquitto" in by_key:
+            bench.reference = by_key["libmosquitto"]
+        elif options.pairing == "reference":
+            notes.append("no libmosquitto: each client is paired with itself")
         if options.profile:
             profile(
                 bench,
@@ -871,6 +959,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{elapsed:.0f} s wall time, best of {rounds} round(s)",
         ],
         settings=settings,
+        reference=bench.reference,
     )
     if errors.strip():
         LOG.write_text(errors)
@@ -894,8 +983,19 @@ def write_results(
     peers: list[Peer],
     notes: list[str],
     settings: Settings,
+    reference: Peer | None,
 ) -> None:
     """Write RESULTS.md."""
+    if reference is None:
+        pairing = "Each client publishes to and subscribes from itself."
+    else:
+        pairing = (
+            f"Each client is measured twice: as the subscriber fed by the "
+            f'{reference.label} publisher ("received by it", subscriber CPU) and as '
+            f'the publisher feeding the {reference.label} subscriber ("published by '
+            'it", publisher CPU), so no number depends on the speed of the '
+            "client's own other half."
+        )
     clients = "\n".join(f"- {p.label}: {p.version}" for p in peers)
     machine = "\n".join(f"- {n}" for n in notes)
     s = settings
@@ -918,7 +1018,8 @@ rows. *goal*: at least 0.95x gmqtt.
 - One private mosquitto; every client in its own process, one scenario at a time, all
   clients back to back per scenario. MQTT 5 everywhere, default client options.
 - Throughput: {s.qos0_count:,} messages at QoS 0, {s.qos12_count:,} at QoS 1/2; the
-  publisher keeps 20 QoS 1/2 messages in flight (mosquitto's receive maximum).
+  publisher keeps 20 QoS 1/2 messages in flight (mosquitto's receive maximum; gmqtt 19,
+  its packet-id pool allows no more). {pairing}
   msg/s counts from the first to the last message received; CPU is
   `time.process_time()` (C: `CLOCK_PROCESS_CPUTIME_ID`) inside each process from
   "connected and subscribed" to the end, divided by the messages.
@@ -926,7 +1027,7 @@ rows. *goal*: at least 0.95x gmqtt.
   20 warm-up ones, each = publish, wait for its completion and for the echo (at most
   {s.pingpong_budget:g} s).
 - {s.filters:,} filters `t/<i>/+`, one handler each, {s.filters_count:,} QoS 0 messages
-  round robin over `t/<i>/v`. aiomqtt and gmqtt route by MQTT 5 subscription
+  round robin over `t/<i>/v` (from the same publisher as the throughput rows). aiomqtt and gmqtt route by MQTT 5 subscription
   identifier (their fastest option), paho with `message_callback_add`,
   trio_mqttconn with `subscribe(listener=...)`.
 - Connect cycles: {s.connects} x (connect, subscribe and wait for SUBACK, disconnect).

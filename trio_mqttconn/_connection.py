@@ -34,7 +34,7 @@ import inspect
 import logging
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias, final, runtime_checkable
 
 import anyio
@@ -61,6 +61,7 @@ from ._resolver import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
     from types import TracebackType
     from typing import Self
 
@@ -77,10 +78,8 @@ __all__ = [
     "COUNTER_RECEIVED",
     "COUNTER_RECONNECTS",
     "IMqttMessageListener",
-    "MessageListener",
     "MqttConnection",
     "MqttSubscription",
-    "TaskGroupLike",
 ]
 
 COUNTER_CONNECTS: Final = "mqtt.connects"
@@ -99,6 +98,10 @@ COUNTER_CONNECT_TIME: Final = "mqtt.connect_time"
 _NOT_OPEN: Final = "Connection was not opened"
 _CONNECT_FAILED: Final = "Connection to MQTT broker failed"
 _LOGGER: Final = logging.getLogger("trio_mqttconn.connection")
+#: The connection whose listener the current task is running, if any.
+_DISPATCHING: ContextVar[MqttConnection | None] = ContextVar(
+    "trio_mqttconn_dispatching", default=None
+)
 
 
 @runtime_checkable
@@ -122,13 +125,8 @@ class IMqttMessageListener(Protocol):
         ...
 
 
-MessageListener: TypeAlias = (
-    IMqttMessageListener | Callable[[str, bytes, "Message"], Awaitable[None] | None]
-)
-"""A listener: an `IMqttMessageListener`, or a callable ``(topic, data, packet)``."""
-
-TaskGroupLike: TypeAlias = trio.Nursery | anyio.abc.TaskGroup
-"""Where the connection runs its tasks: a trio nursery or an anyio task group."""
+#: Where a component runs its tasks: a trio nursery or an anyio task group.
+_TaskGroup: TypeAlias = trio.Nursery | anyio.abc.TaskGroup
 
 
 # -- references: loggers and counters, duck-typed ---------------------------------
@@ -340,10 +338,24 @@ class MqttSubscription:
     always matched by MQTT rules, wildcards included."""
     options: Mapping[str, object]
     """The subscription options, as given (``qos``, MQTT 5 options ...)."""
-    listener: MessageListener
+    listener: (
+        IMqttMessageListener | Callable[[str, bytes, Message], Awaitable[None] | None]
+    )
     """Who receives the messages."""
-    _parsed: _SubscribeOptions = attrs.field(repr=False, alias="parsed")
+    _parsed: _SubscribeOptions | None = attrs.field(
+        default=None, init=False, repr=False
+    )
     _handle: Subscription | None = attrs.field(default=None, init=False, repr=False)
+    _handler: Callable[[str, bytes, Message], Awaitable[None] | None] = attrs.field(
+        init=False, repr=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        listener = self.listener
+        if isinstance(listener, IMqttMessageListener):
+            self._handler = listener.on_message
+        else:
+            self._handler = listener
 
     def statistics(self) -> SubscriptionStatistics | None:
         """Counters of the engine subscription, or None while it is not subscribed.
@@ -419,6 +431,23 @@ def _single(
     return error
 
 
+async def _leave_group(group: anyio.abc.TaskGroup, exc: BaseException | None) -> None:
+    """Exit the task group of ``async with component:``; never an ExceptionGroup.
+
+    The body's exception propagates as is; a single failure of a background task is
+    raised as itself.
+    """
+    try:
+        await group.__aexit__(
+            None if exc is None else type(exc),
+            exc,
+            None if exc is None else exc.__traceback__,
+        )
+    except BaseExceptionGroup as eg:
+        error = _single(eg, exc)
+        raise error from error.__cause__
+
+
 @final
 @attrs.define(eq=False)
 class MqttConnection:
@@ -450,7 +479,7 @@ class MqttConnection:
         nursery: where the engine's tasks run (also settable with `bind`).
     """
 
-    _nursery: TaskGroupLike | None = attrs.field(
+    _nursery: trio.Nursery | anyio.abc.TaskGroup | None = attrs.field(
         default=None, kw_only=True, alias="nursery"
     )
     _config: ConfigParams = attrs.field(init=False, factory=ConfigParams, repr=False)
@@ -472,7 +501,7 @@ class MqttConnection:
     _own_group: anyio.abc.TaskGroup | None = attrs.field(
         init=False, default=None, repr=False
     )
-    _outer_nursery: TaskGroupLike | None = attrs.field(
+    _outer_nursery: _TaskGroup | None = attrs.field(
         init=False, default=None, repr=False
     )
 
@@ -507,7 +536,7 @@ class MqttConnection:
         self._counters.set_references(references)
         self._resolver.set_references(references)
 
-    def bind(self, nursery: TaskGroupLike) -> None:
+    def bind(self, nursery: trio.Nursery | anyio.abc.TaskGroup) -> None:
         """Run the engine's tasks in ``nursery`` from the next `open` on.
 
         Args:
@@ -650,8 +679,7 @@ class MqttConnection:
                 for sub in self._subscriptions:
                     await self._attach(client, sub)
             except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self._stop(new)
+                await self._stop(new)
                 raise
             self._run = new
             self._opened = True
@@ -701,9 +729,9 @@ class MqttConnection:
             run.done.set()
 
     def _engine_stopped(self, run: _Run, exc: MqttError) -> None:
-        if self._run is not run:
+        if self._run is not run:  # pragma: no cover - closed at the same moment
             return
-        self._sync_link()
+        self._sync_link(run)
         self._counters.increment(COUNTER_ERRORS)
         self._log.error(
             None,
@@ -711,11 +739,8 @@ class MqttConnection:
             "Lost the connection to MQTT broker; call open() to reconnect",
         )
 
-    def _sync_link(self) -> None:
+    def _sync_link(self, run: _Run) -> None:
         """Count and log the reconnections the engine made since last time."""
-        run = self._run
-        if run is None or not run.started:
-            return
         connects = run.client.statistics().connects
         new = connects - run.connects_seen
         if new > 0:
@@ -741,20 +766,27 @@ class MqttConnection:
                 self._opened = False
                 await anyio.lowlevel.checkpoint()
                 return
-            self._sync_link()
+            self._sync_link(run)
             self._run = None
             self._opened = False
+            if _DISPATCHING.get() is self and self._nursery is not None:
+                # One of our listeners closes us: its dispatch task is one of the
+                # tasks to stop, and cannot wait for itself. Stop in the nursery.
+                self._nursery.start_soon(self._stop, run, context)
+                await anyio.lowlevel.checkpoint()
+                return
             with anyio.CancelScope(shield=True):
                 await self._stop(run, context)
-            self._log.debug(context, "Disconnected from MQTT broker")
 
     async def _stop(self, run: _Run, context: object = None) -> None:
-        try:
-            await run.client.aclose()
-        except Exception as exc:
-            self._log.error(context, exc, "Failed to close the MQTT connection")
-        run.scope.cancel()
-        await run.done.wait()
+        with anyio.CancelScope(shield=True):
+            try:
+                await run.client.aclose()
+            except Exception as exc:  # pragma: no cover - aclose does not raise
+                self._log.error(context, exc, "Failed to close the MQTT connection")
+            run.scope.cancel()
+            await run.done.wait()
+        self._log.debug(context, "Disconnected from MQTT broker")
 
     async def __aenter__(self) -> Self:
         """Open a task group for the engine's tasks, then `open` (a checkpoint)."""
@@ -765,12 +797,8 @@ class MqttConnection:
             await self.open(None)
         except BaseException as exc:
             self._nursery = self._outer_nursery
-            try:
-                await group.__aexit__(type(exc), exc, exc.__traceback__)
-            except BaseExceptionGroup as eg:
-                error = _single(eg, exc)
-                raise error from error.__cause__
-            raise
+            await _leave_group(group, exc)
+            raise  # pragma: no cover - _leave_group raised it already
         self._own_group = group
         return self
 
@@ -786,12 +814,8 @@ class MqttConnection:
             await self.close(None)
         finally:
             self._nursery = self._outer_nursery
-            if group is not None:
-                try:
-                    await group.__aexit__(exc_type, exc, tb)
-                except BaseExceptionGroup as eg:
-                    error = _single(eg, exc)
-                    raise error from error.__cause__
+            if group is not None:  # pragma: no branch - __aenter__ succeeded
+                await _leave_group(group, exc)
 
     # -- messaging --------------------------------------------------------------------
 
@@ -800,17 +824,23 @@ class MqttConnection:
         if run is None:  # pragma: no cover - check_open() came first
             raise NotOpenError(_NOT_OPEN, code="NOT_OPEN")
         if not run.alive:
-            raise self._stopped_error(run, None)
+            raise self._stopped_error(run)
         return run
 
-    def _stopped_error(self, run: _Run, exc: NotOpenError | None) -> MqttError:
+    def _stopped_error(self, run: _Run) -> MqttError:
         if self._run is not run or not self._opened:
             return NotOpenError(_NOT_OPEN, code="NOT_OPEN")
-        why = run.error or exc
         return ConnectError(
-            f"{_CONNECT_FAILED}: {why}; call open() to reconnect",
+            f"{_CONNECT_FAILED}: {run.error}; call open() to reconnect",
             code="CONNECT_FAILED",
         )
+
+    async def _stopped(self, run: _Run) -> MqttError:
+        """The error for an operation the engine failed with NotOpenError."""
+        if self._run is run and self._opened:
+            # The engine stopped by itself: its wrapper task records why at once.
+            await run.done.wait()
+        return self._stopped_error(run)
 
     async def publish(
         self,
@@ -848,15 +878,16 @@ class MqttConnection:
                 properties=parsed.properties,
             )
         except NotOpenError as exc:
-            raise self._stopped_error(run, exc) from exc
+            raise await self._stopped(run) from exc
         self._counters.increment(COUNTER_PUBLISHED)
-        self._sync_link()
+        self._sync_link(run)
 
     async def subscribe(
         self,
         topic: str,
         options: Mapping[str, object] | None,
-        listener: MessageListener,
+        listener: IMqttMessageListener
+        | Callable[[str, bytes, Message], Awaitable[None] | None],
     ) -> None:
         """Subscribe ``listener`` to ``topic``; return once the broker granted it.
 
@@ -892,26 +923,24 @@ class MqttConnection:
             )
         run = self._live_run()
         sub = MqttSubscription(
-            topic,
-            "+" not in topic and "#" not in topic,
-            dict(options or {}),
-            listener,
-            parsed=parsed,
+            topic, "+" not in topic and "#" not in topic, dict(options or {}), listener
         )
+        sub._parsed = parsed
         try:
             await self._attach(run.client, sub)
         except NotOpenError as exc:
-            raise self._stopped_error(run, exc) from exc
-        if self._run is not run:
-            # Closed (or reopened) while the broker answered: nothing to keep.
+            raise await self._stopped(run) from exc
+        if self._run is not run:  # pragma: no cover - needs close() between
+            # SUBACK and this task resuming: nothing to keep.
             if sub._handle is not None:
                 await sub._handle.unsubscribe()
             raise NotOpenError(_NOT_OPEN, code="NOT_OPEN")
         self._subscriptions.append(sub)
-        self._sync_link()
+        self._sync_link(run)
 
     async def _attach(self, client: MqttClient, sub: MqttSubscription) -> None:
         parsed = sub._parsed
+        assert parsed is not None
         sub._handle = await client.subscribe(
             sub.topic,
             qos=parsed.qos,
@@ -924,22 +953,24 @@ class MqttConnection:
 
     async def _deliver(self, sub: MqttSubscription, message: Message) -> None:
         """Call one listener for one message; a failure is logged, never raised."""
-        self._counters.increment(COUNTER_RECEIVED)
-        listener = sub.listener
-        handler: Callable[[str, bytes, Message], Awaitable[None] | None]
-        if isinstance(listener, IMqttMessageListener):
-            handler = listener.on_message
-        else:
-            handler = listener
+        token = _DISPATCHING.set(self)
         try:
-            result = handler(message.topic, message.payload, message)
+            self._counters.increment(COUNTER_RECEIVED)
+            result = sub._handler(message.topic, message.payload, message)
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:
             self._counters.increment(COUNTER_ERRORS)
             self._log.error(None, exc, "Failed to process the message")
+        finally:
+            _DISPATCHING.reset(token)
 
-    async def unsubscribe(self, topic: str, listener: MessageListener) -> None:
+    async def unsubscribe(
+        self,
+        topic: str,
+        listener: IMqttMessageListener
+        | Callable[[str, bytes, Message], Awaitable[None] | None],
+    ) -> None:
         """Remove the first registration of ``listener`` for ``topic``.
 
         UNSUBSCRIBE is sent only when no registration for that topic remains and
@@ -970,5 +1001,5 @@ class MqttConnection:
             return
         try:
             await handle.unsubscribe()
-        except NotOpenError:
-            pass  # the engine stopped: nothing left to unsubscribe from
+        except NotOpenError:  # pragma: no cover - the engine stopped meanwhile
+            pass

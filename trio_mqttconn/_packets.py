@@ -386,7 +386,7 @@ def _leftover(pos: int, end: int, name: str) -> None:
 
 
 def _packet_id(buf: bytes, pos: int, end: int, name: str) -> int:
-    if pos + 2 > len(buf):
+    if pos + 2 > end:
         raise MalformedPacketError(
             f"packet ends inside the packet identifier of {name}"
         )

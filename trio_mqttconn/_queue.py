@@ -44,10 +44,10 @@ from ._config import ConfigParams, to_boolean
 from ._connection import (
     COUNTER_ERRORS,
     MqttConnection,
-    TaskGroupLike,
     _Counters,
+    _leave_group,
     _Log,
-    _single,
+    _TaskGroup,
 )
 from ._exceptions import ConfigError, ConnectError, InvalidStateError, NotOpenError
 from ._references import Descriptor, ReferencesLike, find_references
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Mapping
     from types import TracebackType
     from typing import Self
+
+    import trio
 
     from ._message import Message
 
@@ -285,7 +287,7 @@ class MqttMessageQueue:
             await queue.send(None, MessageEnvelope(None, "order", "created"))
             envelope = await queue.receive(None, 10_000)
 
-    Configuration: the keys of `QUEUE_CONFIG_KEYS`, and for a local connection those
+    Configuration: the keys of ``QUEUE_CONFIG_KEYS``, and for a local connection those
     of `MqttConnection`. References: ``*:connection:mqtt:*:1.0`` (a shared, opened
     `MqttConnection`; without it the queue makes its own), loggers, counters
     (``queue.<name>.sent_messages`` and ``queue.<name>.received_messages``),
@@ -298,7 +300,7 @@ class MqttMessageQueue:
     """
 
     _name: str | None = attrs.field(default=None, alias="name")
-    _nursery: TaskGroupLike | None = attrs.field(
+    _nursery: trio.Nursery | anyio.abc.TaskGroup | None = attrs.field(
         default=None, kw_only=True, alias="nursery"
     )
     _config: ConfigParams = attrs.field(init=False, factory=ConfigParams, repr=False)
@@ -329,7 +331,7 @@ class MqttMessageQueue:
     _own_group: anyio.abc.TaskGroup | None = attrs.field(
         init=False, default=None, repr=False
     )
-    _outer_nursery: TaskGroupLike | None = attrs.field(
+    _outer_nursery: _TaskGroup | None = attrs.field(
         init=False, default=None, repr=False
     )
 
@@ -343,7 +345,7 @@ class MqttMessageQueue:
         """Read the queue keys, and keep the rest for a local connection.
 
         Args:
-            config: `QUEUE_CONFIG_KEYS` plus the keys of `MqttConnection`.
+            config: ``QUEUE_CONFIG_KEYS`` plus the keys of `MqttConnection`.
 
         Raises:
             ConfigError: a value is invalid; the message names the key.
@@ -392,7 +394,7 @@ class MqttMessageQueue:
         connection.set_references(self._references)
         return connection
 
-    def bind(self, nursery: TaskGroupLike) -> None:
+    def bind(self, nursery: trio.Nursery | anyio.abc.TaskGroup) -> None:
         """Run the local connection and `begin_listen` in ``nursery``.
 
         Args:
@@ -492,7 +494,7 @@ class MqttMessageQueue:
             if subscribed and not self._local:
                 try:
                     await connection.unsubscribe(self._get_topic(), self)
-                except Exception as exc:
+                except Exception as exc:  # pragma: no cover - the broker refused
                     self._log.error(context, exc, "Failed to unsubscribe the queue")
             if self._local:
                 await connection.close(context)
@@ -507,12 +509,8 @@ class MqttMessageQueue:
             await self.open(None)
         except BaseException as exc:
             self._nursery = self._outer_nursery
-            try:
-                await group.__aexit__(type(exc), exc, exc.__traceback__)
-            except BaseExceptionGroup as eg:
-                error = _single(eg, exc)
-                raise error from error.__cause__
-            raise
+            await _leave_group(group, exc)
+            raise  # pragma: no cover - _leave_group raised it already
         self._own_group = group
         return self
 
@@ -528,12 +526,8 @@ class MqttMessageQueue:
             await self.close(None)
         finally:
             self._nursery = self._outer_nursery
-            if group is not None:
-                try:
-                    await group.__aexit__(exc_type, exc, tb)
-                except BaseExceptionGroup as eg:
-                    error = _single(eg, exc)
-                    raise error from error.__cause__
+            if group is not None:  # pragma: no branch - __aenter__ succeeded
+                await _leave_group(group, exc)
 
     # -- receiving ----------------------------------------------------------------------
 

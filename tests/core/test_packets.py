@@ -1066,6 +1066,12 @@ def test_decode_malformed(
     decoder = PacketDecoder(version)
     with pytest.raises(error, match=_exact(message)):
         _feed_bytewise(decoder, data)
+    # So do they with more packets behind them: nothing past the end of the
+    # bad packet is read as part of it.
+    decoder = PacketDecoder(version)
+    decoder.feed(data + h("C0 00 00 0A 00 0A 01 FF"))
+    with pytest.raises(error, match=_exact(message)):
+        decoder.next_packet()
 
 
 # ---------------------------------------------------------------- encoder errors

@@ -398,6 +398,7 @@ async def test_connection_delivers_to_several_listeners(
             await connection.publish(unique_topic, b"\x00bytes", {"qos": 1})
             await first.wait_for(2)
             await async_done.wait()
+            await anyio.wait_all_tasks_blocked()  # the sync listener's task too
     assert first.payloads == [b"text", b"\x00bytes"]
     assert first.topics == [unique_topic, unique_topic]
     assert all(isinstance(packet, Message) for _, _, packet in first.messages)
@@ -405,7 +406,7 @@ async def test_connection_delivers_to_several_listeners(
         (unique_topic, b"text", QoS.AT_LEAST_ONCE),
         (unique_topic, b"\x00bytes", QoS.AT_LEAST_ONCE),
     ]
-    assert sync_seen[:1] == [b"text"]
+    assert sync_seen == [b"text", b"\x00bytes"]
 
 
 async def test_connection_async_on_message_listener(
@@ -955,3 +956,123 @@ async def test_connection_keeps_its_generated_client_id_across_opens(
         async with connection:
             second = connection.get_connection().client_id  # type: ignore[union-attr]
     assert first == second
+
+
+# -- smaller pieces ----------------------------------------------------------------------
+
+
+async def test_connection_will_options_reach_the_engine(mosquitto: Mosquitto) -> None:
+    from trio_mqttconn import Will
+
+    connection = make_connection(
+        mosquitto.uri,
+        "options.will_topic",
+        "status/svc",
+        "options.will_payload",
+        "gone",
+        "options.will_qos",
+        1,
+        "options.will_retain",
+        True,
+    )
+    with anyio.fail_after(TIMEOUT):
+        async with connection:
+            client = connection.get_connection()
+            assert client is not None
+            assert client.will == Will(
+                topic="status/svc", payload=b"gone", qos=QoS.AT_LEAST_ONCE, retain=True
+            )
+
+
+async def test_connection_odd_references_are_tolerated(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    class OpaqueError:
+        """A callable whose signature cannot be read."""
+
+        __signature__ = "opaque"
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[object, ...]] = []
+
+        def __call__(self, *args: object) -> None:
+            self.calls.append(args)
+
+    class OpaqueLogger:
+        def __init__(self) -> None:
+            self.error = OpaqueError()
+
+    opaque = OpaqueLogger()
+    collector = Collector()
+
+    def broken(topic: str, data: bytes, packet: Message) -> None:
+        raise RuntimeError("x")
+
+    connection = make_connection(mosquitto.uri)
+    connection.set_references(
+        References.from_tuples(LOGGER, opaque, COUNTERS, object())
+    )
+    with anyio.fail_after(TIMEOUT):
+        async with connection:
+            await connection.subscribe(unique_topic, None, broken)
+            await connection.subscribe(unique_topic, None, collector)
+            [registration, _] = connection._subscriptions
+            await connection.publish(unique_topic, "x", None)
+            await collector.wait_for(1)
+            await anyio.wait_all_tasks_blocked()
+            statistics = registration.statistics()
+            assert statistics is not None
+            assert statistics.delivered == 1
+            await connection.unsubscribe(unique_topic, broken)
+            assert registration.statistics() is None
+    [(context, error, text)] = opaque.error.calls
+    assert (context, text) == (None, "Failed to process the message")
+    assert isinstance(error, RuntimeError)
+
+
+async def test_connection_async_with_raises_the_open_error() -> None:
+    connection = make_connection(f"mqtt://127.0.0.1:{closed_port()}")
+    with anyio.fail_after(TIMEOUT), pytest.raises(ConnectError) as info:
+        async with connection:
+            pytest.fail("the body does not run")  # pragma: no cover
+    assert info.value.code == "CONNECT_FAILED"
+    assert not connection.is_open()
+
+
+async def test_single_exception_of_a_task_group() -> None:
+    from trio_mqttconn import MqttInternalError
+    from trio_mqttconn._connection import _single
+
+    body, other = KeyError("body"), ValueError("other")
+    cancelled = anyio.get_cancelled_exc_class()
+    cancel = cancelled.__new__(cancelled)
+    group = BaseExceptionGroup("g", [other, BaseExceptionGroup("h", [body])])
+    assert _single(group, body) is body
+    assert _single(BaseExceptionGroup("g", [cancel, other]), None) is other
+    assert _single(BaseExceptionGroup("g", [cancel]), None) is cancel
+    error = _single(BaseExceptionGroup("g", [other, KeyError()]), None)
+    assert isinstance(error, MqttInternalError)
+    assert isinstance(error.__cause__, BaseExceptionGroup)
+
+
+async def test_connection_closed_by_its_own_listener(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    connection = make_connection(mosquitto.uri)
+    closed = anyio.Event()
+
+    async def close_on_message(topic: str, data: bytes, packet: Message) -> None:
+        # The dispatch task running this is one of the tasks close() stops.
+        await connection.close(None)
+        closed.set()
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as group:
+            connection.bind(group)
+            await connection.open(None)
+            await connection.subscribe(unique_topic, None, close_on_message)
+            await connection.publish(unique_topic, "stop", {"qos": 1})
+            await closed.wait()
+            assert not connection.is_open()
+            assert connection.get_connection() is None
+        # Leaving the task group waited for the engine's tasks.

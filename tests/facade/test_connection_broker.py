@@ -8,15 +8,23 @@ after), so no test waits for time to pass.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
+import attrs
 import pytest
 
-from trio_mqttconn import ConfigParams, ConnectError, MqttClient, References
+from trio_mqttconn import (
+    ConfigParams,
+    ConnectError,
+    MqttClient,
+    NotOpenError,
+    References,
+)
 from trio_mqttconn._connection import (
     COUNTER_CONNECTS,
     COUNTER_ERRORS,
@@ -40,6 +48,45 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 Factory = Callable[[], "Mosquitto"]
+
+
+@attrs.define(eq=False)
+class StallingBroker:
+    """Answers CONNECT, then drops (or ignores) the connection at the next packet."""
+
+    port: int = 0
+    drop: bool = True
+    next_packet: anyio.Event = attrs.Factory(anyio.Event)
+
+    async def serve(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()  # CONNECT
+            await stream.send(b"\x20\x03\x00\x00\x00")  # CONNACK v5: success
+            await stream.receive()  # PUBLISH or SUBSCRIBE
+            self.next_packet.set()
+            if not self.drop:
+                await anyio.sleep_forever()
+
+
+@contextlib.asynccontextmanager
+async def stalling_broker(*, drop: bool) -> AsyncIterator[StallingBroker]:
+    broker = StallingBroker(drop=drop)
+    async with (
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as listener,
+        anyio.create_task_group() as group,
+    ):
+        broker.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        group.start_soon(listener.serve, broker.serve)
+        yield broker
+        group.cancel_scope.cancel()
+
+
+def lost_error(port: int) -> str:
+    where = re.escape(f"mqtt://127.0.0.1:{port}")
+    return (
+        rf"^Connection to MQTT broker failed: lost the connection to {where}: .*; "
+        r"call open\(\) to reconnect$"
+    )
 
 
 async def publish_retained(uri: str, topic: str, payload: str) -> None:
@@ -179,3 +226,90 @@ async def test_connection_fails_over_when_its_broker_stops(
             await collector.wait_for(1)  # re-subscribed on the second broker
             assert connection.is_connected()
     assert collector.payloads == [b"from the second broker"]
+
+
+@pytest.mark.parametrize("operation", ["publish", "subscribe"])
+async def test_connection_drop_during_an_operation_without_retry(
+    operation: str, unique_topic: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with stalling_broker(drop=True) as broker:
+            connection = MqttConnection()
+            connection.configure(
+                ConfigParams.from_tuples(
+                    "connection.uri",
+                    f"mqtt://127.0.0.1:{broker.port}",
+                    "options.retry_connect",
+                    False,
+                )
+            )
+            async with connection:
+                call = (
+                    connection.publish(unique_topic, "x", {"qos": 1})
+                    if operation == "publish"
+                    else connection.subscribe(unique_topic, None, Collector())
+                )
+                with pytest.raises(ConnectError, match=lost_error(broker.port)):
+                    await call
+                assert broker.next_packet.is_set()
+                assert connection.is_open()
+                assert not connection.is_connected()
+
+
+@pytest.mark.parametrize("drop", [True, False])
+async def test_connection_close_fails_a_waiting_operation_with_not_open(
+    drop: bool, unique_topic: str
+) -> None:
+    raised: list[BaseException] = []
+
+    async def publish(connection: MqttConnection) -> None:
+        try:
+            await connection.publish(unique_topic, "x", {"qos": 1})
+        except NotOpenError as exc:
+            raised.append(exc)
+
+    with anyio.fail_after(TIMEOUT):
+        async with stalling_broker(drop=drop) as broker:
+            connection = MqttConnection()
+            connection.configure(
+                {
+                    "connection.uri": f"mqtt://127.0.0.1:{broker.port}",
+                    "options.reconnect_timeout": 60_000,
+                }
+            )
+            async with connection, anyio.create_task_group() as group:
+                group.start_soon(publish, connection)
+                # The broker got the PUBLISH and dropped the connection (the engine
+                # waits to reconnect) or stays silent (no PUBACK): close now.
+                await broker.next_packet.wait()
+                await connection.close(None)
+    [error] = raised
+    assert str(error) == "Connection was not opened"
+
+
+async def test_connection_reopen_that_cannot_resubscribe_stays_disconnected(
+    mosquitto_factory: Factory, unique_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = mosquitto_factory()
+    connection = MqttConnection()
+    connection.configure(
+        {"connection.uri": broker.uri, "options.retry_connect": "false"}
+    )
+    with anyio.fail_after(TIMEOUT):
+        async with connection:
+            await connection.subscribe(unique_topic, {"qos": 1}, Collector())
+            await anyio.to_thread.run_sync(broker.stop)
+            with pytest.raises(ConnectError):
+                await connection.publish(unique_topic, "lost", {"qos": 1})
+            dead = connection.get_connection()
+            await anyio.to_thread.run_sync(broker.start)
+
+            async def refuse(*args: object) -> None:
+                raise RuntimeError("cannot subscribe again")
+
+            monkeypatch.setattr(MqttConnection, "_attach", refuse)
+            with pytest.raises(RuntimeError, match=r"^cannot subscribe again$"):
+                await connection.open(None)
+            assert connection.is_open()
+            assert connection.get_connection() is dead
+            assert not connection.is_connected()

@@ -12,6 +12,7 @@ import base64
 import datetime
 import json
 import re
+import socket
 from typing import TYPE_CHECKING
 
 import anyio
@@ -681,3 +682,134 @@ async def test_queue_open_errors(mosquitto: Mosquitto) -> None:
                 await nursery_less.begin_listen(None, Receiver())
             await nursery_less.close(None)
             await connection.close(None)
+
+
+# -- edges ------------------------------------------------------------------------------
+
+
+@anyio_test
+async def test_queue_open_fails_when_autosubscribe_fails(mosquitto: Mosquitto) -> None:
+    queue = make_queue(mosquitto, "bad/#/filter")
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as group:
+            queue.bind(group)
+            with pytest.raises(ValueError, match="bad/#/filter"):
+                await queue.open(None)
+    assert not queue.is_open()
+    connection = queue._connection
+    assert connection is not None
+    assert not connection.is_open()
+
+
+@anyio_test
+async def test_queue_async_with_raises_the_open_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    queue = MqttMessageQueue("q")
+    queue.configure({"connection.uri": f"mqtt://127.0.0.1:{port}"})
+    with anyio.fail_after(TIMEOUT), pytest.raises(ConnectError) as info:
+        async with queue:
+            pytest.fail("the body does not run")  # pragma: no cover
+    assert info.value.code == "CONNECT_FAILED"
+    assert not queue.is_open()
+
+
+@anyio_test
+async def test_queue_closed_queue_keeps_nothing(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    from trio_mqttconn import Message
+
+    queue = make_queue(mosquitto, unique_topic)
+    queue.end_listen(None)  # nothing to end
+    late = json.dumps(MessageEnvelope(None, "T", "late").to_json()).encode()
+    await queue.on_message(
+        unique_topic, late, Message(topic=unique_topic, payload=late)
+    )
+    assert queue._messages == []
+    waiting: list[MessageEnvelope | None] = []
+
+    async def receive() -> None:
+        waiting.append(await queue.receive(None, 10_000))
+
+    with anyio.fail_after(TIMEOUT):
+        async with queue, anyio.create_task_group() as group:
+            group.start_soon(receive)
+            await anyio.wait_all_tasks_blocked()
+            await queue.close(None)  # wakes the receiver: no message
+    assert waiting == [None]
+
+
+@anyio_test
+async def test_queue_plain_receiver_and_close_while_flushing(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    class ClosingReceiver:
+        def __init__(self) -> None:
+            self.envelopes: list[MessageEnvelope] = []
+
+        async def receive_message(
+            self, message: MessageEnvelope, queue: MqttMessageQueue
+        ) -> None:
+            self.envelopes.append(message)
+            await queue.close(None)
+
+    class PlainReceiver:
+        def __init__(self) -> None:
+            self.envelopes: list[MessageEnvelope] = []
+
+        def receive_message(
+            self, message: MessageEnvelope, queue: MqttMessageQueue
+        ) -> None:
+            self.envelopes.append(message)
+
+    queue = make_queue(mosquitto, unique_topic)
+    plain, closing = PlainReceiver(), ClosingReceiver()
+    with anyio.fail_after(TIMEOUT):
+        async with queue:
+            watcher = await watch(queue, unique_topic)
+            for text in ("a", "b", "c"):
+                await queue.send(None, MessageEnvelope(None, "T", text))
+            await watcher.wait_for(3)
+            await anyio.wait_all_tasks_blocked()
+            assert await queue.read_message_count() == 3
+            first = await queue.receive(None, 0)
+            assert first is not None
+            await queue.begin_listen(None, plain)  # takes "b" and "c"
+            queue.end_listen(None)
+            await queue.send(None, MessageEnvelope(None, "T", "d"))
+            await queue.send(None, MessageEnvelope(None, "T", "e"))
+            await watcher.wait_for(5)
+            await anyio.wait_all_tasks_blocked()
+            # Closing the queue from the receiver stops the hand-over at once.
+            await queue.listen(None, closing)
+            assert not queue.is_open()
+    assert [e.message for e in plain.envelopes] == [b"b", b"c"]
+    assert [e.message for e in closing.envelopes] == [b"d"]
+
+
+@anyio_test
+async def test_queue_closed_by_its_receiver(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    class Closer:
+        def __init__(self) -> None:
+            self.closed = anyio.Event()
+
+        async def receive_message(
+            self, message: MessageEnvelope, queue: MqttMessageQueue
+        ) -> None:
+            await queue.close(None)  # runs in the local connection's dispatch task
+            self.closed.set()
+
+    queue, closer = make_queue(mosquitto, unique_topic), Closer()
+    with anyio.fail_after(TIMEOUT):
+        async with queue:
+            await queue.begin_listen(None, closer)
+            await queue.send(None, MessageEnvelope(None, "T", "stop"))
+            await closer.closed.wait()
+            assert not queue.is_open()
+            connection = queue._connection
+            assert connection is not None
+            assert not connection.is_open()

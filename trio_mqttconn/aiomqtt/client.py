@@ -399,6 +399,7 @@ class MessageStream:
         self._client = client
         self._conn = conn
         self._sub = sub
+        self._left = False  # the subscription context was left
 
     @property
     def topic_filter(self) -> str:
@@ -435,14 +436,13 @@ class MessageStream:
         """
         try:
             message = await self._sub.receive()
-        except anyio.ClosedResourceError:
-            raise _StreamEnded from None
-        except anyio.EndOfStream:
-            # The engine ended every stream: wait until the loss (if it was one) is
-            # recorded, to tell an unexpected disconnection from a closed client.
-            await self._conn.engine_done.wait()
-            if self._conn.error is not None:
-                raise MqttError(_DISCONNECTED) from self._conn.error
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if not self._left:
+                # The engine ended every stream: wait until the loss (if it was
+                # one) is recorded, to tell a lost connection from a closed client.
+                await self._conn.engine_done.wait()
+                if self._conn.error is not None:
+                    raise MqttError(_DISCONNECTED) from self._conn.error
             raise _StreamEnded from None
         return Message._from_engine(message, mqtt5=self._client._mqtt5)
 
@@ -705,11 +705,15 @@ class Client:
         self._conn = None
         try:
             with anyio.CancelScope(shield=True):
-                if self._disconnection is None and not conn.engine.is_connected:
-                    self._logger.warning(_FORCED, _MQTT_ERR_NO_CONN)
+                connected = conn.engine.is_connected
                 await conn.engine.aclose()
-                # Hand every received message to the queue before saying so.
+                # The engine task has recorded a lost connection, if it was one, and
+                # the pump has handed every received message to the queue.
+                await conn.engine_done.wait()
                 await conn.pump_done.wait()
+                if not connected and conn.error is None:
+                    # Not connected, yet not lost either: reconnecting.
+                    self._logger.warning(_FORCED, _MQTT_ERR_NO_CONN)
                 if self._disconnection is None:
                     self._set_disconnected(None)
         finally:
@@ -918,9 +922,12 @@ class Client:
             if not status.fired:
                 raise
             # The connection is gone (aiomqtt never reconnects by itself; with
-            # reconnect=True only a fatal error gets here).
+            # reconnect=True only a fatal error gets here). Recorded at once, for
+            # the calls the engine just failed; announced once the pump is done.
+            conn.error = _unexpected_disconnection(exc)
             await conn.pump_done.wait()
-            self._lost(conn, exc)
+            if self._conn is conn and self._disconnection is None:
+                self._set_disconnected(conn.error)
         finally:
             conn.engine_done.set()
 
@@ -951,18 +958,6 @@ class Client:
             conn.pump_ready.set()
             conn.pump_done.set()
 
-    def _lost(self, conn: _Connection, cause: BaseException) -> None:
-        code = getattr(cause, "reason_code", None)
-        reason = reason_code_from_engine(
-            code if isinstance(code, int) else _UNSPECIFIED_ERROR,
-            PacketTypes.DISCONNECT,
-        )
-        error = MqttCodeError(reason, "Unexpected disconnection")
-        error.__cause__ = cause
-        conn.error = error
-        if self._conn is conn and self._disconnection is None:
-            self._set_disconnected(error)
-
     async def _close_group(
         self, group: anyio.abc.TaskGroup, *, body_failed: bool
     ) -> None:
@@ -990,7 +985,11 @@ class Client:
             _matches(topic, topic_filter) for topic_filter in self._stream_filters
         ):
             return  # a client.subscription() stream has it
-        if self._legacy_all or self._legacy_filtered or self._legacy_unfiltered:
+        if (
+            self._legacy_all
+            or self._legacy_filtered
+            or self._legacy_unfiltered is not None
+        ):
             self._deliver_legacy(message)
             return
         self._inbox.put(Message._from_engine(message, mqtt5=self._mqtt5))
@@ -1030,11 +1029,12 @@ class Client:
 
     def _live_engine(self, what: str) -> MqttClient:
         conn = self._conn
-        if conn is None or self._disconnection is not None:
+        if conn is None or conn.error is not None or self._disconnection is not None:
             gone = self._disconnection
-            raise MqttCodeError(_MQTT_ERR_NO_CONN, what) from (
-                None if gone is None else gone.error
-            )
+            cause = conn.error if conn is not None else None
+            if cause is None and gone is not None:
+                cause = gone.error
+            raise MqttCodeError(_MQTT_ERR_NO_CONN, what) from cause
         return conn.engine
 
     @contextlib.asynccontextmanager
@@ -1299,7 +1299,11 @@ class Client:
                         raise MqttCodeError(code, _NOT_SUBSCRIBED) from exc
                     except EngineMqttError as exc:
                         raise _operation_error(exc, _NOT_SUBSCRIBED) from exc
-                yield MessageStream(self, conn, sub)
+                stream = MessageStream(self, conn, sub)
+                try:
+                    yield stream
+                finally:
+                    stream._left = True
         finally:
             self._stream_filters.remove(name)
 
@@ -1445,6 +1449,17 @@ def _connect_error(exc: BaseException) -> BaseException:
     if isinstance(exc, EngineMqttError):
         return MqttError(str(exc))
     return exc
+
+
+def _unexpected_disconnection(cause: BaseException) -> MqttCodeError:
+    """aiomqtt's error for a connection that ended without our DISCONNECT."""
+    code = getattr(cause, "reason_code", None)  # the broker's DISCONNECT, if known
+    reason = reason_code_from_engine(
+        code if isinstance(code, int) else _UNSPECIFIED_ERROR, PacketTypes.DISCONNECT
+    )
+    error = MqttCodeError(reason, "Unexpected disconnection")
+    error.__cause__ = cause
+    return error
 
 
 def _operation_error(exc: EngineMqttError, what: str) -> MqttError:

@@ -37,10 +37,15 @@ float as their ``str()``, None as an empty payload."""
 SubscribeTopic: TypeAlias = (
     str
     | tuple[str, SubscribeOptions]
+    | tuple[str, int]
     | list[tuple[str, SubscribeOptions]]
     | list[tuple[str, int]]
+    | list[tuple[str, SubscribeOptions | int]]
 )
-"""The shapes ``subscribe()`` accepts as its topic argument."""
+"""The shapes ``subscribe()`` accepts as its topic argument.
+
+aiomqtt's alias, plus the shapes paho accepts at run time and aiomqtt's alias left
+out: ``("topic", qos)`` and lists that mix options and QoS numbers (MQTT 5)."""
 
 WebSocketHeaders: TypeAlias = (
     dict[str, str] | Callable[[dict[str, str]], dict[str, str]]
