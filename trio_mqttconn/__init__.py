@@ -11,6 +11,11 @@ from ._client import (
     Transport as Transport,
 )
 from ._config import ConfigParams as ConfigParams
+from ._connection import (
+    IMqttMessageListener as IMqttMessageListener,
+    MqttConnection as MqttConnection,
+    MqttSubscription as MqttSubscription,
+)
 from ._enums import (
     PacketType as PacketType,
     PropertyId as PropertyId,
@@ -38,6 +43,12 @@ from ._exceptions import (
 from ._message import Message as Message
 from ._packets import TopicSubscription as TopicSubscription, Will as Will
 from ._properties import Properties as Properties
+from ._queue import (
+    QUEUE_CONFIG_KEYS as QUEUE_CONFIG_KEYS,
+    IMessageReceiver as IMessageReceiver,
+    MessageEnvelope as MessageEnvelope,
+    MqttMessageQueue as MqttMessageQueue,
+)
 from ._references import (
     ConnectionParams as ConnectionParams,
     CredentialParams as CredentialParams,

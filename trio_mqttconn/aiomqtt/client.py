@@ -603,7 +603,7 @@ class Client:
         self._keepalive = keepalive
         self._bind_address = bind_address
         self._bind_port = bind_port
-        self._clean_start = clean_start
+        self._clean_start: CleanStartOption = clean_start
         self._max_queued_outgoing = max_queued_outgoing_messages or 0
         self._properties = properties
         self._tls_context = tls_context
@@ -885,7 +885,7 @@ class Client:
                 if endpoint.scheme != "unix":
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 for option in options:
-                    sock.setsockopt(*option)
+                    _set_socket_option(sock, option)
                 if endpoint.tls:
                     tls_context = context or ssl.create_default_context()
                     if insecure:
@@ -1449,6 +1449,17 @@ def _connect_error(exc: BaseException) -> BaseException:
     if isinstance(exc, EngineMqttError):
         return MqttError(str(exc))
     return exc
+
+
+def _set_socket_option(sock: socket.socket, option: SocketOption) -> None:
+    # The two shapes of socket.setsockopt(): (level, name, value) and
+    # (level, name, None, length).
+    if len(option) == 4:
+        level, name, _, length = option
+        sock.setsockopt(level, name, None, length)
+    else:
+        level, name, value = option
+        sock.setsockopt(level, name, value)
 
 
 def _unexpected_disconnection(cause: BaseException) -> MqttCodeError:
