@@ -761,8 +761,31 @@ def machine_notes(broker_version: str) -> list[str]:
     return [
         f"{cpu}, {os.cpu_count()} logical CPUs; {platform.platform()}",
         f"Python {platform.python_version()} ({sys.executable})",
+        f"trio_mqttconn source: {ROOT} at {source_revision()}",
         f"broker: {broker_version} on 127.0.0.1 (plain TCP, trio_mqttconn.testing.Mosquitto)",
     ]
+
+
+def source_revision() -> str:
+    """The git commit of the tree under test, ``+dirty`` with local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown revision"
+    return head + (" + uncommitted changes" if dirty else "")
 
 
 def broker_version() -> str:
@@ -1002,7 +1025,9 @@ def write_results(
     path.write_text(
         f"""# Client benchmark results
 
-Produced by `{command}` (also run by `nox -s bench`).
+Produced by `{command}` (`nox -s bench` runs `python bench/clients.py`).
+Each value is the best of the round(s) for that value; ratios compare values measured
+minutes apart on the same machine, so they are steadier than the absolute numbers.
 
 {text}
 

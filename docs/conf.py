@@ -6,6 +6,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.abspath("_ext"))
 
 from trio_mqttconn import __version__
 
@@ -20,6 +21,7 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinxcontrib_trio",
+    "config_keys",
 ]
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3", None),

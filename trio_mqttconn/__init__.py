@@ -5,6 +5,8 @@ The public API is what this module exports; everything in ``_``-modules is priva
 
 from __future__ import annotations
 
+import logging as _logging
+
 from ._client import (
     ClientStatistics as ClientStatistics,
     MqttClient as MqttClient,
@@ -71,6 +73,10 @@ from ._subscription import (
 )
 from ._transports import Endpoint as Endpoint, parse_uri as parse_uri
 from ._version import __version__ as __version__
+
+
+# A library logs but never configures logging (the stdlib's advice).
+_logging.getLogger("trio_mqttconn").addHandler(_logging.NullHandler())
 
 
 def _fix_module() -> None:

@@ -30,7 +30,9 @@ replaced (``session.send_failed()``): frames are never continued.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
+import logging
 import math
 import random as _random
 import secrets
@@ -86,7 +88,12 @@ __all__ = ["ClientStatistics", "MqttClient", "Transport"]
 #: A transport factory: connects to an endpoint and returns a byte stream.
 Transport = Callable[[Endpoint], Awaitable[anyio.abc.ByteStream]]
 
+_LOGGER = logging.getLogger("trio_mqttconn.client")
 _READ_SIZE = 65536
+#: The client whose own task (a listener's dispatcher) is running, if any.
+_RUNNING_IN: contextvars.ContextVar[MqttClient | None] = contextvars.ContextVar(
+    "trio_mqttconn_running_in", default=None
+)
 #: Reason codes of a refused CONNACK that retrying cannot fix.
 _FATAL_CONNACK = frozenset(
     {
@@ -309,6 +316,9 @@ class MqttClient:
         transport: Replaces the network: an async callable taking an `Endpoint`-like
             value and returning an `anyio.abc.ByteStream` (used by tests).
         random: Source of randomness for the jitter (tests pass a seeded one).
+        on_connect: Called (synchronously, from the supervisor) after every CONNACK,
+            with True for a reconnection. For counters and logs; must not block.
+        on_connection_lost: Called with the reason when a connection drops.
     """
 
     _endpoints: tuple[Endpoint, ...] = attrs.field(
@@ -374,6 +384,12 @@ class MqttClient:
     )
     _random: _random.Random | None = attrs.field(
         default=None, kw_only=True, alias="random"
+    )
+    _on_connect: Callable[[bool], None] | None = attrs.field(
+        default=None, kw_only=True, alias="on_connect"
+    )
+    _on_connection_lost: Callable[[BaseException], None] | None = attrs.field(
+        default=None, kw_only=True, alias="on_connection_lost"
     )
 
     # -- runtime state -------------------------------------------------------------
@@ -570,6 +586,11 @@ class MqttClient:
                 await self._disconnect_gracefully()
                 if self._task_group is not None:
                     self._task_group.cancel_scope.cancel()
+            if _RUNNING_IN.get() is self:
+                # Called from one of our own tasks (a listener): waiting for every
+                # task to finish would wait for ourselves. The cancellation is
+                # delivered when the listener returns to the dispatcher.
+                return
             await self._finished.wait()
 
     async def _disconnect_gracefully(self) -> None:
@@ -765,16 +786,24 @@ class MqttClient:
             reason = await self._serve(conn, connected, rest)
             if self._state != "running":
                 return
+            _LOGGER.warning(
+                "lost the connection to %s: %s", conn.endpoint.display(), reason
+            )
+            if self._on_connection_lost is not None:
+                self._on_connection_lost(reason)
             if not self.reconnect:
                 raise ConnectionLost(
                     f"lost the connection to {conn.endpoint.display()}: {reason}"
                 ) from reason
             backoff.reset()
             while True:
-                await anyio.sleep(backoff.next_delay())
+                delay = backoff.next_delay()
+                _LOGGER.info("reconnecting in %.3g s", delay)
+                await anyio.sleep(delay)
                 try:
                     conn, connected, rest = await self._connect_round(first=False)
                 except ConnectError as exc:
+                    _LOGGER.info("reconnect failed: %s", exc)
                     if exc.reason_code in _FATAL_CONNACK:
                         raise
                     continue
@@ -811,6 +840,14 @@ class MqttClient:
         """Make *conn* the client's connection (before anyone may use it)."""
         self._conn = conn
         self._connects += 1
+        _LOGGER.info(
+            "connected to %s as %r (connection %d)",
+            conn.endpoint.display(),
+            self.client_id,
+            self._connects,
+        )
+        if self._on_connect is not None:
+            self._on_connect(self._connects > 1)
 
     def _lost_requests(self) -> None:
         """SUBSCRIBE/UNSUBSCRIBE in flight are asked again on the next connection."""
@@ -1394,6 +1431,7 @@ class MqttClient:
             )
 
     async def _run_listener(self, sub: Subscription, listener: Listener) -> None:
+        _RUNNING_IN.set(self)
         async for message in sub:
             result = listener(message)
             if inspect.isawaitable(result):

@@ -25,6 +25,11 @@ only its own messages, and one that raises is logged ("Failed to process the
 message") and counted while the others keep running. Messages are routed by the
 engine's subscription tree, so wildcards follow MQTT rules (upstream compared topic
 strings, which made wildcard subscriptions deliver nothing).
+
+``close`` stops the engine and waits for its tasks, except when a listener calls it:
+its dispatch task is one of those tasks and cannot wait for itself, so the stop
+finishes in the nursery (a context variable tells which connection, if any, the
+current task dispatches for).
 """
 
 from __future__ import annotations
@@ -642,6 +647,7 @@ class MqttConnection:
             resolved = await self._resolver.resolve(context)
             if self._client_id is None:
                 self._client_id = options.client_id or _default_client_id()
+            runs: list[_Run] = []
             client = MqttClient(
                 resolved.uris,
                 client_id=self._client_id,
@@ -658,9 +664,14 @@ class MqttConnection:
                 reconnect=options.retry_connect,
                 reconnect_delay=options.reconnect_timeout,
                 max_reconnect_delay=max(60.0, options.reconnect_timeout),
+                on_connect=lambda again: self._engine_connected(runs, again),
+                on_connection_lost=lambda exc: self._log.info(
+                    None, "Lost the connection to MQTT broker: %s", exc
+                ),
             )
             where = ", ".join(resolved.uris)
             new = _Run(client)
+            runs.append(new)
             began = anyio.current_time()
             await group.start(
                 self._run_engine, new, name=f"mqtt-connection[{self._client_id}]"
@@ -738,6 +749,12 @@ class MqttConnection:
             exc,
             "Lost the connection to MQTT broker; call open() to reconnect",
         )
+
+    def _engine_connected(self, runs: list[_Run], again: bool) -> None:
+        # Called by the engine's supervisor after each CONNACK: count reconnects
+        # when they happen.
+        if again and runs:
+            self._sync_link(runs[0])
 
     def _sync_link(self, run: _Run) -> None:
         """Count and log the reconnections the engine made since last time."""

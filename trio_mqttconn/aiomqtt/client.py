@@ -200,6 +200,7 @@ class _Connection:
 
     engine: MqttClient
     group: anyio.abc.TaskGroup
+    engine_ended: bool = False
     pump_ready: anyio.Event = attrs.Factory(anyio.Event)
     pump_done: anyio.Event = attrs.Factory(anyio.Event)
     engine_done: anyio.Event = attrs.Factory(anyio.Event)
@@ -917,7 +918,10 @@ class Client:
         # CONNACK (a persistent session's queued messages) is missed.
         conn.group.start_soon(self._pump, conn, name="aiomqtt-pump")
         try:
-            await conn.engine.run(task_status=status)
+            try:
+                await conn.engine.run(task_status=status)
+            finally:
+                conn.engine_ended = True
         except Exception as exc:
             if not status.fired:
                 raise
@@ -933,13 +937,16 @@ class Client:
 
     async def _pump(self, conn: _Connection) -> None:
         try:
-            try:
-                messages = conn.engine.messages()
-                stream = await messages.__aenter__()
-            except NotOpenError:
-                # The engine ended before the stream was made; it says why.
-                await conn.engine_done.wait()
-                return
+            while True:
+                try:
+                    messages = conn.engine.messages()
+                    stream = await messages.__aenter__()
+                    break
+                except NotOpenError:
+                    if conn.engine_ended:
+                        return  # the engine ended first; the engine task says why
+                    # Not started yet (an eager task factory ran us first).
+                    await anyio.lowlevel.checkpoint()
             conn.pump_ready.set()
             try:
                 deliver = self._deliver
