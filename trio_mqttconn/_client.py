@@ -262,7 +262,7 @@ def _check_keepalive(instance: object, attribute: object, value: int) -> None:
 
 
 @final
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, on_setattr=attrs.setters.NO_OP)
 class MqttClient:
     """An MQTT 3.1.1/5.0 client whose background work lives in a task group it owns.
 
@@ -309,10 +309,10 @@ class MqttClient:
         topic_alias_maximum: Topic aliases the broker may use towards us.
         outgoing_topic_aliases: Use topic aliases for our publishes when allowed.
         disconnect_timeout: Seconds granted to the DISCONNECT on close.
-        write_timeout: Seconds one write to the socket may take; a write is not
-            interrupted by the caller's cancellation (it would corrupt the stream),
-            and a longer stall drops the connection.
         websocket_headers: Extra HTTP headers for the WebSocket handshake.
+        local_address: ``(host, port)`` to bind the local end of TCP connections to.
+        socket_options: ``(level, option, value)`` triples applied with
+            ``setsockopt`` to TCP sockets.
         transport: Replaces the network: an async callable taking an `Endpoint`-like
             value and returning an `anyio.abc.ByteStream` (used by tests).
         random: Source of randomness for the jitter (tests pass a seeded one).
@@ -372,12 +372,15 @@ class MqttClient:
         default=5.0, kw_only=True, validator=_positive_or_zero("disconnect_timeout")
     )
     """Seconds granted to the DISCONNECT on close."""
-    write_timeout: float = attrs.field(
-        default=30.0, kw_only=True, validator=_positive_or_zero("write_timeout")
-    )
-    """Seconds one write may take before the connection counts as dead."""
+
     _websocket_headers: dict[str, str] | None = attrs.field(
         default=None, kw_only=True, alias="websocket_headers"
+    )
+    _local_address: tuple[str, int] | None = attrs.field(
+        default=None, kw_only=True, alias="local_address"
+    )
+    _socket_options: tuple[tuple[int, int, int | bytes], ...] = attrs.field(
+        default=(), kw_only=True, converter=tuple, alias="socket_options"
     )
     _transport: Transport | None = attrs.field(
         default=None, kw_only=True, alias="transport"
@@ -620,9 +623,13 @@ class MqttClient:
         for op in self._pending.values():
             op.fail(closed)
         self._pending.clear()
-        # Both ends of every channel are closed: iterators end, nothing leaks.
-        for sub in [*self._subscriptions, *self._catch_all]:
+        # Both ends of every subscription's channel are closed: iterators end,
+        # nothing leaks. messages() streams keep what is queued for their reader
+        # (their context manager closes the rest).
+        for sub in self._subscriptions:
             sub._release()
+        for sub in self._catch_all:
+            sub._close()
         self._subscriptions.clear()
         self._catch_all.clear()
         self._raw_filters.clear()
@@ -674,6 +681,8 @@ class MqttClient:
             ssl_context=self._ssl_context,
             tls_insecure=self._tls_insecure,
             websocket_headers=self._websocket_headers,
+            local_address=self._local_address,
+            socket_options=self._socket_options,
         )
 
     async def _handshake(
@@ -793,7 +802,8 @@ class MqttClient:
                 self._on_connection_lost(reason)
             if not self.reconnect:
                 raise ConnectionLost(
-                    f"lost the connection to {conn.endpoint.display()}: {reason}"
+                    f"lost the connection to {conn.endpoint.display()}: {reason}",
+                    reason_code=getattr(reason, "reason_code", None),
                 ) from reason
             backoff.reset()
             while True:
@@ -1005,13 +1015,14 @@ class MqttClient:
             elif kind is Disconnected:
                 assert isinstance(event, Disconnected)
                 raise ConnectionLost(
-                    f"{conn.endpoint.display()} closed the connection: "
+                    reason_code=event.reason_code,
+                    message=f"{conn.endpoint.display()} closed the connection: "
                     f"{event.reason_code.phrase} (reason code {event.reason_code.value:#04x})"
                     + (
                         f": {event.properties.reason_string}"
                         if event.properties.reason_string
                         else ""
-                    )
+                    ),
                 )
             elif kind is AuthReceived:
                 raise ConnectionLost(
@@ -1056,18 +1067,24 @@ class MqttClient:
                         f"{conn.endpoint.display()} did not answer for "
                         f"{silence:g} s (keepalive {keepalive:g} s); the connection is dead"
                     )
-                if now - conn.last_sent >= keepalive or (
+                due = now - conn.last_sent >= keepalive or (
                     silence >= keepalive and not conn.ping_outstanding
-                ):
+                )
+                if due and not self._write_lock.locked():
                     # [v5:MQTT-3.1.2-20] nothing else to send: PINGREQ.
                     conn.ping_outstanding = True
                     await self._send(conn, self._session.ping())
                     continue
-                wake = min(
-                    conn.last_sent + keepalive,
-                    conn.last_heard
-                    + (1.5 * keepalive if conn.ping_outstanding else keepalive),
-                )
+                if due:
+                    # A write is in progress (the socket may be full): never queue
+                    # behind it; look again soon, and keep counting the silence.
+                    wake = min(now + keepalive / 4, conn.last_heard + 1.5 * keepalive)
+                else:
+                    wake = min(
+                        conn.last_sent + keepalive,
+                        conn.last_heard
+                        + (1.5 * keepalive if conn.ping_outstanding else keepalive),
+                    )
                 await anyio.sleep(max(0.0, wake - now))
         except ConnectionLost as exc:
             conn.end(exc)
@@ -1075,33 +1092,36 @@ class MqttClient:
     # -- writing ------------------------------------------------------------------------
 
     async def _send(self, conn: _Connection, data: bytes) -> None:
-        # The write itself is shielded (bounded by write_timeout): a caller cancelled
-        # mid-write would otherwise leave part of a packet on the wire and cost the
-        # connection. Cancellation then takes effect at the caller's next checkpoint.
-        async with self._write_lock:
+        # Why no shield: a cancellation is only delivered where the stream waits. We
+        # check for it before writing and do not yield until the stream does, so a
+        # write that fits the socket buffer (trio) or the transport buffer (asyncio)
+        # is never cut. A cancellation that arrives while the stream waits for the
+        # socket may have left part of a packet on the wire, so that connection is
+        # dropped and replaced; frames are never continued.
+        lock = self._write_lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()
+        try:
             if conn.ended is not None or self._conn is not conn:
                 raise ConnectionLost("not connected to the broker")
-            failure: BaseException | None = None
-            with anyio.CancelScope(shield=True) as scope:
-                scope.deadline = anyio.current_time() + self.write_timeout
-                try:
-                    await conn.stream.send(data)
-                except anyio.get_cancelled_exc_class():
-                    raise
-                except BaseException as exc:
-                    failure = exc
-            if scope.cancelled_caught:
-                failure = TimeoutError(
-                    f"the write stalled for {self.write_timeout:g} s (write_timeout)"
-                )
-            if failure is not None:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            try:
+                await conn.stream.send(data)
+            except BaseException as exc:
                 # Part of a packet may be on the wire: this stream is unusable.
                 self._session.send_failed()
+                if isinstance(exc, anyio.get_cancelled_exc_class()):
+                    conn.end(ConnectionLost("a write was interrupted by cancellation"))
+                    raise
                 reason = ConnectionLost(
-                    f"sending to {conn.endpoint.display()} failed: {failure}"
+                    f"sending to {conn.endpoint.display()} failed: {exc}"
                 )
                 conn.end(reason)
-                raise reason from failure
+                raise reason from exc
+        finally:
+            lock.release()
         conn.last_sent = anyio.current_time()
         self._bytes_sent += len(data)
 
@@ -1446,7 +1466,9 @@ class MqttClient:
         """Every message this client receives, once per PUBLISH, whatever its topic.
 
         Subscribes to nothing by itself: combine it with :meth:`subscribe_filters`
-        (or other subscriptions). This is what aiomqtt-style code builds on.
+        (or other subscriptions). This is what aiomqtt-style code builds on. It may
+        be opened before the client runs, so nothing received after the CONNACK is
+        missed.
 
         Example::
 
@@ -1455,7 +1477,8 @@ class MqttClient:
                 async for message in messages:
                     ...
         """
-        self._check_open()
+        if self._state != "new":
+            self._check_open()
         sub = Subscription(
             "#",
             TopicSubscription(filter="#"),

@@ -89,9 +89,24 @@ class ConnectTimeout(ConnectError, TimeoutError):
 
 
 class ConnectionLost(MqttError):
-    """An established connection was dropped; ``__cause__`` says why."""
+    """An established connection was dropped; ``__cause__`` says why.
+
+    ``reason_code`` is the broker's DISCONNECT reason code when it said goodbye
+    (MQTT 5), else None.
+    """
 
     default_code = "CONNECTION_LOST"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        reason_code: ReasonCode | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.reason_code: ReasonCode | None = reason_code
+        """The broker's DISCONNECT reason code, or None."""
 
 
 class NotOpenError(MqttError):

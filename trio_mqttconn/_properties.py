@@ -336,6 +336,15 @@ def decode_properties(
     stop = pos + length
     if stop > end:
         raise MalformedPacketError("property length runs past the end of the packet")
+    # Property blocks repeat from message to message (a subscription identifier,
+    # the same user properties): small ones are decoded once. Properties are
+    # immutable, so sharing the decoded record is safe.
+    key: tuple[int, bytes] | None = None
+    if length <= _DECODED_ITEM:
+        key = (context, buf[pos:stop])
+        cached = _decoded.get(key)
+        if cached is not None:
+            return cached, stop
     bit = 1 << context
     values: dict[str, object] = {}
     user: list[tuple[str, str]] = []
@@ -438,7 +447,18 @@ def decode_properties(
             f"authentication_data without authentication_method "
             f"in {context_name(context)}"
         )
-    return _make(values), stop
+    result = _make(values)
+    if key is not None:
+        if len(_decoded) >= _DECODED_SIZE:
+            _decoded.clear()
+        _decoded[key] = result
+    return result, stop
+
+
+_DECODED_SIZE: Final = 512
+_DECODED_ITEM: Final = 64
+_decoded: dict[tuple[int, bytes], Properties] = {}
+"""Small property blocks decoded before, by packet type and raw bytes."""
 
 
 # ---------------------------------------------------------------- encoding

@@ -11,7 +11,9 @@ Usage: ``python aiomqtt_example.py [HOST [PORT [TOPIC_PREFIX]]]``
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import urllib.parse
 
 from trio_mqttconn import aiomqtt
 
@@ -46,7 +48,11 @@ async def main(
 
 
 if __name__ == "__main__":
+    # HOST and PORT come from the command line, or from $MQTT_URI (the test suite).
     arguments = sys.argv[1:]
+    if not arguments and "MQTT_URI" in os.environ:
+        where = urllib.parse.urlsplit(os.environ["MQTT_URI"])
+        arguments = [where.hostname or "localhost", str(where.port or 1883)]
     asyncio.run(
         main(
             arguments[0] if arguments else "localhost",

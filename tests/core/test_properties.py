@@ -488,3 +488,16 @@ def test_decoded_properties_are_normal_instances() -> None:
     assert attrs.evolve(props, maximum_qos=0).maximum_qos == 0
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         props.receive_maximum = 1  # type: ignore[misc]  # frozen on purpose
+
+
+def test_properties_decoded_blocks_are_cached_and_bounded() -> None:
+    block = bytes([2, 0x0B, 7])  # subscription identifier 7
+    first, _ = decode_properties(block, 0, len(block), T.PUBLISH)
+    again, _ = decode_properties(block, 0, len(block), T.PUBLISH)
+    assert again is first
+    assert first.subscription_identifiers == (7,)
+    for n in range(128, 128 + _properties._DECODED_SIZE + 2):
+        raw = bytes([3, 0x0B, 0x80 | (n & 0x7F), n >> 7])  # two-byte varint
+        props, _ = decode_properties(raw, 0, len(raw), T.PUBLISH)
+        assert props.subscription_identifiers == (n,)
+    assert len(_properties._decoded) <= _properties._DECODED_SIZE
