@@ -103,7 +103,8 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side with peer libraries (not part of the default run)."""
-    ensure_mosquitto(session)
+    # libmosquitto-dev and gcc build the C reference client (the near-limit row).
+    ensure_mosquitto(session, "libmosquitto-dev", "gcc")
     session.install("-e", ".[bench,test]")
     session.run("python", "bench/codec.py", *session.posargs)
     if os.path.exists("bench/clients.py"):
