@@ -71,9 +71,7 @@ def tests(session: nox.Session) -> None:
     )
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report")
-    session.run(
-        "coverage", "report", f"--include={CORE_MODULES}", "--fail-under=100"
-    )
+    session.run("coverage", "report", f"--include={CORE_MODULES}", "--fail-under=100")
 
 
 @nox.session

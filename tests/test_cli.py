@@ -18,7 +18,9 @@ def test_cli_pub_then_sub_receives_retained(
 ) -> None:
     topic = f"{unique_topic}/retained"
     assert main(["pub", mosquitto.uri, topic, "hello", "--qos", "1", "--retain"]) == 0
-    assert main(["--protocol", "3.1.1", "sub", mosquitto.uri, topic, "--count", "1"]) == 0
+    assert (
+        main(["--protocol", "3.1.1", "sub", mosquitto.uri, topic, "--count", "1"]) == 0
+    )
     out = capsys.readouterr().out
     assert f"published to {topic} (QoS 1)" in out
     assert f"{topic} (QoS 0): b'hello'" in out

@@ -74,7 +74,6 @@ from ._subscription import (
 from ._transports import Endpoint as Endpoint, parse_uri as parse_uri
 from ._version import __version__ as __version__
 
-
 # A library logs but never configures logging (the stdlib's advice).
 _logging.getLogger("trio_mqttconn").addHandler(_logging.NullHandler())
 

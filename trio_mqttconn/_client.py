@@ -72,7 +72,7 @@ from ._exceptions import (
 from ._packets import ConnectPacket, TopicSubscription, Will
 from ._properties import EMPTY_PROPERTIES, Properties
 from ._session import ClientSession, SessionState
-from ._subscription import Listener, Overflow, Subscription
+from ._subscription import _STREAK, Listener, Overflow, Subscription
 from ._subtree import SubscriptionTree
 from ._topics import validate_topic_filter, validate_topic_name
 from ._transports import Endpoint, connect_stream, parse_uri
@@ -80,6 +80,11 @@ from ._transports import Endpoint, connect_stream, parse_uri
 if TYPE_CHECKING:
     import ssl
     from types import TracebackType
+
+    from anyio.streams.memory import (
+        MemoryObjectReceiveStream,
+        MemoryObjectSendStream,
+    )
 
     from ._message import Message
 
@@ -89,6 +94,8 @@ __all__ = ["ClientStatistics", "MqttClient", "Transport"]
 Transport = Callable[[Endpoint], Awaitable[anyio.abc.ByteStream]]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
+#: Capacity of the channel shared by synchronous listeners.
+_HUB_BUFFER = 1024
 _READ_SIZE = 65536
 #: The client whose own task (a listener's dispatcher) is running, if any.
 _RUNNING_IN: contextvars.ContextVar[MqttClient | None] = contextvars.ContextVar(
@@ -411,6 +418,9 @@ class MqttClient:
     )
     _subscriptions: list[Subscription] = attrs.field(init=False, factory=list)
     _catch_all: list[Subscription] = attrs.field(init=False, factory=list)
+    _hub: MemoryObjectSendStream[tuple[Subscription, Message]] | None = attrs.field(
+        init=False, default=None
+    )
     _raw_filters: dict[str, tuple[TopicSubscription, Properties]] = attrs.field(
         init=False, factory=dict
     )
@@ -632,6 +642,8 @@ class MqttClient:
             sub._close()
         self._subscriptions.clear()
         self._catch_all.clear()
+        if self._hub is not None:
+            self._hub.close()
         self._raw_filters.clear()
         self._tree.clear()
         self._by_id.clear()
@@ -1341,6 +1353,17 @@ class MqttClient:
             buffer=buffer,
             overflow=overflow,
         )
+        shared = (
+            listener is not None
+            and overflow == "wait"
+            and not inspect.iscoroutinefunction(listener)
+            and not inspect.iscoroutinefunction(type(listener).__call__)
+        )
+        if shared:
+            # Synchronous listeners share one dispatcher task: a task switch per
+            # message per subscription would cost more than most listeners do.
+            sub._listener = listener
+            sub._hub = self._listener_hub()
         self._register(sub)
         try:
             await self._subscribe(sub, properties)
@@ -1348,12 +1371,57 @@ class MqttClient:
             self._unregister(sub)
             sub._release()
             raise
-        if listener is not None:
+        if listener is not None and not shared:
             assert self._task_group is not None
             self._task_group.start_soon(
                 self._run_listener, sub, listener, name=f"mqtt-dispatch[{topic_filter}]"
             )
         return sub
+
+    def _listener_hub(self) -> MemoryObjectSendStream[tuple[Subscription, Message]]:
+        """The shared dispatch channel of synchronous listeners (made on first use)."""
+        if self._hub is None:
+            send, receive = anyio.create_memory_object_stream[
+                tuple[Subscription, "Message"]
+            ](_HUB_BUFFER)
+            self._hub = send
+            assert self._task_group is not None
+            self._task_group.start_soon(
+                self._run_hub, receive, name=f"mqtt-dispatch[{self.client_id}]"
+            )
+        return self._hub
+
+    async def _run_hub(
+        self, receive: MemoryObjectReceiveStream[tuple[Subscription, Message]]
+    ) -> None:
+        # Drains with receive_nowait and checkpoints every _STREAK messages, like
+        # Subscription iteration. A listener of an unsubscribed subscription is not
+        # called again.
+        _RUNNING_IN.set(self)
+        with receive:
+            streak = 0
+            while True:
+                if streak < _STREAK:
+                    try:
+                        sub, message = receive.receive_nowait()
+                    except anyio.WouldBlock:
+                        streak = _STREAK
+                        continue
+                    except (anyio.EndOfStream, anyio.ClosedResourceError):
+                        return
+                    streak += 1
+                else:
+                    streak = 0
+                    try:
+                        sub, message = await receive.receive()
+                    except (anyio.EndOfStream, anyio.ClosedResourceError):
+                        return
+                listener = sub._listener
+                if listener is None or sub._client is None:
+                    continue
+                result = listener(message)
+                if inspect.isawaitable(result):
+                    await result
 
     @contextlib.asynccontextmanager
     async def subscription(

@@ -83,6 +83,12 @@ class Subscription:
     _dropped: int = attrs.field(init=False, default=0, repr=False)
     _active: bool = attrs.field(init=False, default=True, repr=False)
     _streak: int = attrs.field(init=False, default=0, repr=False)
+    #: For a synchronous listener: the client's shared dispatch channel, which
+    #: carries (subscription, message) pairs to one task for all such listeners.
+    _hub: MemoryObjectSendStream[tuple[Subscription, Message]] | None = attrs.field(
+        init=False, default=None, repr=False
+    )
+    _listener: Listener | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.overflow not in ("wait", "drop_oldest"):
@@ -100,6 +106,17 @@ class Subscription:
     def _offer(self, message: Message) -> bool:
         """Put *message* without waiting; False when the reader must wait for room."""
         if not self._active:
+            return True
+        hub = self._hub
+        if hub is not None:
+            try:
+                hub.send_nowait((self, message))
+            except anyio.WouldBlock:
+                return False
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._active = False
+                return True
+            self._delivered += 1
             return True
         try:
             self._send.send_nowait(message)
@@ -122,7 +139,10 @@ class Subscription:
     async def _put(self, message: Message) -> None:
         """Put *message*, waiting for room (lossless overflow policy)."""
         try:
-            await self._send.send(message)
+            if self._hub is not None:
+                await self._hub.send((self, message))
+            else:
+                await self._send.send(message)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._active = False
             return
