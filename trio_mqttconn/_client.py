@@ -178,6 +178,18 @@ class _Operation:
 
 
 @attrs.define(eq=False)
+class _Batch:
+    """Bytes queued behind the active writer, written together."""
+
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    error: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+
+@attrs.define(eq=False)
 class _Connection:
     """One live stream to the broker and the bookkeeping of its watchdog."""
 
@@ -191,6 +203,10 @@ class _Connection:
     ping_outstanding: bool = False
     reader_paused: bool = False
     ended: BaseException | None = None
+    #: A task is writing on this stream; others queue in the outbox.
+    writing: bool = False
+    outbox: list[bytes] = attrs.Factory(list)
+    batch: _Batch = attrs.Factory(_Batch)
 
     def end(self, reason: BaseException) -> None:
         """Record why the connection ended (first reason wins) and stop its tasks."""
@@ -411,7 +427,6 @@ class MqttClient:
     _ready: anyio.Event = attrs.field(init=False, factory=anyio.Event)
     _quota: anyio.Event = attrs.field(init=False, factory=anyio.Event)
     _finished: anyio.Event = attrs.field(init=False, factory=anyio.Event)
-    _write_lock: anyio.Lock = attrs.field(init=False, factory=anyio.Lock)
     _pending: dict[int, _Operation] = attrs.field(init=False, factory=dict)
     _tree: SubscriptionTree[Subscription] = attrs.field(
         init=False, factory=SubscriptionTree
@@ -612,9 +627,7 @@ class MqttClient:
             return
         with anyio.move_on_after(self.disconnect_timeout):
             try:
-                data = self._session.disconnect()
-                async with self._write_lock:
-                    await conn.stream.send(data)
+                await self._send(conn, self._session.disconnect())
             except (
                 MqttError,
                 OSError,
@@ -976,7 +989,8 @@ class MqttClient:
                     await self._dispatch(conn, events)
                 out = session.data_to_send()
                 if out:
-                    await self._send(conn, out)
+                    # Acknowledgements need no wait: a write in progress takes them.
+                    await self._send(conn, out, wait=False)
         except ProtocolError as exc:
             await self._protocol_violation(conn, exc)
             conn.end(exc)
@@ -1082,7 +1096,7 @@ class MqttClient:
                 due = now - conn.last_sent >= keepalive or (
                     silence >= keepalive and not conn.ping_outstanding
                 )
-                if due and not self._write_lock.locked():
+                if due and not conn.writing:
                     # [v5:MQTT-3.1.2-20] nothing else to send: PINGREQ.
                     conn.ping_outstanding = True
                     await self._send(conn, self._session.ping())
@@ -1103,39 +1117,72 @@ class MqttClient:
 
     # -- writing ------------------------------------------------------------------------
 
-    async def _send(self, conn: _Connection, data: bytes) -> None:
-        # Why no shield: a cancellation is only delivered where the stream waits. We
-        # check for it before writing and do not yield until the stream does, so a
-        # write that fits the socket buffer (trio) or the transport buffer (asyncio)
-        # is never cut. A cancellation that arrives while the stream waits for the
-        # socket may have left part of a packet on the wire, so that connection is
-        # dropped and replaced; frames are never continued.
-        lock = self._write_lock
-        if lock.locked():
-            await lock.acquire()
-        else:
-            lock.acquire_nowait()
+    async def _send(self, conn: _Connection, data: bytes, *, wait: bool = True) -> None:
+        """Write *data* on *conn*; one writer at a time, the others coalesced.
+
+        When no write is in progress the caller writes itself. Otherwise its bytes
+        join the outbox, which the active writer sends (all of it, in one write)
+        as soon as its own write is done; with *wait* the caller then waits for
+        that write, without it (the caller waits for an acknowledgement anyway)
+        it returns at once.
+
+        Why no shield: a cancellation is only delivered where the stream waits. We
+        check for it before writing and do not yield until the stream does, so a
+        write that fits the socket buffer (trio) or the transport buffer (asyncio)
+        is never cut. A cancellation that arrives while the stream waits for the
+        socket may have left part of a packet on the wire, so that connection is
+        dropped and replaced; frames are never continued.
+        """
+        if conn.ended is not None or self._conn is not conn:
+            raise ConnectionLost("not connected to the broker")
+        if conn.writing:
+            conn.outbox.append(data)
+            if not wait:
+                return
+            batch = conn.batch
+            await batch.done.wait()
+            if batch.error is not None:
+                raise ConnectionLost(
+                    f"sending to {conn.endpoint.display()} failed: {batch.error}"
+                ) from batch.error
+            return
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        conn.writing = True
+        written = 0
         try:
-            if conn.ended is not None or self._conn is not conn:
-                raise ConnectionLost("not connected to the broker")
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            try:
-                await conn.stream.send(data)
-            except BaseException as exc:
-                # Part of a packet may be on the wire: this stream is unusable.
-                self._session.send_failed()
-                if isinstance(exc, anyio.get_cancelled_exc_class()):
-                    conn.end(ConnectionLost("a write was interrupted by cancellation"))
+            await conn.stream.send(data)
+            written += len(data)
+            while conn.outbox:
+                data = b"".join(conn.outbox)
+                conn.outbox.clear()
+                batch, conn.batch = conn.batch, _Batch()
+                try:
+                    await conn.stream.send(data)
+                except BaseException as exc:
+                    batch.fail(exc)
                     raise
-                reason = ConnectionLost(
-                    f"sending to {conn.endpoint.display()} failed: {exc}"
-                )
-                conn.end(reason)
-                raise reason from exc
+                written += len(data)
+                batch.done.set()
+        except BaseException as exc:
+            # Part of a packet may be on the wire: this stream is unusable, and
+            # what others queued for it goes with it (the session re-sends).
+            conn.outbox.clear()
+            conn.batch.fail(exc)
+            conn.batch = _Batch()
+            if self._conn is conn:
+                self._session.send_failed()
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                conn.end(ConnectionLost("a write was interrupted by cancellation"))
+                raise
+            reason = ConnectionLost(
+                f"sending to {conn.endpoint.display()} failed: {exc}"
+            )
+            conn.end(reason)
+            raise reason from exc
         finally:
-            lock.release()
-        conn.last_sent = anyio.current_time()
-        self._bytes_sent += len(data)
+            conn.writing = False
+            conn.last_sent = anyio.current_time()
+            self._bytes_sent += written
 
     # -- waiting helpers --------------------------------------------------------------
 
@@ -1228,7 +1275,7 @@ class MqttClient:
             with contextlib.suppress(ConnectionLost):
                 # On a lost connection the session keeps the message in flight: it
                 # is re-sent (or published again) after reconnecting.
-                await self._send(conn, data)
+                await self._send(conn, data, wait=False)
             await op.done.wait()
         finally:
             if self._pending.get(op.packet_id) is op and not op.done.is_set():
@@ -1630,7 +1677,7 @@ class MqttClient:
             self._pending[packet_id] = op
             try:
                 with contextlib.suppress(ConnectionLost):
-                    await self._send(conn, data)
+                    await self._send(conn, data, wait=False)
                 await op.done.wait()
             finally:
                 if self._pending.get(packet_id) is op:
