@@ -1384,6 +1384,10 @@ class MqttClient:
         With *listener* (a sync or async callable taking a `Message`), a dispatcher
         task of the client calls it for every message, in order; otherwise iterate the
         returned `Subscription`. Call :meth:`Subscription.unsubscribe` to stop.
+        Synchronous listeners (with ``overflow="wait"``) share one dispatcher task
+        and one bounded channel; each async listener gets a task of its own, so a
+        slow one only holds up its own subscription. A listener's exception ends
+        the client and propagates from ``run()`` / ``async with``.
 
         Raises:
             ValueError: invalid topic filter or option.
