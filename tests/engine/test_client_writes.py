@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import trio
 import trio.testing
@@ -83,7 +85,7 @@ async def test_sync_listeners_share_one_dispatcher_in_order(
         seen: list[tuple[str, bytes]] = []
         done = trio.Event()
 
-        def listener(name: str) -> object:
+        def listener(name: str) -> Callable[[Message], None]:
             def on_message(message: Message) -> None:
                 seen.append((name, message.payload))
                 if len(seen) == 5:
