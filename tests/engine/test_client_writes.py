@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -15,6 +15,9 @@ from tests._fakes import (
 )
 from trio_mqttconn import ConnectionLost, Message, QoS
 from trio_mqttconn._packets import PublishPacket
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 pytestmark = pytest.mark.trio
 
