@@ -39,6 +39,7 @@ async def test_writes_queued_behind_a_stalled_writer_go_out_in_one_write(
             nursery.start_soon(publish, "first", 0)
             await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(publish, "second", 0)
+            await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(publish, "third", 1)
             await trio.testing.wait_all_tasks_blocked()
             assert done == []
