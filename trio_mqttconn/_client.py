@@ -69,6 +69,7 @@ from ._exceptions import (
     SubscribeError,
     UnsubscribeError,
 )
+from ._groups import collapse as _collapse
 from ._packets import ConnectPacket, TopicSubscription, Will
 from ._properties import EMPTY_PROPERTIES, Properties
 from ._session import ClientSession, SessionState
@@ -214,41 +215,6 @@ class _Connection:
             self.ended = reason
             self.on_end()
         self.scope.cancel()
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found.extend(_leaves(exc))
-        else:
-            found.append(exc)
-    return found
-
-
-def _collapse(
-    group: BaseExceptionGroup[BaseException], body: BaseException | None
-) -> BaseException:
-    """Turn a task group's ExceptionGroup into the one exception a caller expects.
-
-    The body's own exception wins, as is; a single background failure is raised as
-    itself; cancellation stays cancellation; anything else is our bug.
-    """
-    leaves = _leaves(group)
-    cancelled = anyio.get_cancelled_exc_class()
-    real = [exc for exc in leaves if not isinstance(exc, cancelled)]
-    if body is not None and any(exc is body for exc in leaves):
-        return body
-    if len(real) == 1:
-        return real[0]
-    if not real:
-        return leaves[0]
-    error = MqttInternalError(
-        "several background tasks failed at once; this is a bug in trio_mqttconn, "
-        "please report it with the traceback"
-    )
-    error.__cause__ = group
-    return error
 
 
 def _to_payload(payload: bytes | bytearray | memoryview | str) -> bytes:

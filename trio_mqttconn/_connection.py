@@ -55,9 +55,9 @@ from ._exceptions import (
     ConnectError,
     InvalidStateError,
     MqttError,
-    MqttInternalError,
     NotOpenError,
 )
+from ._groups import OwnsTaskGroup
 from ._references import Descriptor, ReferencesLike, find_references
 from ._resolver import (
     ConnectionOptions,
@@ -67,8 +67,6 @@ from ._resolver import (
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
-    from types import TracebackType
-    from typing import Self
 
     from trio_mqttconn import Properties, Will
 
@@ -406,56 +404,9 @@ def _default_client_id() -> str:
     return f"{socket.gethostname()}-{secrets.token_hex(4)}"
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found.extend(_leaves(exc))
-        else:
-            found.append(exc)
-    return found
-
-
-def _single(
-    group: BaseExceptionGroup[BaseException], body: BaseException | None
-) -> BaseException:
-    """The one exception a task group's ExceptionGroup stands for."""
-    leaves = _leaves(group)
-    if body is not None and any(exc is body for exc in leaves):
-        return body
-    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-    if len(real) == 1:
-        return real[0]
-    if not real:
-        return leaves[0]
-    error = MqttInternalError(
-        "several tasks of an MqttConnection failed at once; this is a bug in "
-        "trio_mqttconn, please report it with the traceback"
-    )
-    error.__cause__ = group
-    return error
-
-
-async def _leave_group(group: anyio.abc.TaskGroup, exc: BaseException | None) -> None:
-    """Exit the task group of ``async with component:``; never an ExceptionGroup.
-
-    The body's exception propagates as is; a single failure of a background task is
-    raised as itself.
-    """
-    try:
-        await group.__aexit__(
-            None if exc is None else type(exc),
-            exc,
-            None if exc is None else exc.__traceback__,
-        )
-    except BaseExceptionGroup as eg:
-        error = _single(eg, exc)
-        raise error from error.__cause__
-
-
 @final
 @attrs.define(eq=False)
-class MqttConnection:
+class MqttConnection(OwnsTaskGroup):
     """Connection to an MQTT broker: the pip-services component, on structured concurrency.
 
     Configure it, give it references, bind it to a nursery, then open it::
@@ -804,35 +755,6 @@ class MqttConnection:
             run.scope.cancel()
             await run.done.wait()
         self._log.debug(context, "Disconnected from MQTT broker")
-
-    async def __aenter__(self) -> Self:
-        """Open a task group for the engine's tasks, then `open` (a checkpoint)."""
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        self._outer_nursery, self._nursery = self._nursery, group
-        try:
-            await self.open(None)
-        except BaseException as exc:
-            self._nursery = self._outer_nursery
-            await _leave_group(group, exc)
-            raise  # pragma: no cover - _leave_group raised it already
-        self._own_group = group
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """`close`, then leave the task group; the body's exception propagates."""
-        group, self._own_group = self._own_group, None
-        try:
-            await self.close(None)
-        finally:
-            self._nursery = self._outer_nursery
-            if group is not None:  # pragma: no branch - __aenter__ succeeded
-                await _leave_group(group, exc)
 
     # -- messaging --------------------------------------------------------------------
 

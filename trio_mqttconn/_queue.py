@@ -45,18 +45,16 @@ from ._connection import (
     COUNTER_ERRORS,
     MqttConnection,
     _Counters,
-    _leave_group,
     _Log,
     _TaskGroup,
 )
 from ._exceptions import ConfigError, ConnectError, InvalidStateError, NotOpenError
+from ._groups import OwnsTaskGroup
 from ._references import Descriptor, ReferencesLike, find_references
 from ._resolver import ConfigKey
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Mapping
-    from types import TracebackType
-    from typing import Self
 
     import trio
 
@@ -273,7 +271,7 @@ def _queue_flag(config: ConfigParams, key: str) -> bool:
 
 @final
 @attrs.define(eq=False)
-class MqttMessageQueue:
+class MqttMessageQueue(OwnsTaskGroup):
     """A pip-services message queue on one MQTT topic.
 
     Example::
@@ -499,35 +497,6 @@ class MqttMessageQueue:
             if self._local:
                 await connection.close(context)
         self._log.debug(context, "Closed queue %s", self.get_name())
-
-    async def __aenter__(self) -> Self:
-        """Open a task group for the local connection, then `open`."""
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        self._outer_nursery, self._nursery = self._nursery, group
-        try:
-            await self.open(None)
-        except BaseException as exc:
-            self._nursery = self._outer_nursery
-            await _leave_group(group, exc)
-            raise  # pragma: no cover - _leave_group raised it already
-        self._own_group = group
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """`close`, then leave the task group; the body's exception propagates."""
-        group, self._own_group = self._own_group, None
-        try:
-            await self.close(None)
-        finally:
-            self._nursery = self._outer_nursery
-            if group is not None:  # pragma: no branch - __aenter__ succeeded
-                await _leave_group(group, exc)
 
     # -- receiving ----------------------------------------------------------------------
 

@@ -1041,7 +1041,7 @@ async def test_connection_async_with_raises_the_open_error() -> None:
 
 async def test_single_exception_of_a_task_group() -> None:
     from trio_mqttconn import MqttInternalError
-    from trio_mqttconn._connection import _single
+    from trio_mqttconn._groups import collapse as _single
 
     body, other = KeyError("body"), ValueError("other")
     cancelled = anyio.get_cancelled_exc_class()

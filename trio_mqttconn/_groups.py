@@ -1,0 +1,116 @@
+"""ExceptionGroups in, one exception out: the rule for every ``async with`` we offer.
+
+The body's own exception propagates as is; a single failure of a background task is
+raised as itself; cancellation stays cancellation; several real failures at once are a
+bug of ours (`MqttInternalError`, with the group as its cause). Never an
+ExceptionGroup (trio's "Designing for multiple errors", option 2).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+import anyio.abc
+
+from ._exceptions import MqttInternalError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["OwnsTaskGroup", "collapse", "leave_group"]
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(_leaves(exc))
+        else:
+            found.append(exc)
+    return found
+
+
+def collapse(
+    group: BaseExceptionGroup[BaseException], body: BaseException | None
+) -> BaseException:
+    """The one exception a task group's ExceptionGroup stands for."""
+    leaves = _leaves(group)
+    if body is not None and any(exc is body for exc in leaves):
+        return body
+    cancelled = anyio.get_cancelled_exc_class()
+    real = [exc for exc in leaves if not isinstance(exc, cancelled)]
+    if len(real) == 1:
+        return real[0]
+    if not real:
+        return leaves[0]
+    error = MqttInternalError(
+        "several background tasks failed at once; this is a bug in trio_mqttconn, "
+        "please report it with the traceback"
+    )
+    error.__cause__ = group
+    return error
+
+
+async def leave_group(group: anyio.abc.TaskGroup, exc: BaseException | None) -> None:
+    """Exit *group* (entered by hand in ``__aenter__``), collapsing its errors."""
+    try:
+        await group.__aexit__(
+            None if exc is None else type(exc),
+            exc,
+            None if exc is None else exc.__traceback__,
+        )
+    except BaseExceptionGroup as eg:
+        error = collapse(eg, exc)
+        raise error from error.__cause__
+
+
+class OwnsTaskGroup:
+    """Mixin: ``async with component:`` runs the component in a task group of its own.
+
+    For components that otherwise live in a nursery the caller binds (pip-services
+    style): enter opens a task group, makes it the component's nursery and calls
+    ``open(None)``; exit calls ``close(None)`` and leaves the group. The body's
+    exception propagates unchanged.
+    """
+
+    _nursery: anyio.abc.TaskGroup | Any
+    _outer_nursery: anyio.abc.TaskGroup | Any
+    _own_group: anyio.abc.TaskGroup | None
+
+    async def open(self, context: object) -> None:  # pragma: no cover - abstract
+        """Open the component."""
+        raise NotImplementedError
+
+    async def close(self, context: object) -> None:  # pragma: no cover - abstract
+        """Close the component."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        """Open a task group for the component's tasks, then `open` (a checkpoint)."""
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._outer_nursery, self._nursery = self._nursery, group
+        try:
+            await self.open(None)
+        except BaseException as exc:
+            self._nursery = self._outer_nursery
+            await leave_group(group, exc)
+            raise  # pragma: no cover - leave_group raised it already
+        self._own_group = group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """`close`, then leave the task group; the body's exception propagates."""
+        group, self._own_group = self._own_group, None
+        try:
+            await self.close(None)
+        finally:
+            self._nursery = self._outer_nursery
+            if group is not None:  # pragma: no branch - __aenter__ succeeded
+                await leave_group(group, exc)
