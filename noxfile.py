@@ -84,9 +84,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package, tests, examples and this file."""
+    """mypy --strict on the package, tests, examples and this file; public types."""
     session.install("-e", ".[test,typecheck]", "nox")
     session.run("mypy", "trio_mqttconn", "tests", "noxfile.py", "docs/examples")
+    session.run("pyright", "--verifytypes", "trio_mqttconn", "--ignoreexternal")
 
 
 @nox.session
