@@ -304,7 +304,7 @@ async def test_connect_stream_tcp_ignores_ssl_context_for_plain_mqtt() -> None:
 @bounded
 async def test_connect_stream_applies_socket_options() -> None:
     async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_once, drain)
+        port = await tg.start(serve_once, echo)
         stream = await connect_stream(
             parse_uri(f"mqtt://127.0.0.1:{port}"),
             socket_options=[(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)],
@@ -312,7 +312,9 @@ async def test_connect_stream_applies_socket_options() -> None:
         async with stream:
             sock = stream.extra(SocketAttribute.raw_socket)
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
-            tg.cancel_scope.cancel()
+            # a round trip: the server has accepted before the test ends
+            await stream.send(b"x")
+            assert await stream.receive() == b"X"
 
 
 @bounded
