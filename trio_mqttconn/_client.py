@@ -5,7 +5,8 @@ Theory of operation
 ``run()`` (or ``async with``) opens one task group that the client owns. Everything the
 client does in the background is a child of it:
 
-* the **supervisor** keeps the client connected: it serves one connection at a time and,
+* the **supervisor** (the task running ``run()`` itself, after the first CONNACK)
+  keeps the client connected: it serves one connection at a time and,
   when a connection ends, waits (capped exponential backoff with jitter) and reconnects,
   cycling through the URIs;
 * for each connection, a connection task group holds the **reader** (bytes -> session ->
@@ -537,14 +538,9 @@ class MqttClient:
                 conn, connected, rest = await self._connect_round(first=True)
                 self._state = "running"
                 self._attach(conn)
-                group.start_soon(
-                    self._supervise,
-                    conn,
-                    connected,
-                    rest,
-                    name=f"mqtt-supervisor[{self.client_id}]",
-                )
                 task_status.started()
+                # The task that runs the client is its supervisor.
+                await self._supervise(conn, connected, rest)
         except BaseExceptionGroup as eg:
             error = _collapse(eg, None)
             self._fatal = error
@@ -601,9 +597,9 @@ class MqttClient:
                 anyio.ClosedResourceError,
             ):
                 pass
-        conn.end(NotOpenError("the client is closed"))
-        with anyio.move_on_after(self.disconnect_timeout):
+            conn.end(NotOpenError("the client is closed"))
             await conn.stream.aclose()
+        conn.end(NotOpenError("the client is closed"))
 
     def _shutdown(self) -> None:
         """Leave nothing behind: fail waiters, end subscriptions, wake everyone."""
