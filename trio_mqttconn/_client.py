@@ -574,7 +574,7 @@ class MqttClient:
             if self._state != "closing":
                 self._state = "closing"
                 await self._disconnect_gracefully()
-                if self._task_group is not None:
+                if self._task_group is not None:  # the DISCONNECT timed out
                     self._task_group.cancel_scope.cancel()
             if _RUNNING_IN.get() is self:
                 # Called from one of our own tasks (a listener): waiting for every
@@ -586,6 +586,8 @@ class MqttClient:
     async def _disconnect_gracefully(self) -> None:
         conn = self._conn
         if conn is None or not self.is_connected:
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
             return
         with anyio.move_on_after(self.disconnect_timeout):
             try:
@@ -597,9 +599,13 @@ class MqttClient:
                 anyio.ClosedResourceError,
             ):
                 pass
-            conn.end(NotOpenError("the client is closed"))
+            # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]. The client's
+            # task group is cancelled as a whole (one cancellation, not one per
+            # scope), then the stream is closed.
+            conn.ended = conn.ended or NotOpenError("the client is closed")
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
             await conn.stream.aclose()
-        conn.end(NotOpenError("the client is closed"))
 
     def _shutdown(self) -> None:
         """Leave nothing behind: fail waiters, end subscriptions, wake everyone."""
