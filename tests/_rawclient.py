@@ -35,7 +35,26 @@ __all__ = ["RawClient", "SessionClient"]
 P = TypeVar("P")
 
 
-class RawClient:
+class _ClosedOnExit:
+    """``with`` support for a peer: leaving the block calls ``close``."""
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RawClient(_ClosedOnExit):
     """One TCP connection to a broker, speaking MQTT through the sans-IO codec.
 
     Args:
@@ -119,19 +138,8 @@ class RawClient:
         """Close the socket (idempotent)."""
         self.sock.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class SessionClient:
+class SessionClient(_ClosedOnExit):
     """A ``ClientSession`` over blocking sockets: one socket per connection.
 
     The session outlives the sockets, as it outlives connections in the engine, so
@@ -256,14 +264,3 @@ class SessionClient:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

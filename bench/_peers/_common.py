@@ -38,8 +38,14 @@ import os
 import resource
 import sys
 import time
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+F = TypeVar("F", bound="Callable[[Spec], object]")
 
 IDLE = 1.5
 """Seconds without a message after which a subscriber stops counting."""
@@ -224,3 +230,33 @@ def report_round_trips(samples: list[float], cpu: float) -> None:
         mean_us=sum(samples) / max(len(samples), 1) * 1e6,
         cpu_us=cpu * 1e6 / max(len(samples), 1),
     )
+
+
+def round_trips(spec: Spec, warmup: int) -> Iterator[None]:
+    """Drive a round-trip measurement: the caller does one round trip per item.
+
+    The first *warmup* items are not measured; then up to COUNT items are timed
+    (stopping once BUDGET s have passed) and `report_round_trips` prints the result
+    when the iteration ends. Works for sync and async round trips alike::
+
+        for _ in _common.round_trips(spec, _common.WARMUP):
+            await round_trip()
+    """
+    for _ in range(warmup):
+        yield
+    samples: list[float] = []
+    cpu = time.process_time()
+    deadline = time.perf_counter() + spec.budget
+    for _ in range(spec.count):
+        started = time.perf_counter()
+        yield
+        now = time.perf_counter()
+        samples.append(now - started)
+        if now > deadline:
+            break
+    report_round_trips(samples, time.process_time() - cpu)
+
+
+def roles(*drivers: F) -> dict[str, F]:
+    """A driver's role table: each role function under its own name."""
+    return {driver.__name__: driver for driver in drivers}

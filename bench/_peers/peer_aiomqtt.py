@@ -114,57 +114,28 @@ async def pub(spec: _common.Spec) -> None:
 async def pingpong(spec: _common.Spec) -> None:
     """Role ``pingpong``."""
     payload = spec.payload
-    samples: list[float] = []
     async with _client(spec) as client:
         await client.subscribe(spec.topic, spec.qos)
         messages = client.messages
         _common.ready()
-        for _ in range(_common.WARMUP):
+        for _ in _common.round_trips(spec, _common.WARMUP):
             await client.publish(spec.topic, payload, spec.qos)
             await anext(messages)
-        cpu = time.process_time()
-        deadline = time.perf_counter() + spec.budget
-        for _ in range(spec.count):
-            started = time.perf_counter()
-            await client.publish(spec.topic, payload, spec.qos)
-            await anext(messages)
-            now = time.perf_counter()
-            samples.append(now - started)
-            if now > deadline:
-                break
-        _common.report_round_trips(samples, time.process_time() - cpu)
 
 
 async def connect(spec: _common.Spec) -> None:
     """Role ``connect``."""
-    samples: list[float] = []
     _common.ready()
 
     async def cycle() -> None:
         async with _client(spec) as client:
             await client.subscribe(spec.topic, spec.qos)
 
-    for _ in range(_common.WARMUP_CONNECTS):
+    for _ in _common.round_trips(spec, _common.WARMUP_CONNECTS):
         await cycle()
-    cpu = time.process_time()
-    deadline = time.perf_counter() + spec.budget
-    for _ in range(spec.count):
-        started = time.perf_counter()
-        await cycle()
-        now = time.perf_counter()
-        samples.append(now - started)
-        if now > deadline:
-            break
-    _common.report_round_trips(samples, time.process_time() - cpu)
 
 
-ROLES = {
-    "sub": sub,
-    "filters": filters,
-    "pub": pub,
-    "pingpong": pingpong,
-    "connect": connect,
-}
+ROLES = _common.roles(sub, filters, pub, pingpong, connect)
 
 if __name__ == "__main__":
     spec = _common.parse()

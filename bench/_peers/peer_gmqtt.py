@@ -186,7 +186,6 @@ async def pingpong(spec: _common.Spec) -> None:
     await session.connect(spec)
     await session.subscribe(spec.topic, spec.qos)
     payload = spec.payload
-    samples: list[float] = []
     _common.ready()
 
     async def round_trip() -> None:
@@ -195,24 +194,13 @@ async def pingpong(spec: _common.Spec) -> None:
         await session.storage.wait_empty()
         await echo[0]
 
-    for _ in range(_common.WARMUP):
+    for _ in _common.round_trips(spec, _common.WARMUP):
         await round_trip()
-    cpu = time.process_time()
-    deadline = time.perf_counter() + spec.budget
-    for _ in range(spec.count):
-        started = time.perf_counter()
-        await round_trip()
-        now = time.perf_counter()
-        samples.append(now - started)
-        if now > deadline:
-            break
-    _common.report_round_trips(samples, time.process_time() - cpu)
     await session.close()
 
 
 async def connect(spec: _common.Spec) -> None:
     """Role ``connect``."""
-    samples: list[float] = []
     _common.ready()
 
     async def cycle() -> None:
@@ -221,27 +209,11 @@ async def connect(spec: _common.Spec) -> None:
         await session.subscribe(spec.topic, spec.qos)
         await session.close()
 
-    for _ in range(_common.WARMUP_CONNECTS):
+    for _ in _common.round_trips(spec, _common.WARMUP_CONNECTS):
         await cycle()
-    cpu = time.process_time()
-    deadline = time.perf_counter() + spec.budget
-    for _ in range(spec.count):
-        started = time.perf_counter()
-        await cycle()
-        now = time.perf_counter()
-        samples.append(now - started)
-        if now > deadline:
-            break
-    _common.report_round_trips(samples, time.process_time() - cpu)
 
 
-ROLES = {
-    "sub": sub,
-    "filters": filters,
-    "pub": pub,
-    "pingpong": pingpong,
-    "connect": connect,
-}
+ROLES = _common.roles(sub, filters, pub, pingpong, connect)
 
 if __name__ == "__main__":
     spec = _common.parse()

@@ -133,7 +133,6 @@ def pingpong(spec: _common.Spec) -> None:
     session.client.on_message = on_message
     session.subscribe(spec.topic, spec.qos)
     payload = spec.payload
-    samples: list[float] = []
     _common.ready()
 
     def round_trip() -> None:
@@ -141,24 +140,13 @@ def pingpong(spec: _common.Spec) -> None:
         session.client.publish(spec.topic, payload, spec.qos).wait_for_publish(30)
         echoed.wait(30)
 
-    for _ in range(_common.WARMUP):
+    for _ in _common.round_trips(spec, _common.WARMUP):
         round_trip()
-    cpu = time.process_time()
-    deadline = time.perf_counter() + spec.budget
-    for _ in range(spec.count):
-        started = time.perf_counter()
-        round_trip()
-        now = time.perf_counter()
-        samples.append(now - started)
-        if now > deadline:
-            break
-    _common.report_round_trips(samples, time.process_time() - cpu)
     session.close()
 
 
 def connect(spec: _common.Spec) -> None:
     """Role ``connect``."""
-    samples: list[float] = []
     _common.ready()
 
     def cycle() -> None:
@@ -166,27 +154,11 @@ def connect(spec: _common.Spec) -> None:
         session.subscribe(spec.topic, spec.qos)
         session.close()
 
-    for _ in range(_common.WARMUP_CONNECTS):
+    for _ in _common.round_trips(spec, _common.WARMUP_CONNECTS):
         cycle()
-    cpu = time.process_time()
-    deadline = time.perf_counter() + spec.budget
-    for _ in range(spec.count):
-        started = time.perf_counter()
-        cycle()
-        now = time.perf_counter()
-        samples.append(now - started)
-        if now > deadline:
-            break
-    _common.report_round_trips(samples, time.process_time() - cpu)
 
 
-ROLES: dict[str, Callable[[_common.Spec], None]] = {
-    "sub": sub,
-    "filters": filters,
-    "pub": pub,
-    "pingpong": pingpong,
-    "connect": connect,
-}
+ROLES = _common.roles(sub, filters, pub, pingpong, connect)
 
 if __name__ == "__main__":
     spec = _common.parse()

@@ -1204,10 +1204,16 @@ def test_our_receive_maximum_counts_until_acks_are_taken() -> None:
     assert len(broker.send(session, *[incoming(None, QOS0)] * 5)) == 5
 
 
-def test_our_receive_maximum_counts_qos2_until_pubrel_and_pubcomp_taken() -> None:
+def _two_qos2_received() -> tuple[ClientSession, ScriptedBroker]:
+    """A session with receive maximum 2 that was sent QoS 2 messages 1 and 2."""
     session, broker = make_session(receive_maximum=2)
     subscribe_all(session, broker)
     broker.send(session, incoming(1, QOS2), incoming(2, QOS2))
+    return session, broker
+
+
+def test_our_receive_maximum_counts_qos2_until_pubrel_and_pubcomp_taken() -> None:
+    session, broker = _two_qos2_received()
     session.data_to_send()  # PUBRECs out, but both still unacknowledged
     # Duplicates do not count.
     assert broker.send(session, incoming(1, QOS2)) == []
@@ -1215,17 +1221,13 @@ def test_our_receive_maximum_counts_qos2_until_pubrel_and_pubcomp_taken() -> Non
     with pytest.raises(ProtocolError):
         session.events()
 
-    session, broker = make_session(receive_maximum=2)
-    subscribe_all(session, broker)
-    broker.send(session, incoming(1, QOS2), incoming(2, QOS2))
+    session, broker = _two_qos2_received()
     broker.send(session, PubRelPacket(packet_id=1))  # PUBCOMP queued, not taken
     session.receive_data(broker.encode(incoming(3, QOS2)))
     with pytest.raises(ProtocolError):
         session.events()
 
-    session, broker = make_session(receive_maximum=2)
-    subscribe_all(session, broker)
-    broker.send(session, incoming(1, QOS2), incoming(2, QOS2))
+    session, broker = _two_qos2_received()
     broker.send(session, PubRelPacket(packet_id=1))
     session.data_to_send()
     assert len(broker.send(session, incoming(3, QOS2))) == 1
@@ -1778,14 +1780,17 @@ def test_broker_disconnect_with_session_expiry_is_protocol_error() -> None:
 # AUTH
 
 
-def _auth_session() -> tuple[ClientSession, ScriptedBroker]:
+def _auth_session(
+    method: str | None = "SCRAM-SHA-1",
+) -> tuple[ClientSession, ScriptedBroker]:
+    """A session that sent CONNECT with authentication *method*, no CONNACK yet."""
     session = ClientSession()
     broker = ScriptedBroker()
     broker.receive_one(
         session.connect(
             ConnectPacket(
                 client_id="c",
-                properties=Properties(authentication_method="SCRAM-SHA-1"),
+                properties=Properties(authentication_method=method),
             )
         )
     )
@@ -1908,14 +1913,7 @@ def test_auth_above_broker_maximum_packet_size() -> None:
 def test_broker_auth_with_wrong_method_is_protocol_error(
     connect_method: str | None,
 ) -> None:
-    session = ClientSession()
-    broker = ScriptedBroker()
-    session.connect(
-        ConnectPacket(
-            client_id="c",
-            properties=Properties(authentication_method=connect_method),
-        )
-    )
+    session, broker = _auth_session(connect_method)
     session.receive_data(
         broker.encode(AuthPacket(properties=Properties(authentication_method="X")))
     )
@@ -1936,14 +1934,7 @@ def test_connack_with_wrong_authentication_method_is_protocol_error(
     connect_method: str | None, connack_method: str | None
 ) -> None:
     # [v5:MQTT-4.12.0-5] [v5:MQTT-4.12.0-6]
-    session = ClientSession()
-    broker = ScriptedBroker()
-    session.connect(
-        ConnectPacket(
-            client_id="c",
-            properties=Properties(authentication_method=connect_method),
-        )
-    )
+    session, broker = _auth_session(connect_method)
     session.receive_data(
         broker.encode(
             ConnAckPacket(properties=Properties(authentication_method=connack_method))

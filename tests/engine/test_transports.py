@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
 import re
 import socket
@@ -24,6 +23,7 @@ import trustme
 from anyio.abc import SocketAttribute, TaskStatus
 from anyio.streams.tls import TLSStream
 
+from tests.engine._servers import bounded, connect_error
 from trio_mqttconn._exceptions import ConfigError, ConnectError
 from trio_mqttconn._transports import (
     Endpoint,
@@ -40,17 +40,6 @@ pytestmark = pytest.mark.anyio
 
 T = TypeVar("T")
 Handler = Callable[[anyio.abc.SocketStream], Awaitable[None]]
-
-
-def bounded(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Fail a test that runs longer than 10 s (of the backend's clock)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
-        with anyio.fail_after(10):
-            return await fn(*args, **kwargs)
-
-    return wrapper
 
 
 async def serve_once(
@@ -458,10 +447,7 @@ async def test_connect_stream_tls_succeeds_with_trusted_ca(
 async def test_connect_stream_tls_rejects_an_untrusted_ca(ca: trustme.CA) -> None:
     # No ssl_context: the default context trusts only the system's CAs.
     handler, failures = tls_server(ca.issue_cert("localhost"))
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_once, handler)
-        with pytest.raises(ConnectError) as info:
-            await connect_stream(parse_uri(f"mqtts://localhost:{port}"))
+    port, info = await connect_error(serve_once, handler, "mqtts://localhost:{port}")
     assert str(info.value) == (
         f"TLS certificate verification failed for localhost:{port}: unable to get "
         f"local issuer certificate; give an ssl_context that trusts the broker's "
@@ -502,12 +488,12 @@ async def test_connect_stream_tls_rejects_a_wrong_host_name(
     ca: trustme.CA, host: str, reason: str
 ) -> None:
     handler, _ = tls_server(ca.issue_cert("example.org"))
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_once, handler)
-        with pytest.raises(ConnectError) as info:
-            await connect_stream(
-                parse_uri(f"mqtts://{host}:{port}"), ssl_context=client_context(ca)
-            )
+    port, info = await connect_error(
+        serve_once,
+        handler,
+        f"mqtts://{host}:{{port}}",
+        ssl_context=client_context(ca),
+    )
     assert str(info.value) == (
         f"TLS certificate verification failed for {host}:{port}: {reason}; connect "
         f"by a name the certificate lists, or set tls_insecure to skip the host-name "
@@ -539,12 +525,9 @@ async def test_connect_stream_tls_insecure_with_default_context(ca: trustme.CA) 
     # The default context does not trust the test CA, so the handshake still
     # fails, but on the chain: tls_insecure never turns verification off.
     handler, _ = tls_server(ca.issue_cert("example.org"))
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_once, handler)
-        with pytest.raises(ConnectError) as info:
-            await connect_stream(
-                parse_uri(f"mqtts://localhost:{port}"), tls_insecure=True
-            )
+    _, info = await connect_error(
+        serve_once, handler, "mqtts://localhost:{port}", tls_insecure=True
+    )
     assert "unable to get local issuer certificate" in str(info.value)
 
 
@@ -553,10 +536,9 @@ async def test_connect_stream_tls_to_a_plain_port_that_closes() -> None:
     async def close_at_once(stream: anyio.abc.SocketStream) -> None:
         await stream.receive()
 
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_once, close_at_once)
-        with pytest.raises(ConnectError) as info:
-            await connect_stream(parse_uri(f"mqtts://127.0.0.1:{port}"))
+    port, info = await connect_error(
+        serve_once, close_at_once, "mqtts://127.0.0.1:{port}"
+    )
     assert str(info.value) == (
         f"127.0.0.1:{port} closed the connection during the TLS handshake; "
         f"is it a TLS port?"
@@ -571,10 +553,9 @@ async def test_connect_stream_tls_to_a_plain_port_that_answers() -> None:
         with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
             await stream.receive()
 
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_once, answer_http)
-        with pytest.raises(ConnectError) as info:
-            await connect_stream(parse_uri(f"mqtts://127.0.0.1:{port}"))
+    port, info = await connect_error(
+        serve_once, answer_http, "mqtts://127.0.0.1:{port}"
+    )
     assert str(info.value) == (
         f"TLS handshake with 127.0.0.1:{port} failed: wrong version number; is it a "
         f"TLS port, and do the TLS settings match the broker's?"

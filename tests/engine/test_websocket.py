@@ -35,6 +35,7 @@ from wsproto.events import (
 )
 
 from tests._fakes import MemoryByteStream, memory_byte_stream_pair
+from tests.engine._servers import bounded, connect_error
 from trio_mqttconn._exceptions import ConnectError, ProtocolError
 from trio_mqttconn._transports import connect_stream, parse_uri
 from trio_mqttconn._websocket import (
@@ -49,17 +50,6 @@ if typing.TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 T = TypeVar("T")
-
-
-def bounded(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Fail a test that runs longer than 10 s (of the backend's clock)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
-        with anyio.fail_after(10):
-            return await fn(*args, **kwargs)
-
-    return wrapper
 
 
 class WsServer:
@@ -170,12 +160,9 @@ async def test_websocket_connect_uses_the_path_override() -> None:
         targets.append((await server.read_request()).target)
         await server.send(RejectConnection(status_code=404))
 
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_once, handler)
-        with pytest.raises(ConnectError) as info:
-            await connect_stream(
-                parse_uri(f"ws://127.0.0.1:{port}/ignored"), websocket_path="/ws?x=1"
-            )
+    port, info = await connect_error(
+        serve_once, handler, "ws://127.0.0.1:{port}/ignored", websocket_path="/ws?x=1"
+    )
     assert targets == ["/ws?x=1"]
     assert str(info.value) == (
         f"websocket handshake with ws://127.0.0.1:{port}/ws?x=1 was rejected: HTTP 404"
@@ -236,10 +223,7 @@ async def test_websocket_connect_requires_the_server_to_select_mqtt() -> None:
         with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
             await server.next_event()
 
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_once, handler)
-        with pytest.raises(ConnectError) as info:
-            await connect_stream(parse_uri(f"ws://127.0.0.1:{port}"))
+    port, info = await connect_error(serve_once, handler, "ws://127.0.0.1:{port}")
     # [v5:MQTT-6.0.0-4] the server must select "mqtt"
     assert str(info.value) == (
         f"websocket handshake with ws://127.0.0.1:{port}/mqtt was accepted without "
@@ -269,10 +253,7 @@ async def test_websocket_connect_invalid_upgrade_answer(
         with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
             await stream.receive()
 
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_once, handler)
-        with pytest.raises(ConnectError) as info:
-            await connect_stream(parse_uri(f"ws://127.0.0.1:{port}"))
+    port, info = await connect_error(serve_once, handler, "ws://127.0.0.1:{port}")
     assert str(info.value) == (
         f"websocket handshake with ws://127.0.0.1:{port}/mqtt failed: the answer is "
         f"not a websocket upgrade ({detail}); is this a websocket listener?"
@@ -284,10 +265,7 @@ async def test_websocket_connect_server_closes_during_handshake() -> None:
     async def handler(stream: anyio.abc.ByteStream) -> None:
         await stream.receive()
 
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_once, handler)
-        with pytest.raises(ConnectError) as info:
-            await connect_stream(parse_uri(f"ws://127.0.0.1:{port}"))
+    port, info = await connect_error(serve_once, handler, "ws://127.0.0.1:{port}")
     assert str(info.value) == (
         f"127.0.0.1:{port} closed the connection during the websocket handshake; "
         f"is it a websocket port?"

@@ -89,6 +89,19 @@ def lost_error(port: int) -> str:
     )
 
 
+def observed_connection(
+    *config: object,
+) -> tuple[MqttConnection, PipLogger, PipCounters, Collector]:
+    """A connection configured from *config* pairs, with a logger and counters set."""
+    logger, counters, collector = PipLogger(), PipCounters(), Collector()
+    connection = MqttConnection()
+    connection.configure(ConfigParams.from_tuples(*config))
+    connection.set_references(
+        References.from_tuples(LOGGER, logger, COUNTERS, counters)
+    )
+    return connection, logger, counters, collector
+
+
 async def publish_retained(uri: str, topic: str, payload: str) -> None:
     async with MqttClient(uri) as client:
         await client.publish(topic, payload, qos=1, retain=True)
@@ -98,18 +111,8 @@ async def test_connection_reconnects_and_resubscribes_after_restart(
     mosquitto_factory: Factory, unique_topic: str
 ) -> None:
     broker = mosquitto_factory()
-    logger, counters, collector = PipLogger(), PipCounters(), Collector()
-    connection = MqttConnection()
-    connection.configure(
-        ConfigParams.from_tuples(
-            "connection.uri",
-            broker.uri,
-            "options.reconnect_timeout",
-            50,
-        )
-    )
-    connection.set_references(
-        References.from_tuples(LOGGER, logger, COUNTERS, counters)
+    connection, logger, counters, collector = observed_connection(
+        "connection.uri", broker.uri, "options.reconnect_timeout", 50
     )
     with anyio.fail_after(TIMEOUT):
         async with connection:
@@ -135,15 +138,8 @@ async def test_connection_without_retry_stays_open_but_disconnected(
     mosquitto_factory: Factory, unique_topic: str
 ) -> None:
     broker = mosquitto_factory()
-    logger, counters, collector = PipLogger(), PipCounters(), Collector()
-    connection = MqttConnection()
-    connection.configure(
-        ConfigParams.from_tuples(
-            "connection.uri", broker.uri, "options.retry_connect", False
-        )
-    )
-    connection.set_references(
-        References.from_tuples(LOGGER, logger, COUNTERS, counters)
+    connection, logger, counters, collector = observed_connection(
+        "connection.uri", broker.uri, "options.retry_connect", False
     )
     lost = re.compile(
         r"^Connection to MQTT broker failed: lost the connection to "

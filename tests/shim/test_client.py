@@ -14,12 +14,13 @@ import math
 import re
 import socket
 import ssl
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 import pytest
 
+from tests.shim._queues import watched_queue
 from trio_mqttconn.aiomqtt import (
     Client,
     Message,
@@ -45,55 +46,10 @@ pytestmark = [pytest.mark.anyio, pytest.mark.broker]
 V311, V5 = ProtocolVersion.V311, ProtocolVersion.V5
 LIMIT = 20
 NOT_CONNECTED = "[code:4] The client is not currently connected."
-QueueType = type[asyncio.Queue[Message]]
 
 
 def exactly(text: str) -> str:
     return f"^{re.escape(text)}$"
-
-
-class Offers:
-    """Counts the messages a client offered its queue, and wakes who waits for N."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._waiters: list[tuple[int, anyio.Event]] = []
-
-    def bump(self) -> None:
-        self.count += 1
-        for entry in list(self._waiters):
-            if self.count >= entry[0]:
-                self._waiters.remove(entry)
-                entry[1].set()
-
-    async def wait_for(self, count: int) -> None:
-        if self.count >= count:
-            return
-        event = anyio.Event()
-        self._waiters.append((count, event))
-        await event.wait()
-
-
-def watched_queue(
-    base: QueueType = asyncio.Queue,
-) -> tuple[QueueType, Offers]:
-    """A ``queue_type`` for the client that reports every ``put_nowait``."""
-    offers = Offers()
-
-    def make(maxsize: int = 0) -> asyncio.Queue[Message]:
-        queue = base(maxsize=maxsize)
-        put = queue.put_nowait
-
-        def put_nowait(item: Message) -> None:
-            try:
-                put(item)
-            finally:
-                offers.bump()
-
-        queue.put_nowait = put_nowait  # type: ignore[method-assign]
-        return queue
-
-    return cast("QueueType", make), offers
 
 
 @pytest.fixture(autouse=True)

@@ -7,19 +7,18 @@ Also here: persistent sessions and the ``client.subscription()`` streams.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 import pytest
 
+from tests.shim._queues import watched_queue
 from trio_mqttconn.aiomqtt import (
     Client,
-    Message,
     MqttCodeError,
     MqttError,
     ProtocolVersion,
@@ -38,7 +37,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.broker]
 V311, V5 = ProtocolVersion.V311, ProtocolVersion.V5
 LIMIT = 20
 DISCONNECTED = "^Disconnected during message iteration$"
-QueueType = type[asyncio.Queue[Message]]
 
 
 def exactly(text: str) -> str:
@@ -113,48 +111,6 @@ async def relay_to(port: int) -> AsyncIterator[Relay]:
         group.start_soon(relay.serve, listener)
         yield relay
         group.cancel_scope.cancel()
-
-
-class Offers:
-    """Counts the messages a client offered its queue, and wakes who waits for N."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._waiters: list[tuple[int, anyio.Event]] = []
-
-    def bump(self) -> None:
-        self.count += 1
-        for entry in list(self._waiters):
-            if self.count >= entry[0]:
-                self._waiters.remove(entry)
-                entry[1].set()
-
-    async def wait_for(self, count: int) -> None:
-        if self.count >= count:
-            return
-        event = anyio.Event()
-        self._waiters.append((count, event))
-        await event.wait()
-
-
-def watched_queue() -> tuple[QueueType, Offers]:
-    """A ``queue_type`` for the client that reports every ``put_nowait``."""
-    offers = Offers()
-
-    def make(maxsize: int = 0) -> asyncio.Queue[Message]:
-        queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=maxsize)
-        put = queue.put_nowait
-
-        def put_nowait(item: Message) -> None:
-            try:
-                put(item)
-            finally:
-                offers.bump()
-
-        queue.put_nowait = put_nowait  # type: ignore[method-assign]
-        return queue
-
-    return cast("QueueType", make), offers
 
 
 def shim_warnings(records: list[logging.LogRecord]) -> list[tuple[str, int, str]]:
