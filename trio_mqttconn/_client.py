@@ -535,7 +535,7 @@ class MqttClient:
         try:
             async with anyio.create_task_group() as group:
                 self._task_group = group
-                conn, connected, rest = await self._connect_round(first=True)
+                conn, connected, rest = await self._connect_round()
                 self._state = "running"
                 self._attach(conn)
                 task_status.started()
@@ -679,7 +679,7 @@ class MqttClient:
         )
 
     async def _handshake(
-        self, endpoint: Endpoint, *, first: bool
+        self, endpoint: Endpoint
     ) -> tuple[_Connection, Connected, list[Event]]:
         """One connection attempt: stream, CONNECT, CONNACK, bounded by connect_timeout."""
         where = endpoint.display()
@@ -753,16 +753,14 @@ class MqttClient:
                 raise ConnectError(f"connection to {where} failed: {exc}") from exc
             raise
 
-    async def _connect_round(
-        self, *, first: bool
-    ) -> tuple[_Connection, Connected, list[Event]]:
+    async def _connect_round(self) -> tuple[_Connection, Connected, list[Event]]:
         """Try every endpoint once, starting with the last good one."""
         count = len(self._endpoints)
         last_error: ConnectError | None = None
         for step in range(count):
             index = (self._endpoint_index + step) % count
             try:
-                result = await self._handshake(self._endpoints[index], first=first)
+                result = await self._handshake(self._endpoints[index])
             except ConnectError as exc:
                 if exc.reason_code in _FATAL_CONNACK:
                     raise
@@ -804,7 +802,7 @@ class MqttClient:
                 _LOGGER.info("reconnecting in %.3g s", delay)
                 await anyio.sleep(delay)
                 try:
-                    conn, connected, rest = await self._connect_round(first=False)
+                    conn, connected, rest = await self._connect_round()
                 except ConnectError as exc:
                     _LOGGER.info("reconnect failed: %s", exc)
                     if exc.reason_code in _FATAL_CONNACK:
