@@ -219,6 +219,8 @@ class _Connection:
 
 
 def _to_payload(payload: bytes | bytearray | memoryview | str) -> bytes:
+    if type(payload) is bytes:
+        return payload
     if isinstance(payload, str):
         return payload.encode("utf-8")
     if isinstance(payload, bytes | bytearray | memoryview):
@@ -1214,7 +1216,8 @@ class MqttClient:
             NotOpenError: the client is not running.
         """
         data_payload = _to_payload(payload)
-        qos = QoS(qos)
+        if type(qos) is not QoS:
+            qos = QoS(qos)
         validate_topic_name(topic)
         props = EMPTY_PROPERTIES if properties is None else properties
         session = self._session

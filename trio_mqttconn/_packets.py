@@ -87,6 +87,7 @@ __all__ = [
     "UnsubscribePacket",
     "Will",
     "encode_packet",
+    "encode_publish_qos0",
 ]
 
 
@@ -1134,6 +1135,35 @@ def _e_publish(packet: PublishPacket, v5: bool) -> bytes:
             f"is 268435455; send less data"
         )
     return b"".join((header, data, packet_id, props, payload))
+
+
+def encode_publish_qos0(topic: str, payload: bytes, retain: bool, v5: bool) -> bytes:
+    """The bytes of a QoS 0 PUBLISH without properties: the hot path of publishing.
+
+    Same bytes as ``encode_packet(PublishPacket(...), version)``, without building
+    the packet. The caller has validated *topic* (a non-empty topic name) and passes
+    *payload* as bytes.
+
+    Raises:
+        ValueError: the packet would be larger than MQTT allows.
+    """
+    data = _topics_out.get(topic)
+    if data is None:
+        data = _topic_bytes(topic)
+    size = 2 + len(data) + v5 + len(payload)
+    b0 = 0x31 if retain else 0x30
+    if size < 0x80:
+        header = bytes((b0, size, 0, len(data)))
+    elif size <= MAX_VARINT:
+        header = bytes((b0,)) + varint_bytes(size) + len(data).to_bytes(2, "big")
+    else:
+        raise ValueError(
+            f"PUBLISH would have a remaining length of {size} bytes, the maximum "
+            f"is 268435455; send less data"
+        )
+    if v5:
+        return b"".join((header, data, b"\x00", payload))
+    return b"".join((header, data, payload))
 
 
 def _e_connect(packet: ConnectPacket, v5: bool) -> bytes:

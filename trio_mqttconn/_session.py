@@ -128,6 +128,7 @@ from ._packets import (
     UnsubAckPacket,
     UnsubscribePacket,
     encode_packet,
+    encode_publish_qos0,
 )
 from ._properties import EMPTY_PROPERTIES, Properties
 from ._topics import validate_topic_filter, validate_topic_name
@@ -409,6 +410,13 @@ class ClientSession:
                 "the broker does not support retained messages; "
                 "publish with retain=False"
             )
+        if not qos and properties is EMPTY_PROPERTIES and not self._use_out_aliases:
+            # The hot path: nothing to remember, nothing to alias.
+            data = encode_publish_qos0(
+                topic, payload, retain, self.protocol_version is ProtocolVersion.V5
+            )
+            self._check_size("PublishPacket", data)
+            return None, data
         if properties is not EMPTY_PROPERTIES:
             _check_publish_properties(properties)
         packet_id: int | None = None

@@ -1670,3 +1670,37 @@ def test_encode_password_and_will_payload_accept_bytes_like() -> None:
 def test_password_never_in_repr() -> None:
     packet = ConnectPacket(username="u", password=b"s3cret")
     assert "s3cret" not in repr(packet)
+
+
+@pytest.mark.parametrize("version", [ProtocolVersion.V311, ProtocolVersion.V5])
+@pytest.mark.parametrize("retain", [False, True])
+@pytest.mark.parametrize("size", [0, 64, 120, 200, 20_000])
+def test_packets_encode_publish_qos0_matches_encode_packet(
+    version: ProtocolVersion, retain: bool, size: int
+) -> None:
+    from trio_mqttconn._packets import encode_publish_qos0
+
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    for topic in ("a/b", "ünïcode/tøpic"):
+        expected = encode_packet(
+            PublishPacket(topic=topic, payload=payload, retain=retain), version
+        )
+        fast = encode_publish_qos0(
+            topic, payload, retain, version is ProtocolVersion.V5
+        )
+        assert fast == expected
+
+
+def test_packets_encode_publish_qos0_too_large() -> None:
+    from trio_mqttconn._packets import encode_publish_qos0
+
+    class Huge(bytes):
+        def __len__(self) -> int:
+            return 268_435_455
+
+    with pytest.raises(
+        ValueError,
+        match=r"^PUBLISH would have a remaining length of 268435461 bytes, the maximum "
+        r"is 268435455; send less data$",
+    ):
+        encode_publish_qos0("a/b", Huge(), False, True)
