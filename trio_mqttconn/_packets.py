@@ -618,13 +618,23 @@ def _ack_decoders(
     return v311, v5
 
 
+def _id_and_properties(
+    buf: bytes, pos: int, end: int, ptype: _T, *, v5: bool
+) -> tuple[int, Properties, int]:
+    """The variable header of (UN)SUBSCRIBE/(UN)SUBACK: packet id, then (MQTT 5)
+    the properties. Returns them and the index after the header."""
+    packet_id = _packet_id(buf, pos, end, ptype.name)
+    if not v5:
+        return packet_id, EMPTY_PROPERTIES, pos + 2
+    properties, pos = decode_properties(buf, pos + 2, end, ptype)
+    return packet_id, properties, pos
+
+
 def _subscribe_decoder(v5: bool) -> _Decoder:
     def decode(buf: bytes, pos: int, end: int, b0: int) -> Packet:
-        packet_id = _packet_id(buf, pos, end, "SUBSCRIBE")
-        pos += 2
-        properties = EMPTY_PROPERTIES
-        if v5:
-            properties, pos = decode_properties(buf, pos, end, _T.SUBSCRIBE)
+        packet_id, properties, pos = _id_and_properties(
+            buf, pos, end, _T.SUBSCRIBE, v5=v5
+        )
         subscriptions = []
         while pos < end:
             topic_filter, pos = decode_utf8(buf, pos, end, "topic filter")
@@ -675,11 +685,7 @@ def _suback_decoder(v5: bool) -> _Decoder:
     allowed = _SUBACK_CODES if v5 else _SUBACK_CODES_V311
 
     def decode(buf: bytes, pos: int, end: int, b0: int) -> Packet:
-        packet_id = _packet_id(buf, pos, end, "SUBACK")
-        pos += 2
-        properties = EMPTY_PROPERTIES
-        if v5:
-            properties, pos = decode_properties(buf, pos, end, _T.SUBACK)
+        packet_id, properties, pos = _id_and_properties(buf, pos, end, _T.SUBACK, v5=v5)
         if pos == end:
             raise ProtocolError("SUBACK has no reason code")
         return SubAckPacket(
@@ -693,11 +699,9 @@ def _suback_decoder(v5: bool) -> _Decoder:
 
 def _unsubscribe_decoder(v5: bool) -> _Decoder:
     def decode(buf: bytes, pos: int, end: int, b0: int) -> Packet:
-        packet_id = _packet_id(buf, pos, end, "UNSUBSCRIBE")
-        pos += 2
-        properties = EMPTY_PROPERTIES
-        if v5:
-            properties, pos = decode_properties(buf, pos, end, _T.UNSUBSCRIBE)
+        packet_id, properties, pos = _id_and_properties(
+            buf, pos, end, _T.UNSUBSCRIBE, v5=v5
+        )
         filters = []
         while pos < end:
             topic_filter, pos = decode_utf8(buf, pos, end, "topic filter")
@@ -721,8 +725,7 @@ def _d_unsuback_v311(buf: bytes, pos: int, end: int, b0: int) -> Packet:
 
 
 def _d_unsuback_v5(buf: bytes, pos: int, end: int, b0: int) -> Packet:
-    packet_id = _packet_id(buf, pos, end, "UNSUBACK")
-    properties, pos = decode_properties(buf, pos + 2, end, _T.UNSUBACK)
+    packet_id, properties, pos = _id_and_properties(buf, pos, end, _T.UNSUBACK, v5=True)
     if pos == end:
         raise ProtocolError("UNSUBACK has no reason code")
     return UnsubAckPacket(
