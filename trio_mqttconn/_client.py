@@ -3,19 +3,23 @@
 Theory of operation
 -------------------
 ``run()`` (or ``async with``) opens one task group that the client owns. Everything the
-client does in the background is a child of it:
+client does in the background is a child of it, each child under a cancel scope of its
+own (``_spawn``), so that ``aclose()`` stops exactly the client's tasks: with
+``async with`` the caller's body runs in the same task group and is never cancelled by
+the client closing (and, those scopes being shielded, cancelling the body does not tear
+the client down before ``__aexit__`` has disconnected gracefully). The first connection
+is made by the caller's task, then:
 
-* the **supervisor** (the task running ``run()`` itself, after the first CONNACK)
-  keeps the client connected: it serves one connection at a time and,
-  when a connection ends, waits (capped exponential backoff with jitter) and reconnects,
-  cycling through the URIs;
-* for each connection, a connection task group holds the **reader** (bytes -> session ->
-  events -> waiters and subscription channels; it never calls user code) and the
-  **keepalive** watchdog (PINGREQ when idle, dead peer after 1.5 x keepalive of silence
-  counted only while the reader waits for bytes); when either ends, the connection is
-  over and the supervisor takes the next step;
-* one **dispatcher** per listener-style subscription feeds its listener from the
-  subscription's memory channel.
+* the **supervisor** keeps the client connected: it serves one connection at a time,
+  reading it itself (bytes -> session -> events -> waiters and subscription channels;
+  it never calls user code), and when the connection ends it waits (capped exponential
+  backoff with jitter) and reconnects, cycling through the URIs;
+* beside it, for each connection, the **keepalive** watchdog (PINGREQ when idle, dead
+  peer after 1.5 x keepalive of silence counted only while the reader waits for bytes)
+  and, after a reconnect with something to restore, a **restore** task (re-sends,
+  re-publishes, re-subscribes); their scopes end with the connection;
+* one **dispatcher** per listener-style subscription (one shared by every synchronous
+  listener) feeds listeners from the subscriptions' memory channels.
 
 Protocol state lives in the sans-IO :class:`~trio_mqttconn._session.ClientSession`, which
 survives reconnects, so unacknowledged QoS 1/2 data is re-sent (session present) or
@@ -201,7 +205,9 @@ class _Connection:
     last_heard: float
     last_sent: float
     on_end: Callable[[], None]
-    scope: anyio.CancelScope = attrs.Factory(anyio.CancelScope)
+    #: The cancel scopes of the work serving this connection (reader, keepalive,
+    #: restore); ending the connection cancels them all.
+    scopes: list[anyio.CancelScope] = attrs.Factory(list)
     ping_outstanding: bool = False
     reader_paused: bool = False
     ended: BaseException | None = None
@@ -215,7 +221,16 @@ class _Connection:
         if self.ended is None:
             self.ended = reason
             self.on_end()
-        self.scope.cancel()
+        for scope in self.scopes:
+            scope.cancel()
+
+    def new_scope(self, *, shield: bool = False) -> anyio.CancelScope:
+        """A cancel scope that ends with this connection."""
+        scope = anyio.CancelScope(shield=shield)
+        if self.ended is not None:
+            scope.cancel()
+        self.scopes.append(scope)
+        return scope
 
 
 def _to_payload(payload: bytes | bytearray | memoryview | str) -> bytes:
@@ -391,6 +406,11 @@ class MqttClient:
     _session: ClientSession = attrs.field(init=False)
     _state: str = attrs.field(init=False, default="new")
     _task_group: anyio.abc.TaskGroup | None = attrs.field(init=False, default=None)
+    #: The cancel scope of every live task of the client (see ``_spawn``).
+    _task_scopes: set[anyio.CancelScope] = attrs.field(init=False, factory=set)
+    #: ``async with``: the tasks are shielded from the body's cancellation, so that
+    #: leaving the body always disconnects gracefully (``__aexit__`` stops them).
+    _shield_tasks: bool = attrs.field(init=False, default=False)
     _outer: anyio.abc.TaskGroup | None = attrs.field(init=False, default=None)
     _conn: _Connection | None = attrs.field(init=False, default=None)
     _ready: anyio.Event = attrs.field(init=False, factory=anyio.Event)
@@ -486,11 +506,19 @@ class MqttClient:
 
     async def __aenter__(self) -> Self:
         """Connect; returns after the first CONNACK. Raises ConnectError on failure."""
+        self._begin()
+        # The task group lives in the caller's task: its body is the body of the
+        # ``async with``; the client's tasks are its children.
         group = anyio.create_task_group()
         await group.__aenter__()
+        self._task_group = group
+        self._shield_tasks = True
         try:
-            await group.start(self.run)
+            await self._start()
         except BaseException as exc:
+            self._record_failure(exc)
+            self._shutdown()
+            self._finished.set()
             try:
                 await group.__aexit__(None, None, None)
             except BaseExceptionGroup as inner:  # pragma: no cover - defensive
@@ -509,12 +537,15 @@ class MqttClient:
         group, self._outer = self._outer, None
         try:
             with anyio.CancelScope(shield=True):
-                await self.aclose()
+                await self._close()
             if group is not None:
                 await group.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as eg:
             error = _collapse(eg, exc)
             raise error from error.__cause__
+        finally:
+            self._shutdown()
+            self._finished.set()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -529,34 +560,110 @@ class MqttClient:
             ConnectionLost: the connection dropped and *reconnect* is False.
             NotOpenError: the client already ran.
         """
+        self._begin()
+        try:
+            async with anyio.create_task_group() as group:
+                self._task_group = group
+                await self._start()
+                task_status.started()
+        except BaseExceptionGroup as eg:
+            error = _collapse(eg, None)
+            self._record_failure(error)
+            raise error from error.__cause__
+        except BaseException as exc:
+            self._record_failure(exc)
+            raise
+        finally:
+            self._shutdown()
+            self._finished.set()
+
+    def _record_failure(self, exc: BaseException) -> None:
+        """Remember why the client stopped (for the NotOpenError of later calls)."""
+        if self._fatal is None and not isinstance(exc, NotOpenError):
+            self._fatal = exc
+
+    def _begin(self) -> None:
         if self._state != "new":
             raise NotOpenError(
                 f"this MqttClient is {self._state}: a client runs once, make a new one"
             )
         self._state = "connecting"
+
+    async def _start(self) -> None:
+        """The first connection, then the supervisor task that keeps it."""
+        # aclose() may come while we connect: it cancels this scope too.
+        scope = anyio.CancelScope()
+        self._task_scopes.add(scope)
+        result: tuple[_Connection, Connected, list[Event]] | None = None
         try:
-            async with anyio.create_task_group() as group:
-                self._task_group = group
-                conn, connected, rest = await self._connect_round()
-                self._state = "running"
-                self._attach(conn)
-                task_status.started()
-                # The task that runs the client is its supervisor.
-                await self._supervise(conn, connected, rest)
-        except BaseExceptionGroup as eg:
-            error = _collapse(eg, None)
-            self._fatal = error
-            raise error from error.__cause__
+            with scope:
+                result = await self._connect_round()
+        finally:
+            self._task_scopes.discard(scope)
+        if result is None or self._state != "connecting":
+            if result is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.aclose_forcefully(result[0].stream)
+            raise NotOpenError("the client was closed while it was connecting")
+        conn, connected, rest = result
+        self._state = "running"
+        self._attach(conn)
+        self._spawn(
+            self._supervisor,
+            conn,
+            connected,
+            rest,
+            name=f"mqtt-supervisor[{self.client_id}]",
+        )
+
+    def _spawn(
+        self,
+        function: Callable[..., Awaitable[object]],
+        *args: object,
+        name: str,
+        scope: anyio.CancelScope | None = None,
+    ) -> None:
+        """Start a task of the client in its task group, under its own cancel scope.
+
+        The scope exists before the task runs, so ``_stop_tasks()`` reaches a task
+        that has not started yet. The caller's task (the body of ``async with``)
+        shares the task group but not these scopes: closing the client never cancels
+        its user, and (shielded) cancelling the body does not tear the client down
+        before ``__aexit__`` disconnects.
+        """
+        assert self._task_group is not None
+        task_scope = (
+            anyio.CancelScope(shield=self._shield_tasks) if scope is None else scope
+        )
+        self._task_scopes.add(task_scope)
+        self._task_group.start_soon(
+            self._guarded, task_scope, function, args, name=name
+        )
+
+    async def _guarded(
+        self,
+        scope: anyio.CancelScope,
+        function: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+    ) -> None:
+        try:
+            with scope:
+                await function(*args)
         except BaseException as exc:
-            self._fatal = exc
+            if not isinstance(exc, anyio.get_cancelled_exc_class()):
+                # A failure stops the client: every other task ends too.
+                self._record_failure(exc)
+                self._stop_tasks()
             raise
         finally:
-            last = self._conn
-            self._shutdown()
-            if last is not None:
-                # The supervisor may never have run (closed right after start).
-                with anyio.CancelScope(shield=True):
-                    await anyio.aclose_forcefully(last.stream)
+            self._task_scopes.discard(scope)
+            if not self._task_scopes and self._state == "closed":
+                self._finished.set()
+
+    def _stop_tasks(self) -> None:
+        """Cancel every task of the client (not the caller of ``async with``)."""
+        for scope in self._task_scopes:
+            scope.cancel()
 
     async def aclose(self) -> None:
         """Disconnect gracefully, stop every task of the client and wait for them.
@@ -569,15 +676,11 @@ class MqttClient:
         if self._state == "new":
             self._state = "closed"
             self._finished.set()
-        if self._state == "closed":
+        if self._state == "closed" and self._finished.is_set():
             await anyio.lowlevel.checkpoint()
             return
         with anyio.CancelScope(shield=True):
-            if self._state != "closing":
-                self._state = "closing"
-                await self._disconnect_gracefully()
-                if self._task_group is not None:  # the DISCONNECT timed out
-                    self._task_group.cancel_scope.cancel()
+            await self._close()
             if _RUNNING_IN.get() is self:
                 # Called from one of our own tasks (a listener): waiting for every
                 # task to finish would wait for ourselves. The cancellation is
@@ -585,11 +688,21 @@ class MqttClient:
                 return
             await self._finished.wait()
 
+    async def _close(self) -> None:
+        """Disconnect (once) and cancel every task of the client."""
+        if self._state in ("connecting", "running"):
+            self._state = "closing"
+            await self._disconnect_gracefully()
+        self._stop_tasks()
+        if not self._task_scopes:
+            self._shutdown()
+            if self._state == "closed":
+                self._finished.set()
+
     async def _disconnect_gracefully(self) -> None:
         conn = self._conn
         if conn is None or not self.is_connected:
-            if self._task_group is not None:
-                self._task_group.cancel_scope.cancel()
+            self._stop_tasks()
             return
         with anyio.move_on_after(self.disconnect_timeout):
             try:
@@ -601,12 +714,10 @@ class MqttClient:
                 anyio.ClosedResourceError,
             ):
                 pass
-            # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]. The client's
-            # task group is cancelled as a whole (one cancellation, not one per
-            # scope), then the stream is closed.
+            # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]: the tasks
+            # stop, then the stream is closed.
             conn.ended = conn.ended or NotOpenError("the client is closed")
-            if self._task_group is not None:
-                self._task_group.cancel_scope.cancel()
+            self._stop_tasks()
             await conn.stream.aclose()
 
     def _shutdown(self) -> None:
@@ -636,7 +747,6 @@ class MqttClient:
             conn.end(closed)
         self._ready.set()
         self._quota.set()
-        self._finished.set()
 
     # -- connecting ------------------------------------------------------------------
 
@@ -813,19 +923,54 @@ class MqttClient:
                 self._attach(conn)
                 break
 
+    async def _supervisor(
+        self, conn: _Connection, connected: Connected, rest: list[Event]
+    ) -> None:
+        try:
+            await self._supervise(conn, connected, rest)
+        finally:
+            last = self._conn
+            self._shutdown()
+            self._stop_tasks()
+            if last is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.aclose_forcefully(last.stream)
+
     async def _serve(
         self, conn: _Connection, connected: Connected, rest: list[Event]
     ) -> BaseException:
-        """Run one connection until it ends; return why it ended."""
-        with conn.scope:
-            async with anyio.create_task_group() as group:
-                group.start_soon(
-                    self._reader, conn, rest, name=f"mqtt-reader[{self.client_id}]"
-                )
-                group.start_soon(
-                    self._keepalive_task, conn, name=f"mqtt-keepalive[{self.client_id}]"
-                )
-                await self._after_connect(conn, connected)
+        """Run one connection until it ends; return why it ended.
+
+        The supervisor reads; the keepalive watchdog (and, after a reconnect, the
+        restoring of publishes and subscriptions) run beside it under scopes that
+        end with the connection.
+        """
+        self._spawn(
+            self._keepalive_task,
+            conn,
+            name=f"mqtt-keepalive[{self.client_id}]",
+            scope=conn.new_scope(shield=self._shield_tasks),
+        )
+        data = self._session.data_to_send()
+        if (
+            data
+            or connected.discarded
+            or connected.discarded_pubrel
+            or (not connected.session_present and self._filter_options())
+        ):
+            self._spawn(
+                self._after_connect,
+                conn,
+                connected,
+                data,
+                name=f"mqtt-restore[{self.client_id}]",
+                scope=conn.new_scope(shield=self._shield_tasks),
+            )
+        else:
+            self._ready.set()
+            self._quota.set()
+        with conn.new_scope():
+            await self._reader(conn, rest)
         # The connection is over: nothing may use it again.
         if self._conn is conn:
             self._conn = None
@@ -859,10 +1004,11 @@ class MqttClient:
                 del self._pending[packet_id]
                 op.ask_retry()
 
-    async def _after_connect(self, conn: _Connection, connected: Connected) -> None:
+    async def _after_connect(
+        self, conn: _Connection, connected: Connected, data: bytes
+    ) -> None:
         """Re-send what the session queued, then restore publishes and subscriptions."""
         try:
-            data = self._session.data_to_send()
             if data:
                 await self._send(conn, data)
             # Subscriptions first, so that messages published from here on (ours
@@ -1392,8 +1538,7 @@ class MqttClient:
             sub._release()
             raise
         if listener is not None and not shared:
-            assert self._task_group is not None
-            self._task_group.start_soon(
+            self._spawn(
                 self._run_listener, sub, listener, name=f"mqtt-dispatch[{topic_filter}]"
             )
         return sub
@@ -1405,10 +1550,7 @@ class MqttClient:
                 tuple[Subscription, "Message"]
             ](_HUB_BUFFER)
             self._hub = send
-            assert self._task_group is not None
-            self._task_group.start_soon(
-                self._run_hub, receive, name=f"mqtt-dispatch[{self.client_id}]"
-            )
+            self._spawn(self._run_hub, receive, name=f"mqtt-dispatch[{self.client_id}]")
         return self._hub
 
     async def _run_hub(

@@ -248,6 +248,34 @@ async def test_client_aclose_while_reconnecting(
         assert len(broker.attempts) == 3
 
 
+@pytest.mark.parametrize("entry", ["async with", "run"])
+async def test_client_aclose_while_connecting_the_first_time(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None, entry: str
+) -> None:
+    async with FakeBroker() as broker:
+        broker.script(Answer(silent=True))  # CONNECT is never answered
+        client = make_client(broker, connect_timeout=60)
+
+        async def close_when_connecting() -> None:
+            await broker.wait_attempts(1)
+            await client.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(close_when_connecting)
+            with pytest.raises(
+                NotOpenError, match=r"^the client was closed while it was connecting$"
+            ):
+                if entry == "run":
+                    await client.run()
+                else:
+                    async with client:
+                        pytest.fail("connected")  # pragma: no cover
+        assert trio.current_time() == 0
+        assert broker.connections[0].client_stream.closed
+        with pytest.raises(NotOpenError, match=CLOSED):
+            await client.publish("t", b"x")
+
+
 # -- error shapes -----------------------------------------------------------------------
 
 
@@ -363,7 +391,7 @@ async def test_client_leaves_no_task_and_no_open_stream(
                 await broker.publish("l", b"x")
                 await broker.publish("s", b"y")
                 running = client_task_names(live_tasks() - before)
-                assert any(name.startswith("mqtt-reader") for name in running)
+                assert any(name.startswith("mqtt-supervisor") for name in running)
                 assert any(name.startswith("mqtt-keepalive") for name in running)
                 assert any(name.startswith("mqtt-dispatch") for name in running)
         await trio.testing.wait_all_tasks_blocked()

@@ -210,12 +210,18 @@ class _Connection:
 class _StartStatus:
     """A task status that remembers whether ``started()`` was called."""
 
-    def __init__(self, inner: anyio.abc.TaskStatus[None]) -> None:
+    def __init__(
+        self, inner: anyio.abc.TaskStatus[None], scope: anyio.CancelScope
+    ) -> None:
         self._inner = inner
+        self._scope = scope
         self.fired = False
 
     def started(self, value: None = None) -> None:
         self.fired = True
+        # Connected: from here on the engine is aiomqtt's background task, which
+        # the body's cancellation does not reach; ``__aexit__`` disconnects it.
+        self._scope.shield = True
         self._inner.started()
 
 
@@ -912,14 +918,16 @@ class Client:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        status = _StartStatus(task_status)
+        shield = anyio.CancelScope()
+        status = _StartStatus(task_status, shield)
         # The pump's first step runs while the engine waits for the network: its
         # stream exists before CONNACK, so nothing the broker sends right after
         # CONNACK (a persistent session's queued messages) is missed.
         conn.group.start_soon(self._pump, conn, name="aiomqtt-pump")
         try:
             try:
-                await conn.engine.run(task_status=status)
+                with shield:
+                    await conn.engine.run(task_status=status)
             finally:
                 conn.engine_ended = True
         except Exception as exc:
@@ -1036,7 +1044,13 @@ class Client:
 
     def _live_engine(self, what: str) -> MqttClient:
         conn = self._conn
-        if conn is None or conn.error is not None or self._disconnection is not None:
+        if (
+            conn is None
+            or conn.error is not None
+            or self._disconnection is not None
+            # Lost, and the engine task has not said so yet.
+            or (not self._reconnect and not conn.engine.is_connected)
+        ):
             gone = self._disconnection
             cause = conn.error if conn is not None else None
             if cause is None and gone is not None:
