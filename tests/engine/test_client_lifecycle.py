@@ -260,16 +260,19 @@ async def test_client_aclose_while_connecting_the_first_time(
             await broker.wait_attempts(1)
             await client.aclose()
 
+        async def enter() -> None:
+            if entry == "run":
+                await client.run()
+            else:
+                async with client:
+                    pytest.fail("connected")  # pragma: no cover
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(close_when_connecting)
             with pytest.raises(
                 NotOpenError, match=r"^the client was closed while it was connecting$"
             ):
-                if entry == "run":
-                    await client.run()
-                else:
-                    async with client:
-                        pytest.fail("connected")  # pragma: no cover
+                await enter()
         assert trio.current_time() == 0
         assert broker.connections[0].client_stream.closed
         with pytest.raises(NotOpenError, match=CLOSED):
