@@ -211,6 +211,8 @@ class _Connection:
     ping_outstanding: bool = False
     reader_paused: bool = False
     ended: BaseException | None = None
+    #: The stream has been closed (or is being closed).
+    closed: bool = False
     #: A task is writing on this stream; others queue in the outbox.
     writing: bool = False
     outbox: list[bytes] = attrs.Factory(list)
@@ -221,8 +223,15 @@ class _Connection:
         if self.ended is None:
             self.ended = reason
             self.on_end()
-        for scope in self.scopes:
-            scope.cancel()
+            for scope in self.scopes:
+                scope.cancel()
+
+    async def close(self) -> None:
+        """Close the stream once, even from a cancelled task."""
+        if not self.closed:
+            self.closed = True
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(self.stream)
 
     def new_scope(self, *, shield: bool = False) -> anyio.CancelScope:
         """A cancel scope that ends with this connection."""
@@ -411,6 +420,7 @@ class MqttClient:
     #: ``async with``: the tasks are shielded from the body's cancellation, so that
     #: leaving the body always disconnects gracefully (``__aexit__`` stops them).
     _shield_tasks: bool = attrs.field(init=False, default=False)
+    _stopping: bool = attrs.field(init=False, default=False)
     _outer: anyio.abc.TaskGroup | None = attrs.field(init=False, default=None)
     _conn: _Connection | None = attrs.field(init=False, default=None)
     _ready: anyio.Event = attrs.field(init=False, factory=anyio.Event)
@@ -635,6 +645,8 @@ class MqttClient:
         task_scope = (
             anyio.CancelScope(shield=self._shield_tasks) if scope is None else scope
         )
+        if self._stopping:
+            task_scope.cancel()
         self._task_scopes.add(task_scope)
         self._task_group.start_soon(
             self._guarded, task_scope, function, args, name=name
@@ -662,8 +674,10 @@ class MqttClient:
 
     def _stop_tasks(self) -> None:
         """Cancel every task of the client (not the caller of ``async with``)."""
-        for scope in self._task_scopes:
-            scope.cancel()
+        if not self._stopping:
+            self._stopping = True
+            for scope in self._task_scopes:
+                scope.cancel()
 
     async def aclose(self) -> None:
         """Disconnect gracefully, stop every task of the client and wait for them.
@@ -718,6 +732,7 @@ class MqttClient:
             # stop, then the stream is closed.
             conn.ended = conn.ended or NotOpenError("the client is closed")
             self._stop_tasks()
+            conn.closed = True
             await conn.stream.aclose()
 
     def _shutdown(self) -> None:
@@ -888,12 +903,7 @@ class MqttClient:
     async def _supervise(
         self, conn: _Connection, connected: Connected, rest: list[Event]
     ) -> None:
-        backoff = Backoff(
-            initial=self.reconnect_delay,
-            maximum=self.max_reconnect_delay,
-            jitter=self.reconnect_jitter,
-            rng=self._random or _random.Random(),
-        )
+        backoff: Backoff | None = None  # made when first needed
         while True:
             reason = await self._serve(conn, connected, rest)
             if self._state != "running":
@@ -908,6 +918,13 @@ class MqttClient:
                     f"lost the connection to {conn.endpoint.display()}: {reason}",
                     reason_code=getattr(reason, "reason_code", None),
                 ) from reason
+            if backoff is None:
+                backoff = Backoff(
+                    initial=self.reconnect_delay,
+                    maximum=self.max_reconnect_delay,
+                    jitter=self.reconnect_jitter,
+                    rng=self._random or _random.Random(),
+                )
             backoff.reset()
             while True:
                 delay = backoff.next_delay()
@@ -933,8 +950,7 @@ class MqttClient:
             self._shutdown()
             self._stop_tasks()
             if last is not None:
-                with anyio.CancelScope(shield=True):
-                    await anyio.aclose_forcefully(last.stream)
+                await last.close()
 
     async def _serve(
         self, conn: _Connection, connected: Connected, rest: list[Event]
@@ -980,8 +996,7 @@ class MqttClient:
         ):
             self._session.connection_lost()
         self._lost_requests()
-        with anyio.CancelScope(shield=True):
-            await anyio.aclose_forcefully(conn.stream)
+        await conn.close()
         return conn.ended or ConnectionLost("the connection ended")
 
     def _attach(self, conn: _Connection) -> None:
@@ -1445,9 +1460,7 @@ class MqttClient:
 
     def _sub_properties(self, sub: Subscription) -> Properties:
         if sub._identifier and self._identifiers_available():
-            return attrs.evolve(
-                EMPTY_PROPERTIES, subscription_identifiers=(sub._identifier,)
-            )
+            return Properties(subscription_identifiers=(sub._identifier,))
         return EMPTY_PROPERTIES
 
     def _identifiers_available(self) -> bool:

@@ -204,7 +204,9 @@ def _check_topic_alias_maximum(
 
 
 @final
-@attrs.define(eq=False, kw_only=True)
+# Settings are checked when the session is made; assignments later (the session's own
+# bookkeeping, on every packet) go without attrs' setattr hooks.
+@attrs.define(eq=False, kw_only=True, on_setattr=attrs.setters.NO_OP)
 class ClientSession:
     """The MQTT protocol state of one client, without any I/O.
 

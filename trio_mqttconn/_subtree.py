@@ -48,7 +48,7 @@ T = TypeVar("T")
 _by_sequence = itemgetter(0)
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class _Node(Generic[T]):
     children: dict[str, _Node[T]] = attrs.Factory(dict)
     # (sequence number, value), in registration order
@@ -64,7 +64,7 @@ def _check_cache_size(
         raise ValueError(f"cache_size must be 0 or more, not {value!r}")
 
 
-@attrs.define(eq=False, repr=False)
+@attrs.define(eq=False, repr=False, on_setattr=attrs.setters.NO_OP)
 class SubscriptionTree(Generic[T]):
     """Topic filters mapped to the values subscribed with them.
 

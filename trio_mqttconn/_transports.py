@@ -336,10 +336,16 @@ async def _connect(
     socket_options: Sequence[tuple[int, int, int | bytes]],
 ) -> anyio.abc.ByteStream:
     sock_stream: anyio.abc.SocketStream
+    sock: socket.socket | None = None
     if endpoint.scheme == "unix":
         sock_stream = await anyio.connect_unix(endpoint.path)
     elif local_address is None and (literal := _ip_literal(endpoint.host)):
-        sock_stream = await _connect_literal(literal, endpoint.port)
+        sock = await _connect_literal(literal, endpoint.port)
+        try:
+            sock_stream = await anyio.abc.SocketStream.from_socket(sock)
+        except BaseException:
+            sock.close()
+            raise
     else:
         local_host, local_port = local_address or ("", 0)
         sock_stream = await anyio.connect_tcp(
@@ -349,7 +355,8 @@ async def _connect(
             local_port=local_port or None,
         )
     try:
-        sock = sock_stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        if sock is None:
+            sock = sock_stream.extra(anyio.abc.SocketAttribute.raw_socket)
         if endpoint.scheme != "unix":
             # MQTT packets are small and each one waits for an answer: do not let
             # Nagle's algorithm hold them back.
@@ -400,7 +407,7 @@ def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 
 async def _connect_literal(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int
-) -> anyio.abc.SocketStream:
+) -> socket.socket:
     # An IP address needs no name resolution and no happy eyeballs: a plain
     # non-blocking connect is several times cheaper than anyio.connect_tcp.
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
@@ -414,7 +421,7 @@ async def _connect_literal(
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if error:
                 raise OSError(error, os.strerror(error)) from None
-        return await anyio.abc.SocketStream.from_socket(sock)
+        return sock
     except BaseException:
         sock.close()
         raise
