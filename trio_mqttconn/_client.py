@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Self, final
 import anyio
 import anyio.abc
 import attrs
+import trio
 
 from ._backoff import Backoff
 from ._enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
@@ -81,9 +82,10 @@ from ._session import ClientSession, SessionState
 from ._subscription import _STREAK, Listener, Overflow, Subscription
 from ._subtree import SubscriptionTree
 from ._topics import validate_topic_filter, validate_topic_name
-from ._transports import Endpoint, connect_stream, parse_uri
+from ._transports import Endpoint, connect_stream, direct_socket, parse_uri
 
 if TYPE_CHECKING:
+    import socket
     import ssl
     from types import TracebackType
 
@@ -205,6 +207,8 @@ class _Connection:
     last_heard: float
     last_sent: float
     on_end: Callable[[], None]
+    #: The stream's socket, when writes may go to it directly (see direct_socket).
+    sock: socket.socket | None = None
     #: The cancel scopes of the work serving this connection (reader, keepalive,
     #: restore); ending the connection cancels them all.
     scopes: list[anyio.CancelScope] = attrs.Factory(list)
@@ -834,6 +838,7 @@ class MqttClient:
                         if isinstance(event, Connected):
                             conn = _Connection(
                                 stream=stream,
+                                sock=direct_socket(stream),
                                 endpoint=endpoint,
                                 keepalive=float(event.keepalive),
                                 last_heard=anyio.current_time(),
@@ -1275,12 +1280,24 @@ class MqttClient:
                     f"sending to {conn.endpoint.display()} failed: {batch.error}"
                 ) from batch.error
             return
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        sock = conn.sock
+        if sock is not None:  # trio (see direct_socket): its primitives directly
+            await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
         conn.writing = True
         written = 0
         try:
-            await conn.stream.send(data)
-            written += len(data)
+            if sock is not None:
+                # Straight to the socket; what does not fit goes the usual way.
+                try:
+                    written = sock.send(data)
+                except BlockingIOError:
+                    pass
+                data = data[written:]
+            if data:
+                await conn.stream.send(data)
+                written += len(data)
             while conn.outbox:
                 data = b"".join(conn.outbox)
                 conn.outbox.clear()
@@ -1310,8 +1327,14 @@ class MqttClient:
             raise reason from exc
         finally:
             conn.writing = False
-            conn.last_sent = anyio.current_time()
+            conn.last_sent = (
+                anyio.current_time() if sock is None else trio.current_time()
+            )
             self._bytes_sent += written
+        if not data:
+            # Written without waiting (only ever on trio): still a schedule point,
+            # not a cancel point: the bytes are on their way.
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     # -- waiting helpers --------------------------------------------------------------
 
@@ -1383,7 +1406,15 @@ class MqttClient:
         props = EMPTY_PROPERTIES if properties is None else properties
         session = self._session
         if qos is QoS.AT_MOST_ONCE:
-            conn = await self._wait_ready()
+            conn = self._conn
+            if (
+                conn is None
+                or conn.ended is not None
+                or self._state != "running"
+                or not self._ready.is_set()
+                or session.state is not SessionState.CONNECTED
+            ):
+                conn = await self._wait_ready()
             _, data = session.publish(
                 topic, data_payload, qos=qos, retain=retain, properties=props
             )

@@ -33,6 +33,7 @@ from urllib.parse import unquote
 import anyio
 import anyio.abc
 import attrs
+import trio
 from anyio.streams.tls import TLSStream
 
 from ._exceptions import ConfigError, ConnectError
@@ -41,7 +42,7 @@ from ._websocket import WebSocketHandshakeError, open_websocket_stream
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["Endpoint", "connect_stream", "parse_uri"]
+__all__ = ["Endpoint", "connect_stream", "direct_socket", "parse_uri"]
 
 # scheme as written (lower case) -> (normalised scheme, default port)
 _SCHEMES: typing.Final[Mapping[str, tuple[str, int]]] = {
@@ -396,6 +397,23 @@ async def _connect(
         await anyio.aclose_forcefully(sock_stream)
         raise
     return stream
+
+
+def direct_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
+    """The socket under *stream* when the engine may write to it directly.
+
+    Only a plain TCP or unix stream on trio qualifies: trio keeps no write buffer of
+    its own, so a non-blocking ``send()`` made while no other task writes on the
+    stream is exactly what ``stream.send()`` would do, minus two layers of wrappers.
+    (asyncio's transports buffer; TLS and WebSocket frame the bytes.)
+    """
+    if (
+        not isinstance(stream, anyio.abc.SocketStream)
+        or not trio.lowlevel.in_trio_task()
+    ):
+        return None
+    sock: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    return sock
 
 
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

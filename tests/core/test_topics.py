@@ -336,3 +336,21 @@ def test_topic_matches_agrees_with_a_regex_oracle(
     expected = _filter_regex(topic_filter).fullmatch(topic) is not None
     assert topic_matches(topic_filter, topic) is expected
     assert topic_matches("$share/g/" + topic_filter, topic) is expected
+
+
+def test_validated_topic_names_are_remembered_within_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trio_mqttconn import _topics
+
+    monkeypatch.setattr(_topics, "_VALID_NAMES", set())
+    monkeypatch.setattr(_topics, "_VALID_NAMES_MAX", 2)
+    validate_topic_name("a")
+    validate_topic_name("a")  # remembered
+    validate_topic_name("b")
+    assert _topics._VALID_NAMES == {"a", "b"}
+    validate_topic_name("c")  # full: forget, then remember the new one
+    assert _topics._VALID_NAMES == {"c"}
+    with pytest.raises(ValueError, match="wildcards"):
+        validate_topic_name("d/#")
+    assert "d/#" not in _topics._VALID_NAMES
