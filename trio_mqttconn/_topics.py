@@ -78,7 +78,7 @@ def _check_common(value: str, kind: str) -> None:
 
 # Topic names that passed validate_topic_name: publishers repeat a few topics, and a
 # set lookup is cheaper than the checks. Bounded; emptied when full.
-_VALID_NAMES: set[str] = set()
+_valid_names: set[str] = set()
 _VALID_NAMES_MAX = 4096
 
 
@@ -95,7 +95,7 @@ def validate_topic_name(topic: str) -> None:
         ValueError: If the name is empty, longer than 65535 UTF-8 bytes, not valid
             UTF-8, contains U+0000, or contains a wildcard ``+`` or ``#``.
     """
-    if topic in _VALID_NAMES:
+    if topic in _valid_names:
         return
     _check_common(topic, "topic name")
     if "+" in topic or "#" in topic:
@@ -104,9 +104,9 @@ def validate_topic_name(topic: str) -> None:
             f"invalid topic name {_show(topic)}: wildcards '+' and '#' are only "
             "allowed in topic filters, remove them from the topic name"
         )
-    if len(_VALID_NAMES) >= _VALID_NAMES_MAX:
-        _VALID_NAMES.clear()
-    _VALID_NAMES.add(topic)
+    if len(_valid_names) >= _VALID_NAMES_MAX:
+        _valid_names.clear()
+    _valid_names.add(topic)
 
 
 def _split_shared(topic_filter: str) -> tuple[str | None, str]:

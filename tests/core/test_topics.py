@@ -343,14 +343,14 @@ def test_validated_topic_names_are_remembered_within_a_bound(
 ) -> None:
     from trio_mqttconn import _topics
 
-    monkeypatch.setattr(_topics, "_VALID_NAMES", set())
+    monkeypatch.setattr(_topics, "_valid_names", set())
     monkeypatch.setattr(_topics, "_VALID_NAMES_MAX", 2)
     validate_topic_name("a")
     validate_topic_name("a")  # remembered
     validate_topic_name("b")
-    assert _topics._VALID_NAMES == {"a", "b"}
+    assert _topics._valid_names == {"a", "b"}
     validate_topic_name("c")  # full: forget, then remember the new one
-    assert _topics._VALID_NAMES == {"c"}
+    assert _topics._valid_names == {"c"}
     with pytest.raises(ValueError, match="wildcards"):
         validate_topic_name("d/#")
-    assert "d/#" not in _topics._VALID_NAMES
+    assert "d/#" not in _topics._valid_names
