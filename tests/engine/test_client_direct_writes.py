@@ -1,0 +1,165 @@
+"""Writes straight to the socket (trio): used when they may be, and exact when full.
+
+On trio, with a plain socket stream and no write in progress, ``_send`` hands the
+bytes to the socket itself (see ``direct_socket``). These tests serve the client over
+one end of a socketpair, with a hand-made broker on the other end, and fill the
+client's send buffer on purpose so that the direct write is refused or partial and
+the rest takes the stream's path: every byte must still arrive, in order, once.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+import pytest
+
+from tests._fakes import memory_byte_stream_pair
+from trio_mqttconn import ConnectionLost, MqttClient, ProtocolVersion
+from trio_mqttconn._packets import (
+    ConnAckPacket,
+    ConnectPacket,
+    DisconnectPacket,
+    PacketDecoder,
+    PublishPacket,
+    encode_packet,
+)
+from trio_mqttconn._transports import direct_socket
+
+if TYPE_CHECKING:
+    from trio_mqttconn._packets import Packet
+
+pytestmark = pytest.mark.anyio
+
+V5 = ProtocolVersion.V5
+
+
+class SocketPairBroker:
+    """The broker end of a socketpair; the client's end is its ``transport``."""
+
+    def __init__(self) -> None:
+        self.client_sock, self.broker_sock = socket.socketpair()
+        self.broker_sock.setblocking(False)
+        self.decoder = PacketDecoder(V5)
+        self.filler = 0  # bytes written behind the client's back, to skip
+
+    async def transport(self, endpoint: object) -> anyio.abc.SocketStream:
+        return await anyio.abc.SocketStream.from_socket(self.client_sock)
+
+    def fill_client_buffer(self) -> None:
+        """Write junk on the client's socket until it accepts no more."""
+        self.client_sock.setblocking(False)
+        chunk = b"\xff" * 65536
+        while True:
+            try:
+                self.filler += self.client_sock.send(chunk)
+            except BlockingIOError:
+                return
+
+    async def receive_packet(self) -> Packet:
+        while True:
+            packet = self.decoder.next_packet()
+            if packet is not None:
+                return packet
+            await anyio.wait_readable(self.broker_sock)
+            data = self.broker_sock.recv(1 << 20)
+            assert data, "the client closed the connection"
+            if self.filler:
+                skipped = min(self.filler, len(data))
+                assert data[:skipped] == b"\xff" * skipped
+                self.filler -= skipped
+                data = data[skipped:]
+            self.decoder.feed(data)
+
+    async def send(self, packet: Packet) -> None:
+        data = encode_packet(packet, V5)
+        while data:
+            await anyio.wait_writable(self.broker_sock)
+            data = data[self.broker_sock.send(data) :]
+
+    async def accept(self) -> None:
+        assert isinstance(await self.receive_packet(), ConnectPacket)
+        await self.send(ConnAckPacket())
+
+    def close(self) -> None:
+        self.client_sock.close()
+        self.broker_sock.close()
+
+
+def make_client(broker: SocketPairBroker) -> MqttClient:
+    return MqttClient(
+        "mqtt://pair", client_id="d1", keepalive=0, transport=broker.transport
+    )
+
+
+async def test_direct_writes_only_for_a_plain_socket_stream_on_trio(
+    anyio_backend_name: str,
+) -> None:
+    left, right = socket.socketpair()
+    with right:
+        async with await anyio.abc.SocketStream.from_socket(left) as stream:
+            found = direct_socket(stream)
+            assert found is (left if anyio_backend_name == "trio" else None)
+    one, _other = memory_byte_stream_pair()
+    assert direct_socket(one) is None
+
+
+async def test_publishes_arrive_whole_when_the_socket_buffer_is_full() -> None:
+    broker = SocketPairBroker()
+    payloads = [bytes([n]) * 300_000 for n in range(1, 6)]
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(broker.accept)
+                async with make_client(broker) as client:
+                    # Nothing fits: the first direct write is refused outright; the
+                    # large payloads then only partly fit, the rest waits.
+                    broker.fill_client_buffer()
+                    done = anyio.Event()
+
+                    async def publish_all() -> None:
+                        for payload in payloads:
+                            await client.publish("big", payload)
+                        done.set()
+
+                    group.start_soon(publish_all)
+                    for payload in payloads:
+                        packet = await broker.receive_packet()
+                        assert isinstance(packet, PublishPacket)
+                        assert (packet.topic, packet.payload) == ("big", payload)
+                    await done.wait()
+                    await client.publish("small", b"x")  # the buffer is free again
+                    packet = await broker.receive_packet()
+                    assert isinstance(packet, PublishPacket)
+                    assert packet.payload == b"x"
+                    assert client.statistics().bytes_sent >= sum(map(len, payloads))
+                assert isinstance(await broker.receive_packet(), DisconnectPacket)
+    finally:
+        broker.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])  # the direct path is trio's
+async def test_a_failed_direct_write_ends_the_connection_with_a_clear_error() -> None:
+    broker = SocketPairBroker()
+    client = make_client(broker)
+    client.reconnect = False
+
+    async def body() -> None:
+        async with client:
+            broker.client_sock.shutdown(socket.SHUT_WR)  # sends now fail: EPIPE
+            with pytest.raises(
+                ConnectionLost, match=r"^sending to mqtt://pair:1883 failed: "
+            ):
+                await client.publish("t", b"x")
+            await anyio.sleep_forever()
+
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(broker.accept)
+                with pytest.raises(ConnectionLost, match=r"^lost the connection to "):
+                    await body()
+    finally:
+        broker.close()
