@@ -75,7 +75,7 @@ from ._exceptions import (
     SubscribeError,
     UnsubscribeError,
 )
-from ._groups import collapse as _collapse
+from ._groups import TaskGroup, collapse as _collapse, open_task_group
 from ._packets import ConnectPacket, TopicSubscription, Will
 from ._properties import EMPTY_PROPERTIES, Properties
 from ._session import ClientSession, SessionState
@@ -87,6 +87,7 @@ from ._transports import Endpoint, connect_stream, direct_socket, parse_uri
 if TYPE_CHECKING:
     import socket
     import ssl
+    from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
     from anyio.streams.memory import (
@@ -418,14 +419,16 @@ class MqttClient:
     # -- runtime state -------------------------------------------------------------
     _session: ClientSession = attrs.field(init=False)
     _state: str = attrs.field(init=False, default="new")
-    _task_group: anyio.abc.TaskGroup | None = attrs.field(init=False, default=None)
+    _task_group: TaskGroup | None = attrs.field(init=False, default=None)
     #: The cancel scope of every live task of the client (see ``_spawn``).
     _task_scopes: set[anyio.CancelScope] = attrs.field(init=False, factory=set)
     #: ``async with``: the tasks are shielded from the body's cancellation, so that
     #: leaving the body always disconnects gracefully (``__aexit__`` stops them).
     _shield_tasks: bool = attrs.field(init=False, default=False)
     _stopping: bool = attrs.field(init=False, default=False)
-    _outer: anyio.abc.TaskGroup | None = attrs.field(init=False, default=None)
+    _outer: AbstractAsyncContextManager[TaskGroup] | None = attrs.field(
+        init=False, default=None
+    )
     _conn: _Connection | None = attrs.field(init=False, default=None)
     _ready: anyio.Event = attrs.field(init=False, factory=anyio.Event)
     _quota: anyio.Event = attrs.field(init=False, factory=anyio.Event)
@@ -523,9 +526,8 @@ class MqttClient:
         self._begin()
         # The task group lives in the caller's task: its body is the body of the
         # ``async with``; the client's tasks are its children.
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        self._task_group = group
+        manager = open_task_group()
+        self._task_group = await manager.__aenter__()
         self._shield_tasks = True
         try:
             await self._start()
@@ -534,11 +536,11 @@ class MqttClient:
             self._shutdown()
             self._finished.set()
             try:
-                await group.__aexit__(None, None, None)
+                await manager.__aexit__(None, None, None)
             except BaseExceptionGroup as inner:  # pragma: no cover - defensive
                 raise _collapse(inner, None) from None
             raise exc
-        self._outer = group
+        self._outer = manager
         return self
 
     async def __aexit__(
@@ -576,7 +578,7 @@ class MqttClient:
         """
         self._begin()
         try:
-            async with anyio.create_task_group() as group:
+            async with open_task_group() as group:
                 self._task_group = group
                 await self._start()
                 task_status.started()
