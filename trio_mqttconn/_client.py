@@ -76,7 +76,7 @@ from ._exceptions import (
     UnsubscribeError,
 )
 from ._groups import TaskGroup, collapse as _collapse, open_task_group
-from ._packets import ConnectPacket, TopicSubscription, Will
+from ._packets import ConnectPacket, PublishPacket, TopicSubscription, Will
 from ._properties import EMPTY_PROPERTIES, Properties
 from ._session import ClientSession, SessionState
 from ._subscription import _STREAK, Listener, Overflow, Subscription
@@ -434,6 +434,11 @@ class MqttClient:
     _quota: anyio.Event = attrs.field(init=False, factory=anyio.Event)
     _finished: anyio.Event = attrs.field(init=False, factory=anyio.Event)
     _pending: dict[int, _Operation] = attrs.field(init=False, factory=dict)
+    #: Messages a lost broker session discarded and that are not published again
+    #: yet (a connection may end while they wait for the send quota).
+    _unpublished: list[tuple[PublishPacket, _Operation | None]] = attrs.field(
+        init=False, factory=list
+    )
     _tree: SubscriptionTree[Subscription] = attrs.field(
         init=False, factory=SubscriptionTree
     )
@@ -748,6 +753,10 @@ class MqttClient:
         for op in self._pending.values():
             op.fail(closed)
         self._pending.clear()
+        for _, waiter in self._unpublished:
+            if waiter is not None:
+                waiter.fail(closed)
+        self._unpublished.clear()
         # Both ends of every subscription's channel are closed: iterators end,
         # nothing leaks. messages() streams keep what is queued for their reader
         # (their context manager closes the rest).
@@ -979,6 +988,7 @@ class MqttClient:
             data
             or connected.discarded
             or connected.discarded_pubrel
+            or self._unpublished
             or (not connected.session_present and self._filter_options())
         ):
             self._spawn(
@@ -1038,7 +1048,7 @@ class MqttClient:
             resubscribed: list[_Operation] = []
             if not connected.session_present and self._filter_options():
                 resubscribed = await self._resubscribe(conn)
-            if connected.discarded or connected.discarded_pubrel:
+            if connected.discarded or connected.discarded_pubrel or self._unpublished:
                 await self._republish(conn, connected)
             self._ready.set()
             self._quota.set()
@@ -1054,14 +1064,18 @@ class MqttClient:
             op = self._pending.pop(packet_id, None)
             if op is not None:
                 op.finish(PublishCompleted(packet_id=packet_id))
-        waiting = [
+        # Kept on the client until the session holds them again, so that a
+        # connection lost while they wait for the quota loses none of them.
+        waiting = self._unpublished
+        waiting[:0] = [
             (packet, self._pending.pop(packet.packet_id, None))
             for packet in connected.discarded
             if packet.packet_id is not None
         ]
-        for packet, op in waiting:
+        while waiting:
             while self._session.send_quota <= 0:
                 await self._wait_quota()
+            packet, op = waiting.pop(0)
             new_id, data = self._session.publish(
                 packet.topic,
                 packet.payload,
@@ -1290,22 +1304,18 @@ class MqttClient:
         conn.writing = True
         written = 0
         try:
-            if sock is not None:
-                # Straight to the socket; what does not fit goes the usual way.
-                try:
-                    written = sock.send(data)
-                except BlockingIOError:
-                    pass
-                data = data[written:]
-            if data:
-                await conn.stream.send(data)
-                written += len(data)
+            if await self._write(conn, sock, data):
+                # Written without waiting (trio only). Still a schedule point, not
+                # a cancel point (the bytes are on their way), taken while still
+                # the writer: what others queue meanwhile goes out in one write.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            written += len(data)
             while conn.outbox:
                 data = b"".join(conn.outbox)
                 conn.outbox.clear()
                 batch, conn.batch = conn.batch, _Batch()
                 try:
-                    await conn.stream.send(data)
+                    await self._write(conn, sock, data)
                 except BaseException as exc:
                     batch.fail(exc)
                     raise
@@ -1333,10 +1343,23 @@ class MqttClient:
                 anyio.current_time() if sock is None else trio.current_time()
             )
             self._bytes_sent += written
-        if not data:
-            # Written without waiting (only ever on trio): still a schedule point,
-            # not a cancel point: the bytes are on their way.
-            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    @staticmethod
+    async def _write(
+        conn: _Connection, sock: socket.socket | None, data: bytes
+    ) -> bool:
+        """Write all of *data*; True if it went straight to the socket, unwaited."""
+        if sock is not None:
+            # Straight to the socket; what does not fit goes the stream's way.
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return True
+            data = data[sent:]
+        await conn.stream.send(data)
+        return False
 
     # -- waiting helpers --------------------------------------------------------------
 

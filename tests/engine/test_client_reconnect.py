@@ -20,6 +20,7 @@ from trio_mqttconn import (
     ConnectError,
     ConnectionLost,
     ConnectTimeout,
+    Properties,
     QoS,
     ReasonCode,
 )
@@ -418,6 +419,43 @@ async def test_reconnect_without_session_republishes_and_resubscribes(
         await broker.publish("s/1", b"routed", qos=1)
         message = await sub.receive()
         assert (message.topic, message.payload) == ("s/1", b"routed")
+
+
+async def test_republishing_cut_short_by_a_drop_goes_on_after_the_next_connect(
+    autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
+) -> None:
+    # The broker lost the session and allows one message in flight: the client
+    # republishes the first, waits for the quota, and loses that connection too.
+    # The two it had not published again yet are not lost with it.
+    done: list[bytes] = []
+
+    async def publish(payload: bytes) -> None:
+        await client.publish("t", payload, qos=1)
+        done.append(payload)
+
+    one_at_a_time = Answer(properties=Properties(receive_maximum=1))
+    async with (
+        FakeBroker(ack_publishes=False) as broker,
+        make_client(broker) as client,
+    ):
+        conn0 = broker.connections[0]
+        async with trio.open_nursery() as nursery:
+            for index in range(3):
+                nursery.start_soon(publish, f"m{index}".encode())
+                await conn0.wait_for(PublishPacket, count=index + 1)
+            broker.script(one_at_a_time, one_at_a_time)
+            await conn0.close()
+            conn1 = await broker.wait_connection(1)
+            await conn1.wait_for(PublishPacket)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(conn1.packets(PublishPacket)) == 1  # the quota is used up
+            broker.ack_publishes = True
+            await conn1.close()
+            conn2 = await broker.wait_connection(2)
+        assert sorted(done) == [b"m0", b"m1", b"m2"]
+        assert [p.payload for p in conn2.packets(PublishPacket)] == [b"m0", b"m1", b"m2"]
+        assert client.statistics().inflight == 0
 
 
 async def test_reconnect_qos2_received_before_the_drop_counts_as_delivered(
