@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any, Self, final
 import anyio
 import anyio.abc
 import attrs
-import trio
 
 from ._backoff import Backoff
 from ._enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
@@ -1297,10 +1296,13 @@ class MqttClient:
                 ) from batch.error
             return
         sock = conn.sock
-        if sock is not None:  # trio (see direct_socket): its primitives directly
-            await trio.lowlevel.checkpoint_if_cancelled()
-        else:
+        if sock is None:
             await anyio.lowlevel.checkpoint_if_cancelled()
+        else:
+            # Only ever set on trio (see direct_socket): its primitives directly.
+            import trio  # imported already: asyncio never gets here
+
+            await trio.lowlevel.checkpoint_if_cancelled()
         conn.writing = True
         written = 0
         try:

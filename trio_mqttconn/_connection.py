@@ -46,7 +46,6 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 import attrs
-import trio
 
 from ._client import MqttClient
 from ._config import ConfigParams, to_boolean
@@ -67,6 +66,8 @@ from ._resolver import (
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
+
+    import trio
 
     from trio_mqttconn import Properties, Will
 
@@ -129,7 +130,7 @@ class IMqttMessageListener(Protocol):
 
 
 #: Where a component runs its tasks: a trio nursery or an anyio task group.
-_TaskGroup: TypeAlias = trio.Nursery | anyio.abc.TaskGroup
+_TaskGroup: TypeAlias = "trio.Nursery | anyio.abc.TaskGroup"
 
 
 # -- references: loggers and counters, duck-typed ---------------------------------

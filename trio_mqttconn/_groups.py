@@ -8,11 +8,11 @@ ExceptionGroup (trio's "Designing for multiple errors", option 2).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import anyio
 import anyio.abc
-import trio
 
 from ._exceptions import MqttInternalError
 
@@ -21,7 +21,24 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
-__all__ = ["OwnsTaskGroup", "TaskGroup", "collapse", "leave_group", "open_task_group"]
+__all__ = [
+    "OwnsTaskGroup",
+    "TaskGroup",
+    "collapse",
+    "leave_group",
+    "open_task_group",
+    "running_on_trio",
+]
+
+
+def running_on_trio() -> bool:
+    """Whether the calling task runs under trio.
+
+    Never imports trio: an asyncio program that has not imported it cannot be
+    running it, and does not pay for it.
+    """
+    trio = sys.modules.get("trio")
+    return trio is not None and bool(trio.lowlevel.in_trio_task())
 
 
 class TaskGroup(Protocol):
@@ -41,7 +58,9 @@ def open_task_group() -> AbstractAsyncContextManager[TaskGroup]:
     use and which doubles the cost of starting and ending a task. Elsewhere it is
     anyio's task group. Both raise ExceptionGroups; `collapse` handles either.
     """
-    if trio.lowlevel.in_trio_task():
+    if running_on_trio():
+        import trio  # imported already (running_on_trio)
+
         return trio.open_nursery()
     return anyio.create_task_group()
 

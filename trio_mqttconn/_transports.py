@@ -33,10 +33,10 @@ from urllib.parse import unquote
 import anyio
 import anyio.abc
 import attrs
-import trio
 from anyio.streams.tls import TLSStream
 
 from ._exceptions import ConfigError, ConnectError
+from ._groups import running_on_trio
 from ._websocket import WebSocketHandshakeError, open_websocket_stream
 
 if TYPE_CHECKING:
@@ -407,10 +407,7 @@ def direct_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
     stream is exactly what ``stream.send()`` would do, minus two layers of wrappers.
     (asyncio's transports buffer; TLS and WebSocket frame the bytes.)
     """
-    if (
-        not isinstance(stream, anyio.abc.SocketStream)
-        or not trio.lowlevel.in_trio_task()
-    ):
+    if not isinstance(stream, anyio.abc.SocketStream) or not running_on_trio():
         return None
     sock: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
     return sock
