@@ -37,12 +37,33 @@ from anyio.streams.tls import TLSStream
 
 from ._exceptions import ConfigError, ConnectError
 from ._groups import running_on_trio
-from ._websocket import WebSocketHandshakeError, open_websocket_stream
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["Endpoint", "connect_stream", "direct_socket", "parse_uri"]
+__all__ = [
+    "Endpoint",
+    "WebSocketHandshakeError",
+    "connect_stream",
+    "direct_socket",
+    "parse_uri",
+]
+
+
+class WebSocketHandshakeError(Exception):
+    """The server refused the WebSocket upgrade or answered it wrongly.
+
+    ``str(exc)`` completes the sentence "websocket handshake with <url> ..." that
+    ``connect_stream`` builds, e.g. ``"was rejected: HTTP 404"``.
+    """
+
+    def __init__(self, problem: str, *, status_code: int | None = None) -> None:
+        super().__init__(problem)
+        self.problem: str = problem
+        """What went wrong, as the end of a sentence."""
+        self.status_code: int | None = status_code
+        """The HTTP status of a refusal, else None."""
+
 
 # scheme as written (lower case) -> (normalised scheme, default port)
 _SCHEMES: typing.Final[Mapping[str, tuple[str, int]]] = {
@@ -385,6 +406,9 @@ async def _connect(
                 standard_compatible=False,
             )
         if endpoint.websocket:
+            # wsproto and h11 are loaded by the first WebSocket connection only.
+            from ._websocket import open_websocket_stream
+
             progress.stage = "websocket"
             stream = await open_websocket_stream(
                 stream,

@@ -54,6 +54,7 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import RemoteProtocolError
 
 from ._exceptions import ProtocolError
+from ._transports import WebSocketHandshakeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -71,21 +72,6 @@ MQTT_SUBPROTOCOL: typing.Final = "mqtt"
 # How much to ask the inner stream for at once: the reader decodes every packet in
 # a chunk before it awaits again, so large reads mean few wake-ups.
 _RECEIVE_SIZE: typing.Final = 65536
-
-
-class WebSocketHandshakeError(Exception):
-    """The server refused the WebSocket upgrade or answered it wrongly.
-
-    ``str(exc)`` completes the sentence "websocket handshake with <url> ..." that
-    ``connect_stream`` builds, e.g. ``"was rejected: HTTP 404"``.
-    """
-
-    def __init__(self, problem: str, *, status_code: int | None = None) -> None:
-        super().__init__(problem)
-        self.problem: str = problem
-        """What went wrong, as the end of a sentence."""
-        self.status_code: int | None = status_code
-        """The HTTP status of a refusal, else None."""
 
 
 async def open_websocket_stream(
