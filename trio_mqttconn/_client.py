@@ -556,10 +556,13 @@ class MqttClient:
         """Close the client; the body's exception propagates unchanged."""
         group, self._outer = self._outer, None
         try:
-            with anyio.CancelScope(shield=True):
-                await self._close()
-            if group is not None:
-                await group.__aexit__(exc_type, exc, tb)
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._close()
+            finally:
+                self._stop_tasks()  # whatever happened, nothing is left running
+                if group is not None:
+                    await group.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as eg:
             error = _collapse(eg, exc)
             raise error from error.__cause__
