@@ -1,8 +1,8 @@
 """Subscription: a bounded memory channel of messages for one topic filter.
 
-The reader task produces into the channel (it owns the send side and closes it when the
-subscription ends, so ``async for`` finishes without sentinels); the application, or a
-dispatcher task running its listener, consumes. What happens when the channel is full is
+The task reading the connection produces into the channel (it owns the send side and
+closes it when the subscription ends, so ``async for`` finishes without sentinels); the
+application, or a dispatcher task running its listener, consumes. What happens when the channel is full is
 the subscription's choice: ``"wait"`` (lossless: the reader pauses, which is where TCP
 backpressure towards the broker starts) or ``"drop_oldest"`` (the oldest queued message
 is discarded and counted).
@@ -101,7 +101,7 @@ class Subscription:
             self.buffer
         )
 
-    # -- producer side (the client's reader task) ---------------------------------
+    # -- producer side (the task reading the connection) -------------------------
 
     def _offer(self, message: Message) -> bool:
         """Put *message* without waiting; False when the reader must wait for room."""
