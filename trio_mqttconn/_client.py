@@ -1463,10 +1463,12 @@ class MqttClient:
         op = _Operation(packet_id)
         self._pending[packet_id] = op
         try:
-            with contextlib.suppress(ConnectionLost):
-                # On a lost connection the session keeps the message in flight: it
-                # is re-sent (or published again) after reconnecting.
+            try:
                 await self._send(conn, data, wait=False)
+            except ConnectionLost:
+                # The session keeps the message in flight: it is re-sent (or
+                # published again) after reconnecting.
+                pass
             await op.done.wait()
         finally:
             if self._pending.get(op.packet_id) is op and not op.done.is_set():
