@@ -313,6 +313,24 @@ async def test_client_body_cancellation_is_not_an_error(
         assert isinstance(broker.connections[0].received[-1], DisconnectPacket)
 
 
+async def test_client_run_cancelled_by_its_nursery_closes_without_disconnect(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    # Under nursery.start(client.run) the client belongs to the nursery: cancelling
+    # it stops the client at once (aclose() first is the graceful way).
+    async with FakeBroker() as broker:
+        client = make_client(broker)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            nursery.cancel_scope.cancel()
+        conn = broker.connections[0]
+        await conn.wait_closed()
+        assert conn.packets(DisconnectPacket) == []
+        assert not client.is_connected
+        with pytest.raises(NotOpenError, match=CLOSED):
+            await client.publish("t", b"x")
+
+
 async def test_client_background_failure_is_one_mqtt_error(
     autojump_clock: trio.testing.MockClock, virtual_deadline: None
 ) -> None:
