@@ -11,29 +11,27 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from trio_mqttconn.testing import Mosquitto
 
-__all__ = ["EXAMPLES", "run_example"]
+__all__ = ["EXAMPLES", "run_example", "run_python"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"
 
 
-def run_example(
-    path: Path, mosquitto: Mosquitto, *, timeout: float
+def run_python(
+    args: list[str], *, timeout: float, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run *path* with ``MQTT_URI`` pointing at *mosquitto*; assert it exits with 0.
+    """Run ``python *args`` with this tree first on ``PYTHONPATH``; assert exit 0.
 
-    The repository root goes first on ``PYTHONPATH`` so the example imports this
-    tree's ``trio_mqttconn``.
+    *env* adds variables to the current environment.
     """
     path_entries = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {
-        **os.environ,
-        "MQTT_URI": mosquitto.uri,
-        "PYTHONPATH": os.pathsep.join(path_entries),
-    }
     result = subprocess.run(
-        [sys.executable, str(path)],
-        env=env,
+        [sys.executable, *args],
+        env={
+            **os.environ,
+            **(env or {}),
+            "PYTHONPATH": os.pathsep.join(path_entries),
+        },
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -41,3 +39,10 @@ def run_example(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
+
+
+def run_example(
+    path: Path, mosquitto: Mosquitto, *, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run *path* with ``MQTT_URI`` pointing at *mosquitto*; assert it exits with 0."""
+    return run_python([str(path)], timeout=timeout, env={"MQTT_URI": mosquitto.uri})

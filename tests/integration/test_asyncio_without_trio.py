@@ -7,12 +7,9 @@ pay trio's import time and memory (about 12 MiB).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
-from tests._examples import ROOT
+from tests._examples import run_python
 
 if TYPE_CHECKING:
     from trio_mqttconn.testing import Mosquitto
@@ -49,26 +46,6 @@ print(imported, "trio" in sys.modules)
 def test_an_asyncio_program_does_not_import_trio(
     mosquitto: Mosquitto, unique_topic: str
 ) -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-        ),
-    }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            PROGRAM,
-            mosquitto.host,
-            str(mosquitto.port),
-            unique_topic,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    arguments = ["-c", PROGRAM, mosquitto.host, str(mosquitto.port), unique_topic]
+    result = run_python(arguments, timeout=60)
     assert result.stdout.split() == ["False", "False"]

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 import trio
+
+from tests._examples import run_python
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -73,20 +72,7 @@ def test_example_runs_under_trio_run(
 
 
 def test_example_runs_as_a_script(mosquitto: Mosquitto, unique_topic: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLE),
-            mosquitto.host,
-            str(mosquitto.port),
-            unique_topic,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=LIMIT,
-        check=False,
-        cwd=EXAMPLE.parents[2],
-        env={**os.environ, "PYTHONPATH": str(EXAMPLE.parents[2])},
-    )
-    assert (result.returncode, result.stderr) == (0, "")
+    arguments = [str(EXAMPLE), mosquitto.host, str(mosquitto.port), unique_topic]
+    result = run_python(arguments, timeout=LIMIT)
+    assert result.stderr == ""
     assert result.stdout.splitlines() == EXPECTED
