@@ -74,7 +74,13 @@ from ._exceptions import (
     SubscribeError,
     UnsubscribeError,
 )
-from ._groups import TaskGroup, collapse as _collapse, open_task_group
+from ._groups import (
+    Event as _Event,
+    TaskGroup,
+    collapse as _collapse,
+    event_factory,
+    open_task_group,
+)
 from ._packets import ConnectPacket, PublishPacket, TopicSubscription, Will
 from ._properties import EMPTY_PROPERTIES, Properties
 from ._session import ClientSession, SessionState
@@ -163,7 +169,7 @@ class _Operation:
     """A caller waiting for the broker's answer to one packet."""
 
     packet_id: int
-    done: anyio.Event = attrs.Factory(anyio.Event)
+    done: _Event = attrs.Factory(anyio.Event)
     result: Event | None = None
     error: BaseException | None = None
     #: A SUBSCRIBE/UNSUBSCRIBE (asked again after a reconnect), not a PUBLISH
@@ -425,6 +431,8 @@ class MqttClient:
     #: leaving the body always disconnects gracefully (``__aexit__`` stops them).
     _shield_tasks: bool = attrs.field(init=False, default=False)
     _stopping: bool = attrs.field(init=False, default=False)
+    #: Makes the events of waiting callers (trio's own on trio; see event_factory).
+    _new_event: Callable[[], _Event] = attrs.field(init=False, default=anyio.Event)
     _outer: AbstractAsyncContextManager[TaskGroup] | None = attrs.field(
         init=False, default=None
     )
@@ -611,6 +619,7 @@ class MqttClient:
                 f"this MqttClient is {self._state}: a client runs once, make a new one"
             )
         self._state = "connecting"
+        self._new_event = event_factory()
 
     async def _start(self) -> None:
         """The first connection, then the supervisor task that keeps it."""
@@ -1104,7 +1113,7 @@ class MqttClient:
         ops: list[_Operation] = []
         for options, properties in self._filter_options().values():
             packet_id, data = self._session.subscribe([options], properties=properties)
-            op = _Operation(packet_id, request=True)
+            op = _Operation(packet_id, done=self._new_event(), request=True)
             self._pending[packet_id] = op
             ops.append(op)
             await self._send(conn, data)
@@ -1460,7 +1469,7 @@ class MqttClient:
             topic, data_payload, qos=qos, retain=retain, properties=props
         )
         assert packet_id is not None
-        op = _Operation(packet_id)
+        op = _Operation(packet_id, done=self._new_event())
         self._pending[packet_id] = op
         try:
             try:
@@ -1864,7 +1873,7 @@ class MqttClient:
         while True:
             conn = await self._wait_ready()
             packet_id, data = make()
-            op = _Operation(packet_id, request=True)
+            op = _Operation(packet_id, done=self._new_event(), request=True)
             self._pending[packet_id] = op
             try:
                 with contextlib.suppress(ConnectionLost):
