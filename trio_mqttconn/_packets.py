@@ -87,7 +87,7 @@ __all__ = [
     "UnsubscribePacket",
     "Will",
     "encode_packet",
-    "encode_publish_qos0",
+    "encode_publish_fast",
 ]
 
 
@@ -1140,12 +1140,19 @@ def _e_publish(packet: PublishPacket, v5: bool) -> bytes:
     return b"".join((header, data, packet_id, props, payload))
 
 
-def encode_publish_qos0(topic: str, payload: bytes, retain: bool, v5: bool) -> bytes:
-    """The bytes of a QoS 0 PUBLISH without properties: the hot path of publishing.
+def encode_publish_fast(
+    topic: str,
+    payload: bytes,
+    retain: bool,
+    v5: bool,
+    qos: int = 0,
+    packet_id: int = 0,
+) -> bytes:
+    """The bytes of a PUBLISH without properties: the hot path of publishing.
 
-    Same bytes as ``encode_packet(PublishPacket(...), version)``, without building
-    the packet. The caller has validated *topic* (a non-empty topic name) and passes
-    *payload* as bytes.
+    Same bytes as ``encode_packet(PublishPacket(...), version)`` (DUP clear), without
+    building the packet. The caller has validated *topic* (a non-empty topic name),
+    passes *payload* as bytes and, for QoS 1 or 2, the *packet_id* it allocated.
 
     Raises:
         ValueError: the packet would be larger than MQTT allows.
@@ -1153,8 +1160,9 @@ def encode_publish_qos0(topic: str, payload: bytes, retain: bool, v5: bool) -> b
     data = _topics_out.get(topic)
     if data is None:
         data = _topic_bytes(topic)
-    size = 2 + len(data) + v5 + len(payload)
-    b0 = 0x31 if retain else 0x30
+    pid = packet_id.to_bytes(2, "big") if qos else b""
+    size = 2 + len(data) + len(pid) + v5 + len(payload)
+    b0 = 0x30 | qos << 1 | retain
     if size < 0x80:
         header = bytes((b0, size, 0, len(data)))
     elif size <= MAX_VARINT:
@@ -1165,8 +1173,8 @@ def encode_publish_qos0(topic: str, payload: bytes, retain: bool, v5: bool) -> b
             f"is 268435455; send less data"
         )
     if v5:
-        return b"".join((header, data, b"\x00", payload))
-    return b"".join((header, data, payload))
+        return b"".join((header, data, pid, b"\x00", payload))
+    return b"".join((header, data, pid, payload))
 
 
 def _e_connect(packet: ConnectPacket, v5: bool) -> bytes:

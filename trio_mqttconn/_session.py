@@ -128,7 +128,7 @@ from ._packets import (
     UnsubAckPacket,
     UnsubscribePacket,
     encode_packet,
-    encode_publish_qos0,
+    encode_publish_fast,
 )
 from ._properties import EMPTY_PROPERTIES, Properties
 from ._topics import validate_topic_filter, validate_topic_name
@@ -412,9 +412,10 @@ class ClientSession:
                 "the broker does not support retained messages; "
                 "publish with retain=False"
             )
-        if not qos and properties is EMPTY_PROPERTIES and not self._use_out_aliases:
+        fast = properties is EMPTY_PROPERTIES and not self._use_out_aliases
+        if not qos and fast:
             # The hot path: nothing to remember, nothing to alias.
-            data = encode_publish_qos0(
+            data = encode_publish_fast(
                 topic, payload, retain, self.protocol_version is ProtocolVersion.V5
             )
             self._check_size("PublishPacket", data)
@@ -440,22 +441,33 @@ class ClientSession:
         )
         wire = packet
         new_alias = 0
-        if self._use_out_aliases:
-            # First use of a topic sends topic + alias, later uses an empty topic
-            # + alias, aliases up to the broker's maximum [v5:MQTT-3.3.2-9]; none after the broker's maximum is used.
-            alias = self._out_aliases.get(topic)
-            if (
-                alias is None
-                and len(self._out_aliases) < self.broker_topic_alias_maximum
-            ):
-                alias = new_alias = len(self._out_aliases) + 1
-            if alias is not None:
-                wire = attrs.evolve(
-                    packet,
-                    topic=topic if new_alias else "",
-                    properties=attrs.evolve(properties, topic_alias=alias),
-                )
-        data = encode_packet(wire, self.protocol_version)
+        if fast:
+            data = encode_publish_fast(
+                topic,
+                payload,
+                retain,
+                self.protocol_version is ProtocolVersion.V5,
+                qos,
+                packet_id or 0,
+            )
+        else:
+            if self._use_out_aliases:
+                # First use of a topic sends topic + alias, later uses an empty
+                # topic + alias, aliases up to the broker's maximum
+                # [v5:MQTT-3.3.2-9]; none after the broker's maximum is used.
+                alias = self._out_aliases.get(topic)
+                if (
+                    alias is None
+                    and len(self._out_aliases) < self.broker_topic_alias_maximum
+                ):
+                    alias = new_alias = len(self._out_aliases) + 1
+                if alias is not None:
+                    wire = attrs.evolve(
+                        packet,
+                        topic=topic if new_alias else "",
+                        properties=attrs.evolve(properties, topic_alias=alias),
+                    )
+            data = encode_packet(wire, self.protocol_version)
         self._check_size("PublishPacket", data)
         if new_alias:
             self._out_aliases[topic] = new_alias

@@ -1675,24 +1675,32 @@ def test_password_never_in_repr() -> None:
 @pytest.mark.parametrize("version", [ProtocolVersion.V311, ProtocolVersion.V5])
 @pytest.mark.parametrize("retain", [False, True])
 @pytest.mark.parametrize("size", [0, 64, 120, 200, 20_000])
-def test_packets_encode_publish_qos0_matches_encode_packet(
-    version: ProtocolVersion, retain: bool, size: int
+@pytest.mark.parametrize(("qos", "packet_id"), [(0, 0), (1, 1), (2, 65535)])
+def test_packets_encode_publish_fast_matches_encode_packet(
+    version: ProtocolVersion, retain: bool, size: int, qos: int, packet_id: int
 ) -> None:
-    from trio_mqttconn._packets import encode_publish_qos0
+    from trio_mqttconn._packets import encode_publish_fast
 
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
     for topic in ("a/b", "ünïcode/tøpic"):
         expected = encode_packet(
-            PublishPacket(topic=topic, payload=payload, retain=retain), version
+            PublishPacket(
+                topic=topic,
+                payload=payload,
+                retain=retain,
+                qos=QoS(qos),
+                packet_id=packet_id or None,
+            ),
+            version,
         )
-        fast = encode_publish_qos0(
-            topic, payload, retain, version is ProtocolVersion.V5
+        fast = encode_publish_fast(
+            topic, payload, retain, version is ProtocolVersion.V5, qos, packet_id
         )
         assert fast == expected
 
 
-def test_packets_encode_publish_qos0_too_large() -> None:
-    from trio_mqttconn._packets import encode_publish_qos0
+def test_packets_encode_publish_fast_too_large() -> None:
+    from trio_mqttconn._packets import encode_publish_fast
 
     class Huge(bytes):
         def __len__(self) -> int:
@@ -1703,4 +1711,4 @@ def test_packets_encode_publish_qos0_too_large() -> None:
         match=r"^PUBLISH would have a remaining length of 268435461 bytes, the maximum "
         r"is 268435455; send less data$",
     ):
-        encode_publish_qos0("a/b", Huge(), False, True)
+        encode_publish_fast("a/b", Huge(), False, True)

@@ -35,6 +35,7 @@ from trio_mqttconn._packets import (
     ConnectPacket,
     DisconnectPacket,
     Packet,
+    PacketDecoder,
     PingReqPacket,
     PingRespPacket,
     PubAckPacket,
@@ -838,6 +839,19 @@ def test_publish_qos0_golden() -> None:
         b"\x31\x08\x00\x03a/b\x00hi",
     )
     assert session.inflight == 0
+
+
+def test_publish_qos1_with_properties_keeps_them() -> None:
+    # Properties take the general encoder (the fast path is for none at all).
+    session, _ = make_session()
+    properties = Properties(content_type="text/plain", user_properties=(("k", "v"),))
+    packet_id, data = session.publish("a/b", b"hi", qos=QOS1, properties=properties)
+    decoder = PacketDecoder(V5)
+    decoder.feed(data)
+    packet = decoder.next_packet()
+    assert isinstance(packet, PublishPacket)
+    assert (packet.packet_id, packet.qos, packet.payload) == (packet_id, QOS1, b"hi")
+    assert packet.properties == properties
 
 
 def test_publish_qos1_refused_by_puback() -> None:
