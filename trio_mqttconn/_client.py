@@ -1391,6 +1391,19 @@ class MqttClient:
                 ) from self._fatal
             raise NotOpenError("the client is closed")
 
+    def _ready_conn(self) -> _Connection | None:
+        """The connection, if a publish may use it right now (no await needed)."""
+        conn = self._conn
+        if (
+            conn is None
+            or conn.ended is not None
+            or self._state != "running"
+            or not self._ready.is_set()
+            or self._session.state is not SessionState.CONNECTED
+        ):
+            return None
+        return conn
+
     async def _wait_ready(self) -> _Connection:
         while True:
             self._check_open()
@@ -1445,15 +1458,7 @@ class MqttClient:
         props = EMPTY_PROPERTIES if properties is None else properties
         session = self._session
         if qos is QoS.AT_MOST_ONCE:
-            conn = self._conn
-            if (
-                conn is None
-                or conn.ended is not None
-                or self._state != "running"
-                or not self._ready.is_set()
-                or session.state is not SessionState.CONNECTED
-            ):
-                conn = await self._wait_ready()
+            conn = self._ready_conn() or await self._wait_ready()
             _, data = session.publish(
                 topic, data_payload, qos=qos, retain=retain, properties=props
             )
@@ -1461,7 +1466,7 @@ class MqttClient:
             self._messages_published += 1
             return
         while True:
-            conn = await self._wait_ready()
+            conn = self._ready_conn() or await self._wait_ready()
             if session.send_quota > 0:
                 break
             await self._wait_quota()
