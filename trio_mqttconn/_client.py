@@ -169,7 +169,8 @@ class _Operation:
     """A caller waiting for the broker's answer to one packet."""
 
     packet_id: int
-    done: _Event = attrs.Factory(anyio.Event)
+    #: The running backend's event (``MqttClient._new_event``).
+    done: _Event
     result: Event | None = None
     error: BaseException | None = None
     #: A SUBSCRIBE/UNSUBSCRIBE (asked again after a reconnect), not a PUBLISH
@@ -634,8 +635,7 @@ class MqttClient:
             self._task_scopes.discard(scope)
         if result is None or self._state != "connecting":
             if result is not None:
-                with anyio.CancelScope(shield=True):
-                    await anyio.aclose_forcefully(result[0].stream)
+                await result[0].close()
             raise NotOpenError("the client was closed while it was connecting")
         conn, connected, rest = result
         self._state = "running"
