@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import subprocess
+import sys
 
 import nox
 
@@ -26,6 +29,48 @@ CORE_MODULES = ",".join(
     )
 )
 DEBIAN_PACKAGES = ("mosquitto",)
+MIN_PYTHON = (3, 11)
+
+
+def find_interpreters() -> list[str]:
+    """Every CPython >= 3.11 on this machine, one per exact version, as real paths.
+
+    The tests session runs on each of them, so that a patch-level difference (Debian
+    12's 3.11.2 against a pyenv 3.11.7, say) cannot hide behind the one interpreter
+    a developer happens to use. Looked for on PATH, in /usr/bin and /usr/local/bin,
+    and in pyenv's versions; the interpreter running nox is always one of them.
+    """
+    dirs = [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/local/bin"]
+    dirs += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin")))
+    candidates = [sys.executable]
+    for directory in dict.fromkeys(dirs):
+        if "shims" in directory:  # pyenv's shims only forward to the versions above
+            continue
+        candidates += sorted(glob.glob(os.path.join(directory, "python3.[0-9]*")))
+    found: dict[str, str] = {}
+    probe = "import sys; print('%d.%d.%d' % sys.version_info[:3], sys.executable)"
+    for candidate in candidates:
+        if candidate.endswith("-config") or not os.access(candidate, os.X_OK):
+            continue
+        try:
+            out = subprocess.run(
+                [candidate, "-I", "-c", probe],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=True,
+            ).stdout.split()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        version, executable = out[0], os.path.realpath(out[1])
+        if tuple(int(part) for part in version.split(".")[:2]) >= MIN_PYTHON:
+            found.setdefault(version, executable)
+    return [
+        found[v] for v in sorted(found, key=lambda v: tuple(map(int, v.split("."))))
+    ]
+
+
+PYTHONS = find_interpreters()
 
 
 def _have_mosquitto() -> bool:
@@ -56,9 +101,12 @@ def ensure_mosquitto(session: nox.Session, *extra_packages: str) -> None:
         )
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite (core, engine, real mosquitto, shim) with coverage."""
+    """Run the whole test suite (core, engine, real mosquitto, shim) with coverage.
+
+    Once per interpreter >= 3.11 that the machine has (see `find_interpreters`).
+    """
     ensure_mosquitto(session)
     session.install("-e", ".[test]")
     session.run("coverage", "erase")

@@ -481,6 +481,24 @@ def _pick_error(exc: OSError) -> OSError:
     return exc
 
 
+def _is_tls_eof(error: BaseException) -> bool:
+    """Whether a TLS handshake error means the peer closed the connection.
+
+    Depending on the Python patch level and the OpenSSL 3.x release, a peer that
+    closes during the handshake surfaces as ``anyio.EndOfStream``, ``SSLEOFError``
+    ("EOF occurred in violation of protocol"), ``SSLZeroReturnError``, an
+    ``SSLError`` whose reason is ``UNEXPECTED_EOF_WHILE_READING``, or a reset.
+    """
+    if isinstance(
+        error, ssl.SSLEOFError | ssl.SSLZeroReturnError | ConnectionResetError
+    ):
+        return True
+    return isinstance(error, ssl.SSLError) and getattr(error, "reason", None) in {
+        "UNEXPECTED_EOF_WHILE_READING",
+        "EOF_OCCURRED_IN_VIOLATION_OF_PROTOCOL",
+    }
+
+
 def _describe_failure(
     endpoint: Endpoint,
     websocket_path: str | None,
@@ -498,7 +516,9 @@ def _describe_failure(
         if websocket_path:
             endpoint = attrs.evolve(endpoint, path=websocket_path)
         return f"websocket handshake with {endpoint.display()} {exc.problem}"
-    if not isinstance(exc, OSError):
+    if not isinstance(exc, OSError) or (
+        progress.stage == "tls" and _is_tls_eof(_pick_error(exc))
+    ):
         # EOF or a reset while a handshake waited for the server's answer
         if progress.stage == "tls":
             return (

@@ -695,3 +695,33 @@ def test_describe_failure_ssl_error_without_reason() -> None:
         "TLS handshake with h:1883 failed: odd; is it a TLS port, and do the TLS "
         "settings match the broker's?"
     )
+
+
+def _ssl_error(cls: type[ssl.SSLError], reason: str | None, text: str) -> ssl.SSLError:
+    error = cls(8, text)
+    error.reason = reason  # type: ignore[assignment]  # OpenSSL sets it, or None
+    return error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # Python 3.11.2 / OpenSSL 3.0 (Debian 12): the handshake sees an EOF
+        _ssl_error(ssl.SSLEOFError, "EOF_OCCURRED_IN_VIOLATION_OF_PROTOCOL", "EOF"),
+        _ssl_error(ssl.SSLEOFError, None, "EOF occurred in violation of protocol"),
+        _ssl_error(ssl.SSLZeroReturnError, None, "TLS/SSL connection has been closed"),
+        _ssl_error(ssl.SSLError, "UNEXPECTED_EOF_WHILE_READING", "unexpected eof"),
+        ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+    ],
+    ids=["eof-reason", "eof", "zero-return", "unexpected-eof", "reset"],
+)
+def test_describe_failure_eof_during_tls_handshake_on_any_python(
+    error: OSError,
+) -> None:
+    # whatever shape this Python and OpenSSL give a peer's close, the message says so
+    message = _describe_failure(
+        parse_uri("mqtts://h:8883"), None, _Progress(stage="tls"), error
+    )
+    assert message == (
+        "h:8883 closed the connection during the TLS handshake; is it a TLS port?"
+    )
