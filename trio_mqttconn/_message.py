@@ -36,7 +36,32 @@ class Message:
     properties: Properties = EMPTY_PROPERTIES
     """MQTT 5 properties (content type, response topic, user properties ...)."""
 
+    def __repr__(self) -> str:
+        """Show every field, but of `properties` only those that are set.
+
+        A received message carries a `Properties` record of 27 fields, nearly all
+        None; listing them all buried the topic and payload. Fields declared with
+        ``repr=False`` stay out, as in the repr attrs would generate.
+        """
+        shown = [
+            f"{field.name}={getattr(self, field.name)!r}"
+            if field.name != "properties"
+            else f"properties=Properties({_set_properties(self.properties)})"
+            for field in attrs.fields(type(self))
+            if field.repr
+        ]
+        return f"Message({', '.join(shown)})"
+
     @property
     def text(self) -> str:
         """The payload decoded as UTF-8 (raises UnicodeDecodeError if it is not)."""
         return self.payload.decode("utf-8")
+
+
+def _set_properties(props: Properties) -> str:
+    """``name=value`` for each property that differs from its default, in field order."""
+    return ", ".join(
+        f"{prop.name}={getattr(props, prop.name)!r}"
+        for prop in attrs.fields(Properties)
+        if getattr(props, prop.name) != prop.default
+    )
