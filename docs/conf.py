@@ -41,7 +41,7 @@ nitpick_ignore_regex = [
         r"|subprocess|tempfile|types|contextlib|logging|datetime|json|asyncio|queue"
         r"|_contextvars|wsproto|h11)(\..*)?",
     ),
-    (r"py:class", r"(Self|T|TypeAlias|Sequence|Mapping|Callable|Awaitable|Any)"),
+    (r"py:class", r"(Self|T|TypeAlias|Sequence|Mapping|Callable|Awaitable|Any|Path)"),
     (r"py:.*", r".*\._.*"),
 ]
 default_role = "obj"
@@ -49,4 +49,7 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 html_theme = "furo"
 html_title = "trio_mqttconn"
+# Without an icon of its own a browser asks for /favicon.ico and logs the 404 as a
+# console error (the browser check in `nox -s docs` looks for those).
+html_favicon = "_static/favicon.svg"
 exclude_patterns = ["_build"]
