@@ -1,19 +1,17 @@
-"""Shared fixtures: the real mosquitto broker, unique topics, anyio backends."""
+"""Suite-only fixtures: unique topics, anyio backends, the hypothesis profile.
+
+The broker fixtures (``mosquitto``, ``mosquitto_factory``, ``mqtt_client``,
+``fake_broker``, ``virtual_deadline``) come from our own pytest plugin,
+trio_mqttconn.testing.plugin, exactly as a user's suite gets them.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
-from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
-
-from trio_mqttconn.testing import Mosquitto
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from pathlib import Path
 
 # CI runs the arbitrary-bytes decoder property with at least 10,000 examples; the
 # profile is chosen by the tests that need it (see tests/core/test_decoder_fuzz.py).
@@ -21,37 +19,17 @@ settings.register_profile("ci", deadline=None, print_blob=True)
 settings.load_profile("ci")
 
 
-@pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """One mosquitto for the whole session (plain, ws, TLS, password, unix listeners).
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop at once, and say why, when the trio_mqttconn plugin is not loaded.
 
-    A missing binary is an error with the install command, never a skip.
+    The broker and fake-broker fixtures come from it (``trio_mqttconn.testing.plugin``,
+    a ``pytest11`` entry point): it loads only when the package is installed.
     """
-    broker = Mosquitto(directory=tmp_path_factory.mktemp("mosquitto"))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.close()
-
-
-@pytest.fixture
-def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[[], Mosquitto]]:
-    """Make private brokers for tests that stop, kill or restart them."""
-    brokers: list[Mosquitto] = []
-    counter = itertools.count()
-
-    def make() -> Mosquitto:
-        broker = Mosquitto(directory=tmp_path / f"broker{next(counter)}")
-        broker.start()
-        brokers.append(broker)
-        return broker
-
-    try:
-        yield make
-    finally:
-        for broker in brokers:
-            broker.close()
+    if not config.pluginmanager.has_plugin("trio_mqttconn"):
+        raise pytest.UsageError(
+            "the trio_mqttconn pytest plugin is not loaded: install the package "
+            "(pip install -e '.[test]') and do not pass -p no:trio_mqttconn"
+        )
 
 
 _topic_counter = itertools.count()
