@@ -41,7 +41,6 @@ import attrs
 import trio
 import trio.abc
 import trio.lowlevel
-import trio.testing
 
 from trio_mqttconn._enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
 from trio_mqttconn._exceptions import ProtocolError
