@@ -136,7 +136,7 @@ class Mosquitto:
 
     @property
     def tls_uri(self) -> str:
-        """``mqtts://localhost:<port>`` of the TLS listener (trust `ca_pem`)."""
+        """``mqtts://localhost:<port>`` of the TLS listener (trust ``ca_pem``)."""
         if not self.tls_port:
             raise RuntimeError("this broker has no TLS listener: make it with tls=True")
         return f"mqtts://localhost:{self.tls_port}"
@@ -146,7 +146,7 @@ class Mosquitto:
 
         Args:
             client_certificate: Also present the client certificate (for the
-                `client_cert_port` listener).
+                ``client_cert_port`` listener).
 
         Raises:
             RuntimeError: When the broker has no TLS listener or no client
@@ -488,7 +488,7 @@ class MosquittoFactory:
 
     directory: Path
     """Each broker gets its own subdirectory of this one."""
-    brokers: list[Mosquitto] = attrs.Factory(list)
+    brokers: list[Mosquitto] = attrs.field(init=False, factory=list)
     """Every broker made so far, in order."""
 
     def __call__(
