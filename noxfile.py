@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -187,3 +188,64 @@ def demo(session: nox.Session) -> None:
     ensure_mosquitto(session)
     session.install("-e", ".[test]")
     session.run("python", "-m", "trio_mqttconn", "demo", *session.posargs)
+
+
+# Run in the fresh venv of `build`, from outside the checkout: what a user who
+# installed the wheel gets. argv[1] is the version _version.py declares.
+_WHEEL_PROBE = """
+import sys
+from importlib.metadata import entry_points
+from importlib.resources import files
+
+import trio_mqttconn
+import trio_mqttconn.testing
+
+assert "site-packages" in trio_mqttconn.__file__, trio_mqttconn.__file__
+assert trio_mqttconn.__version__ == sys.argv[1], (trio_mqttconn.__version__, sys.argv[1])
+assert files("trio_mqttconn").joinpath("py.typed").is_file(), "py.typed is missing"
+plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+assert plugins.get("trio_mqttconn") == "trio_mqttconn.testing.plugin", plugins
+heavy = {"pytest", "trustme"} & set(sys.modules)
+assert not heavy, f"import trio_mqttconn.testing imported {heavy}"
+print("wheel ok:", trio_mqttconn.__version__, trio_mqttconn.__file__)
+"""
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the sdist and wheel, twine-check them, and try the wheel in a fresh venv.
+
+    The fresh venv gets only the wheel and its runtime dependencies (no pytest, no
+    trustme); it must import trio_mqttconn and trio_mqttconn.testing, ship
+    ``py.typed``, report the version of ``trio_mqttconn/_version.py`` (the one place
+    it is written; hatch reads it from there) and expose the pytest11 entry point.
+    """
+    session.install("build", "twine")
+    tmp = session.create_tmp()
+    dist = os.path.join(tmp, "dist")
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", dist)
+    sdists = glob.glob(os.path.join(dist, "*.tar.gz"))
+    wheels = glob.glob(os.path.join(dist, "*.whl"))
+    if len(sdists) != 1 or len(wheels) != 1:
+        session.error(
+            f"expected one sdist and one wheel in {dist}, found {sdists + wheels}"
+        )
+    session.run("twine", "check", "--strict", *sdists, *wheels)
+
+    with open("trio_mqttconn/_version.py", encoding="utf-8") as file:
+        declared = re.search(r'^__version__ = "([^"]+)"$', file.read(), re.MULTILINE)
+    if declared is None:
+        session.error('trio_mqttconn/_version.py has no line __version__ = "..."')
+    version = declared.group(1)
+    if not os.path.basename(wheels[0]).startswith(f"trio_mqttconn-{version}-"):
+        session.error(f"the wheel {wheels[0]} is not version {version}")
+
+    venv = os.path.join(tmp, "wheel-venv")
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("python", "-m", "venv", venv)
+    python = os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python")
+    session.run(python, "-m", "pip", "install", "-q", wheels[0], external=True)
+    # -I and a working directory outside the checkout: the wheel, not the sources.
+    with session.chdir(tmp):
+        session.run(python, "-I", "-c", _WHEEL_PROBE, version, external=True)
