@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sphinx.application import Sphinx
 
 sys.path.insert(0, os.path.abspath(".."))
 sys.path.insert(0, os.path.abspath("_ext"))
@@ -53,3 +57,62 @@ html_title = "trio_mqttconn"
 # console error (the browser check in `nox -s docs` looks for those).
 html_favicon = "_static/favicon.svg"
 exclude_patterns = ["_build"]
+
+
+def _attribute_docs_of_private_modules(app: Sphinx) -> None:
+    """Let autodoc find the docstrings of fields defined in private modules.
+
+    Public classes report ``trio_mqttconn`` as their module (``__init__`` rewrites
+    ``__module__``), so autodoc looks for the string literals under their fields in
+    ``trio_mqttconn/__init__.py`` and finds none: ``Message.topic``,
+    ``ClientStatistics.connects`` and every other attrs field would be missing from
+    the API reference. Copy the attribute docs (and source order) of each public
+    class from the private module that defines it into the package's analyzer,
+    which autodoc caches. (Two private modules may define classes of the same name;
+    only the one the package exports counts.)
+    """
+    import pkgutil
+
+    from sphinx.pycode import ModuleAnalyzer
+
+    import trio_mqttconn
+
+    package = ModuleAnalyzer.for_module("trio_mqttconn")
+    package.analyze()
+    for info in pkgutil.walk_packages(trio_mqttconn.__path__, "trio_mqttconn."):
+        if not info.name.split(".")[1].startswith("_"):
+            continue  # public subpackages (aiomqtt, testing) keep their own module
+        module = sys.modules.get(info.name)
+        if module is None:
+            continue
+        analyzer = ModuleAnalyzer.for_module(info.name)
+        analyzer.analyze()
+        for (namespace, name), doc in analyzer.attr_docs.items():
+            top = namespace.split(".")[0]
+            public = getattr(trio_mqttconn, top, None)
+            if top and public is not None and getattr(module, top, None) is public:
+                package.attr_docs.setdefault((namespace, name), doc)
+                order = analyzer.tagorder.get(f"{namespace}.{name}")
+                if order is not None:
+                    package.tagorder.setdefault(f"{namespace}.{name}", order)
+
+
+def _no_inline_attribute_type(
+    app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    """Keep napoleon from reading ``"MQTT 5: do not ..."`` as ``type: description``.
+
+    Field docstrings here are sentences (the type comes from the annotation), but
+    napoleon takes whatever precedes the first colon of an attribute's docstring
+    as its type. A first line that is an empty comment (``..``, then a blank line)
+    gives it a first line without a colon and renders as nothing. Runs before
+    napoleon (priority 400 < 500).
+    """
+    if what in ("attribute", "data", "property") and lines and ":" in lines[0]:
+        lines[:0] = ["..", ""]
+
+
+def setup(app: Sphinx) -> None:
+    """Sphinx hook of this configuration."""
+    app.connect("builder-inited", _attribute_docs_of_private_modules)
+    app.connect("autodoc-process-docstring", _no_inline_attribute_type, priority=400)
