@@ -221,7 +221,7 @@ def build(session: nox.Session) -> None:
     it is written; hatch reads it from there) and expose the pytest11 entry point.
     """
     session.install("build", "twine")
-    tmp = session.create_tmp()
+    tmp = os.path.abspath(session.create_tmp())
     dist = os.path.join(tmp, "dist")
     shutil.rmtree(dist, ignore_errors=True)
     session.run("python", "-m", "build", "--outdir", dist)
