@@ -18,6 +18,7 @@ from ._connection import (
     MqttConnection as MqttConnection,
     MqttSubscription as MqttSubscription,
 )
+from ._context import Context as Context
 from ._enums import (
     PacketType as PacketType,
     PropertyId as PropertyId,
@@ -42,6 +43,10 @@ from ._exceptions import (
     SubscribeError as SubscribeError,
     UnsubscribeError as UnsubscribeError,
 )
+from ._factories import (
+    DefaultMqttFactory as DefaultMqttFactory,
+    MqttMessageQueueFactory as MqttMessageQueueFactory,
+)
 from ._message import Message as Message
 from ._packets import TopicSubscription as TopicSubscription, Will as Will
 from ._properties import Properties as Properties
@@ -49,6 +54,8 @@ from ._queue import (
     QUEUE_CONFIG_KEYS as QUEUE_CONFIG_KEYS,
     IMessageReceiver as IMessageReceiver,
     MessageEnvelope as MessageEnvelope,
+    MessageQueueStatistics as MessageQueueStatistics,
+    MessagingCapabilities as MessagingCapabilities,
     MqttMessageQueue as MqttMessageQueue,
 )
 from ._references import (

@@ -49,6 +49,7 @@ import attrs
 
 from ._client import MqttClient
 from ._config import ConfigParams, to_boolean
+from ._context import as_context
 from ._enums import QoS, RetainHandling
 from ._exceptions import (
     ConnectError,
@@ -62,6 +63,7 @@ from ._resolver import (
     ConnectionOptions,
     MqttConnectionResolver,
     parse_connection_options,
+    warn_unknown_options,
 )
 
 if TYPE_CHECKING:
@@ -155,7 +157,11 @@ class _Log:
     A referenced logger is a stdlib `logging.Logger` (or adapter), or anything with
     pip-services methods ``debug/info/warn(context, message)`` and
     ``error(context, error, message)``. Messages are formatted here (``%``-style),
-    so pip-services loggers get no arguments to format again.
+    so pip-services loggers get no arguments to format again, and their context is
+    always one they can read (`as_context`: a plain trace id is wrapped the way
+    upstream's ``Context.fromTraceId`` does). A referenced logger that raises is
+    reported on ``trio_mqttconn.connection``; it never fails the operation that
+    logged.
     """
 
     fallback: logging.Logger | logging.LoggerAdapter[logging.Logger] = _LOGGER
@@ -172,6 +178,19 @@ class _Log:
     def info(self, context: object, message: str, *args: object) -> None:
         self._write(logging.INFO, context, None, message, args)
 
+    def event(self, context: object, message: str, *args: object) -> None:
+        """INFO for referenced loggers; DEBUG on our own logger.
+
+        For what the engine already logs at INFO on ``trio_mqttconn.client``
+        (connects, reconnects, a lost link): one INFO record per event.
+        """
+        self._write(
+            logging.INFO, context, None, message, args, fallback_level=logging.DEBUG
+        )
+
+    def warn(self, context: object, message: str, *args: object) -> None:
+        self._write(logging.WARNING, context, None, message, args)
+
     def error(
         self, context: object, error: BaseException | None, message: str, *args: object
     ) -> None:
@@ -184,21 +203,37 @@ class _Log:
         error: BaseException | None,
         message: str,
         args: tuple[object, ...],
+        *,
+        fallback_level: int | None = None,
     ) -> None:
-        targets = self.targets or [self.fallback]
-        for target in targets:
+        if not self.targets:
+            self.fallback.log(fallback_level or level, message, *args, exc_info=error)
+            return
+        for target in self.targets:
             if isinstance(target, logging.Logger | logging.LoggerAdapter):
                 target.log(level, message, *args, exc_info=error)
                 continue
             text = message % args if args else message
-            name = {logging.DEBUG: "debug", logging.INFO: "info"}.get(level, "error")
-            method = getattr(target, name, None)
+            method = getattr(target, _LEVEL_METHODS.get(level, "error"), None)
             if not callable(method):
                 continue
-            if level == logging.ERROR and _takes_error(method):
-                method(context, error, text)
-            else:
-                method(context, text)
+            pip_context = as_context(context)
+            try:
+                if level == logging.ERROR and _takes_error(method):
+                    method(pip_context, error, text)
+                else:
+                    method(pip_context, text)
+            except Exception as exc:
+                _LOGGER.warning(
+                    "the referenced logger %s failed: %r", type(target).__name__, exc
+                )
+
+
+_LEVEL_METHODS: Final = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+}
 
 
 @attrs.define(eq=False)
@@ -271,10 +306,36 @@ def _check_keys(
         )
 
 
-_PUBLISH_KEYS: Final = frozenset({"qos", "retain", "properties"})
+_PUBLISH_KEYS: Final = frozenset({"qos", "retain", "dup", "properties"})
 _SUBSCRIBE_KEYS: Final = frozenset(
-    {"qos", "no_local", "retain_as_published", "retain_handling", "properties"}
+    {
+        "qos",
+        "no_local",
+        "retain_as_published",
+        "retain_handling",
+        "nl",
+        "rap",
+        "rh",
+        "properties",
+    }
 )
+#: mqtt.js names of the MQTT 5 subscription options, which upstream passes through.
+_SUBSCRIBE_ALIASES: Final = {
+    "nl": "no_local",
+    "rap": "retain_as_published",
+    "rh": "retain_handling",
+}
+
+
+def _subscribe_option(
+    options: Mapping[str, object], key: str, default: object
+) -> object:
+    alias = next(short for short, long in _SUBSCRIBE_ALIASES.items() if long == key)
+    if key in options and alias in options and options[key] != options[alias]:
+        raise ValueError(
+            f"subscribe options {key!r} and {alias!r} disagree: give only one of them"
+        )
+    return options.get(key, options.get(alias, default))
 
 
 @attrs.frozen
@@ -287,6 +348,9 @@ class _PublishOptions:
     def parse(cls, options: Mapping[str, object] | None) -> _PublishOptions:
         options = options or {}
         _check_keys("publish", options, _PUBLISH_KEYS)
+        # "dup" (mqtt.js) is accepted and ignored: the engine sets DUP itself when it
+        # sends a message again [MQTT-3.3.1-1], and never on a first send.
+        _flag("dup", options.get("dup", False))
         return cls(
             qos=_qos(options.get("qos", 0)),
             retain=_flag("retain", options.get("retain", False)),
@@ -306,17 +370,18 @@ class _SubscribeOptions:
     def parse(cls, options: Mapping[str, object] | None) -> _SubscribeOptions:
         options = options or {}
         _check_keys("subscribe", options, _SUBSCRIBE_KEYS)
-        handling = str(options.get("retain_handling", 0)).strip()
-        if handling not in ("0", "1", "2"):
+        given_handling = _subscribe_option(options, "retain_handling", 0)
+        handling = str(given_handling).strip()
+        if isinstance(given_handling, bool) or handling not in ("0", "1", "2"):
             raise ValueError(
-                "retain_handling must be 0, 1 or 2, not "
-                f"{options.get('retain_handling')!r}"
+                f"retain_handling must be 0, 1 or 2, not {given_handling!r}"
             )
         return cls(
             qos=_qos(options.get("qos", 0)),
-            no_local=_flag("no_local", options.get("no_local", False)),
+            no_local=_flag("no_local", _subscribe_option(options, "no_local", False)),
             retain_as_published=_flag(
-                "retain_as_published", options.get("retain_as_published", False)
+                "retain_as_published",
+                _subscribe_option(options, "retain_as_published", False),
             ),
             retain_handling=RetainHandling(int(handling)),
             properties=_properties(options.get("properties")),
@@ -449,6 +514,8 @@ class MqttConnection(OwnsTaskGroup):
     _log: _Log = attrs.field(init=False, factory=_Log, repr=False)
     _counters: _Counters = attrs.field(init=False, factory=_Counters, repr=False)
     _client_id: str | None = attrs.field(init=False, default=None)
+    #: False for a queue's own connection: the queue warns about unknown keys.
+    _check_options: bool = attrs.field(init=False, default=True, repr=False)
     _opened: bool = attrs.field(init=False, default=False)
     _run: _Run | None = attrs.field(init=False, default=None, repr=False)
     _subscriptions: list[MqttSubscription] = attrs.field(
@@ -473,13 +540,20 @@ class MqttConnection(OwnsTaskGroup):
             config: ``client_id``, ``connection(s).*``, ``credential(s).*`` and
                 ``options.*`` keys (see `CONFIG_KEYS`).
 
+        An unknown ``options.*`` key (a typo) is logged as a warning on
+        ``trio_mqttconn.connection``, with the closest known key.
+
         Raises:
-            ConfigError: an ``options.*`` value is invalid; the message names the key.
-                Connection and credential keys are checked by `open`.
+            ConfigError: an ``options.*`` or ``connection(s).*`` value is invalid;
+                the message names the key. What discovery services and credential
+                stores return is checked by `open`.
         """
         config = ConfigParams.of(config)
-        self._options = parse_connection_options(config)
+        options = parse_connection_options(config)
         self._resolver.configure(config)
+        if self._check_options:
+            warn_unknown_options(config)
+        self._options = options
         self._config = config
 
     def set_references(self, references: ReferencesLike | None) -> None:
@@ -515,8 +589,13 @@ class MqttConnection(OwnsTaskGroup):
         """Whether `open` succeeded and `close` has not been called since."""
         return self._opened
 
+    @property
     def is_connected(self) -> bool:
-        """Whether the link to the broker is up right now (it may be reconnecting)."""
+        """Whether the link to the broker is up right now (it may be reconnecting).
+
+        A property, as on `MqttClient` (upstream has no such member; `is_open` is
+        the pip-services method).
+        """
         run = self._run
         return run is not None and run.client.is_connected
 
@@ -617,7 +696,7 @@ class MqttConnection(OwnsTaskGroup):
                 reconnect_delay=options.reconnect_timeout,
                 max_reconnect_delay=max(60.0, options.reconnect_timeout),
                 on_connect=lambda again: self._engine_connected(runs, again),
-                on_connection_lost=lambda exc: self._log.info(
+                on_connection_lost=lambda exc: self._log.event(
                     None, "Lost the connection to MQTT broker: %s", exc
                 ),
             )
@@ -629,10 +708,8 @@ class MqttConnection(OwnsTaskGroup):
                 self._run_engine, new, name=f"mqtt-connection[{self._client_id}]"
             )
             if new.error is not None:
+                # Raised, not logged as well: one record per event.
                 self._counters.increment(COUNTER_ERRORS)
-                self._log.error(
-                    context, new.error, "Failed to connect to MQTT broker at %s", where
-                )
                 raise ConnectError(
                     f"{_CONNECT_FAILED}: {new.error}",
                     reason_code=getattr(new.error, "reason_code", None),
@@ -650,7 +727,7 @@ class MqttConnection(OwnsTaskGroup):
             self._counters.timing(COUNTER_CONNECT_TIME, elapsed_ms)
             new.connects_seen = client.statistics().connects
             self._counters.increment(COUNTER_CONNECTS, new.connects_seen)
-            self._log.info(
+            self._log.event(
                 context,
                 "Connected to MQTT broker at %s as %s",
                 where,
@@ -716,7 +793,7 @@ class MqttConnection(OwnsTaskGroup):
             run.connects_seen = connects
             self._counters.increment(COUNTER_CONNECTS, new)
             self._counters.increment(COUNTER_RECONNECTS, new)
-            self._log.info(None, "Reconnected to MQTT broker (%d times)", new)
+            self._log.event(None, "Reconnected to MQTT broker (%d times)", new)
 
     async def close(self, context: object = None) -> None:
         """Disconnect, stop every task of the connection and wait for them.

@@ -7,12 +7,13 @@
     ├── ConnectError(MqttError)                   refused or unreachable; .reason_code or None
     │   └── ConnectTimeout(ConnectError, TimeoutError)
     ├── ConnectionLost(MqttError)                 dropped after connect; __cause__ set
-    ├── NotOpenError(MqttError)                   used before open / after close
     ├── InvalidStateError(MqttError, RuntimeError) local misuse: packet illegal in this state
+    │   └── NotOpenError(InvalidStateError)       used before open / after close
     ├── ProtocolError(MqttError)                  peer sent illegal bytes; .reason_code
     │   ├── MalformedPacketError(ProtocolError)   0x81
     │   └── PacketTooLargeError(ProtocolError)    0x95
     ├── PublishError(MqttError)                   negative PUBACK/PUBREC; .reason_code
+    │   └── PublishLimitError(PublishError, ValueError)  breaks a limit in force; .limit
     ├── SubscribeError(MqttError)                 negative SUBACK; .reason_code
     ├── UnsubscribeError(MqttError)               negative UNSUBACK; .reason_code
     └── MqttInternalError(MqttError)              a bug in us: please report
@@ -39,6 +40,7 @@ __all__ = [
     "PacketTooLargeError",
     "ProtocolError",
     "PublishError",
+    "PublishLimitError",
     "SubscribeError",
     "UnsubscribeError",
 ]
@@ -109,12 +111,6 @@ class ConnectionLost(MqttError):
         """The broker's DISCONNECT reason code, or None."""
 
 
-class NotOpenError(MqttError):
-    """The client or connection is not open (never opened, or already closed)."""
-
-    default_code = "NOT_OPEN"
-
-
 class InvalidStateError(MqttError, RuntimeError):
     """This side tried something the protocol state does not allow right now.
 
@@ -123,6 +119,15 @@ class InvalidStateError(MqttError, RuntimeError):
     """
 
     default_code = "INVALID_STATE"
+
+
+class NotOpenError(InvalidStateError):
+    """The client or connection is not open (never opened, or already closed).
+
+    An `InvalidStateError`, as pip-services raises ``InvalidStateException`` for it.
+    """
+
+    default_code = "NOT_OPEN"
 
 
 class _ReasonCodeError(MqttError):
@@ -171,6 +176,31 @@ class PublishError(_ReasonCodeError):
     """The broker answered a PUBLISH with a failure reason code."""
 
     default_code = "PUBLISH_FAILED"
+
+
+class PublishLimitError(PublishError, ValueError):
+    """A PUBLISH breaks a limit in force on this connection, so it was not sent.
+
+    The limits are the broker's (CONNACK Maximum QoS, Retain Available, Maximum
+    Packet Size) and the client's own ``maximum_outgoing_packet_size``. ``limit``
+    names the one broken; ``reason_code`` is the MQTT 5 code for it (0x9B QoS not
+    supported, 0x9A Retain not supported, 0x95 Packet too large). A ValueError too:
+    the message can never be sent as it is on this connection.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        limit: str,
+        reason_code: ReasonCode | int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, reason_code=reason_code, code=code)
+        self.limit: str = limit
+        """The limit broken: ``"maximum_qos"``, ``"retain_available"``,
+        ``"maximum_packet_size"`` (the broker's) or ``"maximum_outgoing_packet_size"``
+        (the client's own)."""
 
 
 class SubscribeError(_ReasonCodeError):

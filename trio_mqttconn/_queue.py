@@ -1,4 +1,4 @@
-"""MqttMessageQueue and MessageEnvelope: the pip-services message queue over MQTT.
+"""MqttMessageQueue: the pip-services message queue over MQTT.
 
 Theory of operation
 -------------------
@@ -7,32 +7,39 @@ from the queue's configuration and references) or one shared by several queues (
 ``*:connection:mqtt:*:1.0`` reference). ``send`` publishes to the topic; the queue
 subscribes to the same topic **once** (on `MqttMessageQueue.open` when
 ``options.autosubscribe`` is true, else on the first receive, peek or listen) and is
-itself the `IMqttMessageListener` of that subscription. One rule picks the topic
-for both directions: the ``topic`` key when set, else the queue name (the upstream
-ports publish to one and subscribe to the other, and subscribe again on every
-receive, buffering each message once per call).
+itself the `IMqttMessageListener` of that subscription. Concurrent first calls wait
+for one subscription (a lock), and a subscription that completes after `close`
+is removed at once. By default one rule picks the topic for both directions: the
+``topic`` key when set, else the queue name. The upstream ports publish to the
+*name* and subscribe to ``topic``; ``options.topic_rule=upstream`` does the same,
+for queues that must talk to them when the two differ.
 
-Messages are kept in arrival order in memory until `MqttMessageQueue.receive` takes
-them, or handed to the receiver while `MqttMessageQueue.listen` runs. ``receive``
-waits on an event with a real timeout (no polling). The queue's messages arrive
-through the connection's dispatch task for its subscription, so a message the broker
-sent is counted by `MqttMessageQueue.read_message_count` once that task handed it
-over.
+Messages are kept in arrival order in a bounded buffer (``options.max_buffered``)
+until `MqttMessageQueue.receive` takes them, or handed to the receiver while
+`MqttMessageQueue.listen` runs. When the buffer is full, ``options.overflow`` says
+which message is dropped (the oldest or the newest); drops are counted
+(`MqttMessageQueue.statistics`, counter ``queue.<name>.dropped_messages``) and
+logged once per overflow. ``receive`` waits on an event with a real timeout (no
+polling). The queue's messages arrive through the connection's dispatch task for
+its subscription, so a message the broker sent is counted by
+`MqttMessageQueue.read_message_count` once that task handed it over.
 
-With ``options.serialize_envelope`` the whole `MessageEnvelope` travels as JSON
-(``message_id``, ``trace_id``, ``message_type``, ``sent_time``, and ``message`` in
-base64), the format of the pip-services ports; without it only the payload does,
-and a received envelope has the topic as its ``message_type``.
+`listen` installs the receiver after handing over the buffered messages, and
+removes it however it ends: `end_listen` (also from inside the receiver, during the
+hand-over), `close`, another `listen`, or cancellation.
+
+With ``options.serialize_envelope`` the whole `MessageEnvelope` travels as JSON,
+the format of the pip-services ports (see ``_envelope.py``); without it only the
+payload does, and a received envelope has the topic as its ``message_type``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import collections
 import datetime
+import enum
 import inspect
 import json
-import uuid
 from typing import TYPE_CHECKING, Final, Protocol, final, runtime_checkable
 
 import anyio
@@ -48,10 +55,16 @@ from ._connection import (
     _Log,
     _TaskGroup,
 )
+from ._envelope import MessageEnvelope, MessagingCapabilities
 from ._exceptions import ConfigError, ConnectError, InvalidStateError, NotOpenError
 from ._groups import OwnsTaskGroup
 from ._references import Descriptor, ReferencesLike, find_references
-from ._resolver import ConfigKey
+from ._resolver import (
+    ConfigKey,
+    MqttConnectionResolver,
+    parse_connection_options,
+    warn_unknown_options,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Mapping
@@ -64,8 +77,12 @@ __all__ = [
     "QUEUE_CONFIG_KEYS",
     "IMessageReceiver",
     "MessageEnvelope",
+    "MessageQueueStatistics",
+    "MessagingCapabilities",
     "MqttMessageQueue",
 ]
+
+_DEFAULT_MAX_BUFFERED: Final = 10_000
 
 QUEUE_CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
     ConfigKey(
@@ -75,11 +92,25 @@ QUEUE_CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
         "set. A filter with wildcards can be received from but not sent to.",
     ),
     ConfigKey(
+        "options.topic_rule",
+        "same",
+        "``same``: send to and subscribe to ``topic`` (else the name). "
+        "``upstream``: as the upstream ports, send to the queue name (else "
+        "``topic``) and subscribe to ``topic`` (else the name).",
+    ),
+    ConfigKey(
         "options.serialize_envelope",
         "false",
         "Send the whole message envelope as JSON (``message_id``, ``trace_id``, "
         "``message_type``, ``sent_time``, ``message`` in base64) instead of the "
         "bare payload.",
+    ),
+    ConfigKey(
+        "options.message_as_text",
+        "false",
+        "With ``options.serialize_envelope``: write the envelope's ``message`` as "
+        "text instead of base64, as the Dart port does (payloads must be UTF-8). "
+        "Received envelopes are read in either form.",
     ),
     ConfigKey(
         "options.autosubscribe",
@@ -89,159 +120,54 @@ QUEUE_CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
     ),
     ConfigKey("options.qos", "0", "QoS of sent messages and of the subscription."),
     ConfigKey("options.retain", "false", "Whether sent messages are retained."),
+    ConfigKey(
+        "options.max_buffered",
+        str(_DEFAULT_MAX_BUFFERED),
+        "Most received messages kept for ``receive`` and ``peek``; at least 1.",
+    ),
+    ConfigKey(
+        "options.overflow",
+        "drop_oldest",
+        "What a full buffer does with a new message: ``drop_oldest`` keeps it and "
+        "drops the oldest buffered one, ``drop_newest`` drops it. Counted in "
+        "``statistics()`` and ``queue.<name>.dropped_messages``, logged once per "
+        "overflow.",
+    ),
 )
 """The keys `MqttMessageQueue` reads besides those of `MqttConnection`."""
 
 _QUEUE_KEYS: Final = {entry.key: entry for entry in QUEUE_CONFIG_KEYS}
 _CONNECTION: Final = Descriptor("*", "connection", "mqtt", "*", "*")
+#: What upstream's MQTT queue reports; read_message_count works here all the same.
+_CAPABILITIES: Final = MessagingCapabilities(
+    can_message_count=False,
+    can_send=True,
+    can_receive=True,
+    can_peek=True,
+    can_peek_batch=True,
+    can_renew_lock=False,
+    can_abandon=False,
+    can_dead_letter=False,
+    can_clear=True,
+)
 
 
-def _trace_id(context: object) -> str | None:
-    """The trace id of a pip-services context, a plain trace id, or None."""
-    if context is None or isinstance(context, str):
-        return context
-    get = getattr(context, "get", None)
-    if callable(get):
-        for key in ("trace_id", "traceId", "correlation_id"):
-            value = get(key)
-            if value:
-                return str(value)
-    return None
+class _Overflow(enum.Enum):
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
 
 
-@attrs.define(eq=False, init=False)
-class MessageEnvelope:
-    """A message with the metadata pip-services queues carry along.
+@final
+@attrs.frozen
+class MessageQueueStatistics:
+    """Counters of one `MqttMessageQueue`, from `MqttMessageQueue.statistics`."""
 
-    Like upstream, it is mutable: the queue sets ``sent_time`` when it sends.
-
-    Args:
-        context: pip-services context or trace id (kept as ``trace_id``), or None.
-        message_type: what the message is, e.g. ``"order.created"``.
-        message: the payload: bytes as is, text as UTF-8, anything else as JSON.
-    """
-
-    trace_id: str | None
-    """Trace id of the business transaction (``correlation_id`` in pip-services 3)."""
-    message_type: str | None
-    """What the message is; for a received bare payload, the topic."""
-    message: bytes | None
-    """The payload, or None."""
-    message_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
-    """A unique id, generated when not given."""
-    sent_time: datetime.datetime | None = None
-    """When it was sent (set by the queue when the envelope is serialized)."""
-    _reference: object = attrs.field(default=None, repr=False, alias="reference")
-
-    def __init__(
-        self, context: object, message_type: str | None, message: object
-    ) -> None:
-        """Create an envelope (the pip-services constructor)."""
-        self.__attrs_init__(_trace_id(context), message_type, _to_bytes(message))
-
-    def get_reference(self) -> object:
-        """The lock token a queue attached to this message (always None for MQTT)."""
-        return self._reference
-
-    def set_reference(self, value: object) -> None:
-        """Attach a lock token.
-
-        Args:
-            value: the token.
-        """
-        self._reference = value
-
-    def get_message_as_string(self) -> str | None:
-        """The payload decoded as UTF-8, or None."""
-        return None if self.message is None else self.message.decode("utf-8")
-
-    def set_message_as_string(self, value: str) -> None:
-        """Store text as UTF-8.
-
-        Args:
-            value: the text.
-        """
-        self.message = value.encode("utf-8")
-
-    def get_message_as(self) -> object:
-        """The payload parsed as JSON, or None."""
-        return None if self.message is None else json.loads(self.message)
-
-    def set_message_as_object(self, value: object) -> None:
-        """Store a value as JSON (None clears the payload).
-
-        Args:
-            value: anything `json.dumps` accepts.
-        """
-        self.message = None if value is None else json.dumps(value).encode("utf-8")
-
-    def to_json(self) -> dict[str, str | None]:
-        """The JSON wire form: ids, type, ISO 8601 ``sent_time``, base64 payload."""
-        sent = self.sent_time or datetime.datetime.now(datetime.UTC)
-        return {
-            "message_id": self.message_id,
-            "trace_id": self.trace_id,
-            "message_type": self.message_type,
-            "sent_time": sent.isoformat(),
-            "message": (
-                None if not self.message else base64.b64encode(self.message).decode()
-            ),
-        }
-
-    @staticmethod
-    def from_json(value: str | bytes | None) -> MessageEnvelope | None:
-        """Parse the JSON wire form; None when ``value`` is None or not an envelope.
-
-        pip-services 3 envelopes (``correlation_id`` instead of ``trace_id``) are
-        accepted too.
-
-        Args:
-            value: the JSON text.
-        """
-        if value is None:
-            return None
-        try:
-            data = json.loads(value)
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if not isinstance(data, dict):
-            return None
-        try:
-            payload = data.get("message")
-            message = base64.b64decode(payload, validate=True) if payload else None
-            sent = data.get("sent_time")
-            envelope = MessageEnvelope(
-                data.get("trace_id") or data.get("correlation_id"),
-                data.get("message_type"),
-                message,
-            )
-            envelope.sent_time = (
-                datetime.datetime.fromisoformat(sent) if isinstance(sent, str) else None
-            )
-        except (TypeError, ValueError, binascii.Error):
-            return None
-        if data.get("message_id") is not None:
-            envelope.message_id = str(data["message_id"])
-        return envelope
-
-    def __str__(self) -> str:
-        """``[trace_id,message_type,first 50 bytes of the message]``, ``---`` if unset."""
-        text = (
-            "---"
-            if not self.message
-            else self.message[:50].decode("utf-8", errors="replace")
-        )
-        return f"[{self.trace_id or '---'},{self.message_type or '---'},{text}]"
-
-
-def _to_bytes(message: object) -> bytes | None:
-    if message is None or isinstance(message, bytes):
-        return message
-    if isinstance(message, bytearray | memoryview):
-        return bytes(message)
-    if isinstance(message, str):
-        return message.encode("utf-8")
-    return json.dumps(message).encode("utf-8")
+    buffered: int
+    """Messages waiting for ``receive`` now."""
+    max_buffered: int
+    """The bound of the buffer (``options.max_buffered``)."""
+    dropped: int
+    """Messages dropped because the buffer was full, since the queue was created."""
 
 
 @runtime_checkable
@@ -260,12 +186,25 @@ class IMessageReceiver(Protocol):
         ...
 
 
-def _queue_flag(config: ConfigParams, key: str) -> bool:
+def _setting(config: ConfigParams, key: str) -> str:
     text = config.get(key) or _QUEUE_KEYS[key].default
     assert text is not None
+    return text
+
+
+def _queue_flag(config: ConfigParams, key: str) -> bool:
+    text = _setting(config, key)
     value = to_boolean(text)
     if value is None:
         raise ConfigError(f"{key} must be true or false, not {text!r}")
+    return value
+
+
+def _choice(config: ConfigParams, key: str, choices: tuple[str, ...]) -> str:
+    text = _setting(config, key)
+    value = text.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{key} must be {' or '.join(choices)}, not {text!r}")
     return value
 
 
@@ -288,8 +227,11 @@ class MqttMessageQueue(OwnsTaskGroup):
     Configuration: the keys of ``QUEUE_CONFIG_KEYS``, and for a local connection those
     of `MqttConnection`. References: ``*:connection:mqtt:*:1.0`` (a shared, opened
     `MqttConnection`; without it the queue makes its own), loggers, counters
-    (``queue.<name>.sent_messages`` and ``queue.<name>.received_messages``),
-    discovery services and credential stores.
+    (``queue.<name>.sent_messages``, ``queue.<name>.received_messages`` and
+    ``queue.<name>.dropped_messages``), discovery services and credential stores.
+
+    Every ``context`` argument takes a pip-services context, a `Context`, a plain
+    trace id or None.
 
     Args:
         name: the queue name; also the topic when ``topic`` is not configured.
@@ -306,17 +248,35 @@ class MqttMessageQueue(OwnsTaskGroup):
         init=False, default=None, repr=False
     )
     _topic: str | None = attrs.field(init=False, default=None)
+    _upstream_topics: bool = attrs.field(init=False, default=False, repr=False)
     _qos: int = attrs.field(init=False, default=0, repr=False)
     _retain: bool = attrs.field(init=False, default=False, repr=False)
     _serialize_envelope: bool = attrs.field(init=False, default=False, repr=False)
+    _message_as_text: bool = attrs.field(init=False, default=False, repr=False)
     _autosubscribe: bool = attrs.field(init=False, default=False, repr=False)
+    _max_buffered: int = attrs.field(
+        init=False, default=_DEFAULT_MAX_BUFFERED, repr=False
+    )
+    _overflow: _Overflow = attrs.field(
+        init=False, default=_Overflow.DROP_OLDEST, repr=False
+    )
     _connection: MqttConnection | None = attrs.field(
         init=False, default=None, repr=False
     )
     _local: bool = attrs.field(init=False, default=True, repr=False)
     _opened: bool = attrs.field(init=False, default=False)
+    #: Bumped by every open and close: a subscription made for an earlier epoch
+    #: is stale.
+    _epoch: int = attrs.field(init=False, default=0, repr=False)
     _subscribed: bool = attrs.field(init=False, default=False, repr=False)
-    _messages: list[MessageEnvelope] = attrs.field(init=False, factory=list, repr=False)
+    _subscribe_lock: anyio.Lock | None = attrs.field(
+        init=False, default=None, repr=False
+    )
+    _messages: collections.deque[MessageEnvelope] = attrs.field(
+        init=False, factory=collections.deque, repr=False
+    )
+    _dropped: int = attrs.field(init=False, default=0, repr=False)
+    _overflowing: bool = attrs.field(init=False, default=False, repr=False)
     _receiver: IMessageReceiver | None = attrs.field(
         init=False, default=None, repr=False
     )
@@ -339,8 +299,27 @@ class MqttMessageQueue(OwnsTaskGroup):
         """The queue name; the topic when no name was given, else ``"undefined"``."""
         return self._name or self._topic or "undefined"
 
+    def get_capabilities(self) -> MessagingCapabilities:
+        """What the queue supports, as upstream's MQTT queue reports it.
+
+        Locks, abandon and dead letters are not supported (MQTT has none of them);
+        `read_message_count` works, though upstream reports it as unsupported.
+        """
+        return _CAPABILITIES
+
+    def to_string(self) -> str:
+        """``[name]``, as upstream's queues write themselves."""
+        return f"[{self.get_name()}]"
+
+    def __str__(self) -> str:
+        """The same as `to_string`."""
+        return self.to_string()
+
     def configure(self, config: Mapping[str, object]) -> None:
         """Read the queue keys, and keep the rest for a local connection.
+
+        An unknown ``options.*`` key (a typo) is logged as a warning on
+        ``trio_mqttconn.connection``, with the closest known key.
 
         Args:
             config: ``QUEUE_CONFIG_KEYS`` plus the keys of `MqttConnection`.
@@ -352,14 +331,36 @@ class MqttMessageQueue(OwnsTaskGroup):
         qos = (config.get("options.qos") or "0").strip()
         if qos not in ("0", "1", "2"):
             raise ConfigError(f"options.qos must be 0, 1 or 2, not {qos!r}")
-        self._qos = int(qos)
-        self._retain = _queue_flag(config, "options.retain")
-        self._serialize_envelope = _queue_flag(config, "options.serialize_envelope")
-        self._autosubscribe = _queue_flag(config, "options.autosubscribe")
-        self._topic = config.get("topic") or None
-        self._config = config
+        retain = _queue_flag(config, "options.retain")
+        serialize_envelope = _queue_flag(config, "options.serialize_envelope")
+        message_as_text = _queue_flag(config, "options.message_as_text")
+        autosubscribe = _queue_flag(config, "options.autosubscribe")
+        rule = _choice(config, "options.topic_rule", ("same", "upstream"))
+        overflow = _Overflow(
+            _choice(config, "options.overflow", ("drop_oldest", "drop_newest"))
+        )
+        text = _setting(config, "options.max_buffered")
+        if not text.strip().isdecimal() or int(text) < 1:
+            raise ConfigError(
+                f"options.max_buffered must be a whole number of messages, at least "
+                f"1, not {text!r}"
+            )
+        # The connection keys are checked now, whoever opens the connection.
+        parse_connection_options(config)
+        MqttConnectionResolver().configure(config)
         if self._local and self._connection is not None:
             self._connection.configure(config)
+        warn_unknown_options(config, QUEUE_CONFIG_KEYS)
+        self._qos = int(qos)
+        self._retain = retain
+        self._serialize_envelope = serialize_envelope
+        self._message_as_text = message_as_text
+        self._autosubscribe = autosubscribe
+        self._upstream_topics = rule == "upstream"
+        self._overflow = overflow
+        self._max_buffered = int(text)
+        self._topic = config.get("topic") or None
+        self._config = config
 
     def set_references(self, references: ReferencesLike | None) -> None:
         """Find a shared connection (else make a local one), loggers and counters.
@@ -388,6 +389,7 @@ class MqttMessageQueue(OwnsTaskGroup):
 
     def _create_connection(self) -> MqttConnection:
         connection = MqttConnection(nursery=self._nursery)
+        connection._check_options = False  # configure() warned for the queue
         connection.configure(self._config)
         connection.set_references(self._references)
         return connection
@@ -408,6 +410,7 @@ class MqttMessageQueue(OwnsTaskGroup):
         self._nursery = nursery
 
     def _get_topic(self) -> str:
+        """The topic the queue subscribes to."""
         topic = self._topic or self._name
         if not topic:
             raise ConfigError(
@@ -416,6 +419,11 @@ class MqttMessageQueue(OwnsTaskGroup):
                 code="NO_TOPIC",
             )
         return topic
+
+    def _send_topic(self) -> str:
+        if self._upstream_topics and self._name:
+            return self._name
+        return self._get_topic()
 
     # -- open and close ------------------------------------------------------------
 
@@ -459,6 +467,7 @@ class MqttMessageQueue(OwnsTaskGroup):
         if not connection.is_open():
             raise ConnectError("MQTT connection is not opened", code="CONNECT_FAILED")
         self._opened = True
+        self._epoch += 1
         try:
             if self._autosubscribe:
                 await self._subscribe(context)
@@ -470,7 +479,7 @@ class MqttMessageQueue(OwnsTaskGroup):
     async def close(self, context: object = None) -> None:
         """Unsubscribe, close a local connection, drop buffered messages.
 
-        Idempotent; never raises.
+        Idempotent; never raises. A `listen` in progress returns.
 
         Args:
             context: pip-services context or trace id.
@@ -479,9 +488,11 @@ class MqttMessageQueue(OwnsTaskGroup):
             await anyio.lowlevel.checkpoint()
             return
         self._opened = False
+        self._epoch += 1
         connection = self._connection
         subscribed, self._subscribed = self._subscribed, False
         self._messages.clear()
+        self._overflowing = False
         self._receiver = None
         self._wake()
         if self._listen_ended is not None:
@@ -490,23 +501,44 @@ class MqttMessageQueue(OwnsTaskGroup):
             return
         with anyio.CancelScope(shield=True):
             if subscribed and not self._local:
-                try:
-                    await connection.unsubscribe(self._get_topic(), self)
-                except Exception as exc:  # pragma: no cover - the broker refused
-                    self._log.error(context, exc, "Failed to unsubscribe the queue")
+                await self._unsubscribe(connection, context)
             if self._local:
                 await connection.close(context)
         self._log.debug(context, "Closed queue %s", self.get_name())
 
+    async def _unsubscribe(self, connection: MqttConnection, context: object) -> None:
+        try:
+            await connection.unsubscribe(self._get_topic(), self)
+        except Exception as exc:  # pragma: no cover - the broker refused
+            self._log.error(context, exc, "Failed to unsubscribe the queue")
+
     # -- receiving ----------------------------------------------------------------------
 
     async def _subscribe(self, context: object) -> None:
-        if self._subscribed:
+        if not self._needs_subscription():
+            await anyio.lowlevel.checkpoint()
             return
-        assert self._connection is not None
-        await self._connection.subscribe(self._get_topic(), {"qos": self._qos}, self)
-        self._subscribed = True
+        if self._subscribe_lock is None:
+            self._subscribe_lock = anyio.Lock()
+        async with self._subscribe_lock:
+            # Whoever waited here while another call subscribed finds it done.
+            if not self._needs_subscription():
+                return
+            connection = self._connection
+            assert connection is not None
+            epoch = self._epoch
+            await connection.subscribe(self._get_topic(), {"qos": self._qos}, self)
+            if epoch != self._epoch:
+                # Closed (perhaps reopened) while the broker granted it: the close
+                # could not remove a registration it did not know about.
+                with anyio.CancelScope(shield=True):
+                    await self._unsubscribe(connection, context)
+                return
+            self._subscribed = True
         self._log.debug(context, "Subscribed queue %s", self.get_name())
+
+    def _needs_subscription(self) -> bool:
+        return self._opened and not self._subscribed
 
     def _wake(self) -> None:
         if self._arrived is not None:
@@ -541,9 +573,35 @@ class MqttMessageQueue(OwnsTaskGroup):
             if receiver is not None:
                 await self._hand_over(receiver, envelope)
             elif self._opened:
-                self._messages.append(envelope)
+                self._buffer(envelope)
         finally:
             self._wake()
+
+    def _buffer(self, envelope: MessageEnvelope) -> None:
+        messages = self._messages
+        if len(messages) < self._max_buffered:
+            messages.append(envelope)
+            self._overflowing = False
+            return
+        self._dropped += 1
+        self._counters.increment(f"queue.{self.get_name()}.dropped_messages")
+        if self._overflow is _Overflow.DROP_OLDEST:
+            messages.popleft()
+            messages.append(envelope)
+        if not self._overflowing:
+            self._overflowing = True
+            self._log.warn(
+                envelope.trace_id,
+                "Queue %s holds %d messages, its options.max_buffered: dropping the "
+                "%s ones (options.overflow) until receive() takes some",
+                self.get_name(),
+                self._max_buffered,
+                "oldest" if self._overflow is _Overflow.DROP_OLDEST else "newest",
+            )
+
+    def _take(self) -> MessageEnvelope:
+        self._overflowing = False
+        return self._messages.popleft()
 
     def _to_envelope(self, topic: str, data: bytes) -> MessageEnvelope | None:
         if self._serialize_envelope:
@@ -560,6 +618,14 @@ class MqttMessageQueue(OwnsTaskGroup):
         except Exception as exc:
             self._counters.increment(COUNTER_ERRORS)
             self._log.error(envelope.trace_id, exc, "Failed to process the message")
+
+    def statistics(self) -> MessageQueueStatistics:
+        """The queue's buffer and drop counters."""
+        return MessageQueueStatistics(
+            buffered=len(self._messages),
+            max_buffered=self._max_buffered,
+            dropped=self._dropped,
+        )
 
     async def read_message_count(self) -> int:
         """The number of buffered messages (subscribes first if needed)."""
@@ -596,7 +662,7 @@ class MqttMessageQueue(OwnsTaskGroup):
         """
         self._check_open()
         await self._subscribe(context)
-        return self._messages[:message_count]
+        return list(self._messages)[: max(0, message_count)]
 
     async def receive(
         self, context: object, wait_timeout: float
@@ -622,7 +688,7 @@ class MqttMessageQueue(OwnsTaskGroup):
                 if not self._opened:
                     return None
                 await self._wait_arrival()
-            return self._messages.pop(0)
+            return self._take()
         return None
 
     async def clear(self, context: object = None) -> None:
@@ -633,6 +699,7 @@ class MqttMessageQueue(OwnsTaskGroup):
         """
         del context
         self._messages.clear()
+        self._overflowing = False
         await anyio.lowlevel.checkpoint()
 
     async def listen(self, context: object, receiver: IMessageReceiver) -> None:
@@ -640,7 +707,9 @@ class MqttMessageQueue(OwnsTaskGroup):
 
         Buffered messages are handed over first. The receiver runs in the
         connection's dispatch task; if it raises, the error is logged ("Failed to
-        process the message") and counted.
+        process the message") and counted. However `listen` ends (`end_listen`,
+        also from the receiver; `close`; another `listen`; cancellation), the
+        receiver is removed: later messages are buffered for `receive`.
 
         Args:
             context: pip-services context or trace id.
@@ -681,17 +750,24 @@ class MqttMessageQueue(OwnsTaskGroup):
         self._check_open()
         await self._subscribe(context)
         self._log.debug(context, "Started listening messages at %s", self.get_name())
-        while self._opened and self._messages:
-            await self._hand_over(receiver, self._messages.pop(0))
-        if not self._opened:
-            task_status.started()
-            return
         if self._listen_ended is not None:
             self._listen_ended.set()  # one listener at a time: the new one wins
+        # Made before the hand-over, so end_listen() during it is seen.
         ended = self._listen_ended = anyio.Event()
-        self._receiver = receiver
-        task_status.started()
-        await ended.wait()
+        try:
+            while self._opened and self._messages and not ended.is_set():
+                await self._hand_over(receiver, self._take())
+            if not self._opened or ended.is_set():
+                task_status.started()
+                return
+            self._receiver = receiver
+            task_status.started()
+            await ended.wait()
+        finally:
+            if self._receiver is receiver and self._listen_ended is ended:
+                self._receiver = None
+            if self._listen_ended is ended:
+                self._listen_ended = None
 
     def end_listen(self, context: object = None) -> None:
         """Stop handing messages to the receiver; `listen` returns.
@@ -719,23 +795,40 @@ class MqttMessageQueue(OwnsTaskGroup):
         Raises:
             NotOpenError: the queue is not open (code ``NOT_OPENED``).
             ConnectError: the connection stopped.
+            UnicodeDecodeError: ``options.message_as_text`` is set and the payload
+                is not UTF-8.
         """
         self._check_open()
         assert self._connection is not None
         data = message.message or b""
         if self._serialize_envelope:
             message.sent_time = datetime.datetime.now(datetime.UTC)
-            data = json.dumps(message.to_json()).encode("utf-8")
+            wire = message.to_json(text=self._message_as_text)
+            data = json.dumps(wire).encode("utf-8")
+        topic = self._send_topic()
         await self._connection.publish(
-            self._get_topic(), data, {"qos": self._qos, "retain": self._retain}
+            topic, data, {"qos": self._qos, "retain": self._retain}
         )
         self._counters.increment(f"queue.{self.get_name()}.sent_messages")
         self._log.debug(
-            context or message.trace_id,
-            "Sent message %s via %s",
-            message,
-            self.get_name(),
+            context or message.trace_id, "Sent message %s via %s", message, topic
         )
+
+    async def send_as_object(
+        self, context: object, message_type: str | None, message: object
+    ) -> None:
+        """Wrap a value in a `MessageEnvelope` and `send` it.
+
+        Args:
+            context: pip-services context or trace id; also the envelope's trace id.
+            message_type: what the message is.
+            message: the payload: bytes as is, text as UTF-8, anything else as JSON.
+
+        Raises:
+            NotOpenError: the queue is not open (code ``NOT_OPENED``).
+            ConnectError: the connection stopped.
+        """
+        await self.send(context, MessageEnvelope(context, message_type, message))
 
     # -- acknowledgements: not supported by MQTT ------------------------------------------
 

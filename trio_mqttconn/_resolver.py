@@ -36,10 +36,12 @@ everywhere else: they are converted here, once.
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import logging
 import math
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final, final
 from urllib.parse import unquote, urlsplit
 
@@ -70,6 +72,7 @@ __all__ = [
     "MqttConnectionResolver",
     "ResolvedConnection",
     "parse_connection_options",
+    "warn_unknown_options",
 ]
 
 DEFAULT_PORTS: Final[Mapping[str, int]] = {
@@ -90,6 +93,7 @@ _WEBSOCKET_PATH: Final = "/mqtt"
 _SCHEMES_TEXT: Final = "mqtt, mqtts, tcp, ssl, tls, ws, wss or unix"
 _KEEPALIVE_MAX_MS: Final = 65_535 * 1000
 _SESSION_EXPIRY_MAX_MS: Final = 0xFFFF_FFFF * 1000
+_LOGGER: Final = logging.getLogger("trio_mqttconn.connection")
 
 
 @final
@@ -321,12 +325,16 @@ class Endpoint:
 
 @final
 @attrs.frozen
-class ResolvedConnection:
+class ResolvedConnection(Mapping[str, str]):
     """What `MqttConnectionResolver` resolves: brokers in failover order, and a login.
 
     ``uri``, ``protocol``, ``host`` and ``port`` describe the first endpoint, as the
-    options object of the upstream resolver does; `to_config` gives that shape as a
-    `ConfigParams`. The password is never shown by ``repr()``.
+    options object of the upstream resolver does. Code written against upstream
+    reads it as those options, and can: it is a read-only mapping with the keys of
+    `to_config` (``options["uri"]``, ``options.get("username")``,
+    ``options.get_as_string("uri")``), values as text. The typed attributes
+    (`endpoints`, `port` as an int ...) are there as well. The password is never
+    shown by ``repr()``.
     """
 
     endpoints: tuple[Endpoint, ...]
@@ -360,6 +368,34 @@ class ResolvedConnection:
     def uris(self) -> list[str]:
         """URIs of all endpoints, in failover order."""
         return [endpoint.uri for endpoint in self.endpoints]
+
+    def __getitem__(self, key: str) -> str:
+        """Return an option of `to_config` by name (case-insensitive)."""
+        return self.to_config()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over the option names of `to_config`."""
+        return iter(self.to_config())
+
+    def __len__(self) -> int:
+        """The number of options in `to_config`."""
+        return len(self.to_config())
+
+    def get_as_string(self, key: str) -> str:
+        """Return an option as text, ``""`` when it is not set (pip-services getter)."""
+        return self.to_config().get_as_string(key)
+
+    def get_as_nullable_string(self, key: str) -> str | None:
+        """Return an option as text, or None when it is not set."""
+        return self.to_config().get_as_nullable_string(key)
+
+    def get_as_integer(self, key: str) -> int:
+        """Return an option as an integer, 0 when unset or not a number."""
+        return self.to_config().get_as_integer(key)
+
+    def get_as_object(self) -> dict[str, str]:
+        """Return the options as a plain dict (the upstream Python resolver's result)."""
+        return dict(self.to_config())
 
     def to_config(self) -> ConfigParams:
         """Return the upstream options shape: uri, protocol, host, port, uris, login.
@@ -407,6 +443,31 @@ def _no_port() -> ConfigError:
     return ConfigError("Connection port is not set", code="NO_PORT")
 
 
+def _bad_port(what: str, text: str) -> ConfigError:
+    return ConfigError(
+        f"{what} {text.strip()!r}, which is not a port: use a whole number from 1 "
+        "to 65535",
+        code="WRONG_PORT",
+    )
+
+
+def _shown_uri(text: str) -> str:
+    """The URI for a message: whatever precedes its last ``@`` may be a password."""
+    scheme, separator, rest = text.rpartition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    elif not separator and "@" in scheme:
+        scheme = "***@" + scheme.rpartition("@")[2]
+    return f"{scheme}{separator}{rest}"
+
+
+def _uri_port_text(netloc: str) -> str:
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        hostport = hostport.partition("]")[2]
+    return hostport.rpartition(":")[2]
+
+
 def _login(params: ConfigParams) -> tuple[str | None, str | None]:
     credential = CredentialParams(params)
     return credential.username, credential.password
@@ -417,7 +478,17 @@ def _endpoint_from_uri(
 ) -> tuple[Endpoint, str | None, str | None]:
     scheme, separator, rest = text.partition("://")
     if not separator or not scheme.strip():
-        raise _no_protocol()
+        raise ConfigError(
+            f"{label}.uri is {_shown_uri(text)!r}, which has no scheme: write it as "
+            f"scheme://host:port with a scheme of {_SCHEMES_TEXT}",
+            code="NO_PROTOCOL",
+        )
+    if scheme.strip().lower() not in DEFAULT_PORTS:
+        raise ConfigError(
+            f"{label}.uri is {_shown_uri(text)!r}, whose scheme {scheme!r} MQTT does "
+            f"not support: use {_SCHEMES_TEXT}",
+            code="WRONG_PROTOCOL",
+        )
     protocol = _protocol(f"{label}.uri", scheme)
     if protocol == "unix":
         path = unquote(rest.partition("?")[0])
@@ -438,7 +509,8 @@ def _endpoint_from_uri(
     try:
         port = parts.port
     except ValueError:
-        raise _no_port() from None
+        port_text = _uri_port_text(parts.netloc)
+        raise _bad_port(f"{label}.uri has the port", port_text) from None
     if not parts.hostname:
         raise _no_host()
     if port is None:
@@ -473,10 +545,12 @@ def _endpoint_from_parts(label: str, connection: ConnectionParams) -> Endpoint:
     if not connection.get("port", "").strip():
         port = DEFAULT_PORTS[protocol]
     else:
-        parsed = connection.port
-        if parsed is None or not 0 < parsed < 65536:
+        text = connection.get("port", "").strip()
+        if not text.isdecimal() or int(text) > 65535:
+            raise _bad_port(f"{label}.port is", text)
+        port = int(text)
+        if port == 0:
             raise _no_port()
-        port = parsed
     path = ""
     if protocol in _WEBSOCKET_SCHEMES:
         path = connection.get("path") or _WEBSOCKET_PATH
@@ -554,15 +628,24 @@ class MqttConnectionResolver:
     _references: ReferencesLike | None = attrs.field(default=None, init=False)
 
     def configure(self, config: Mapping[str, object]) -> None:
-        """Read the ``connection(s)`` and ``credential(s)`` sections.
+        """Read and check the ``connection(s)`` and ``credential(s)`` sections.
 
         Unlike upstream, a second call replaces what an earlier one read instead of
-        adding to it, so reconfiguring does not grow the failover list.
+        adding to it, so reconfiguring does not grow the failover list, and a bad
+        value fails here rather than on the first `resolve`.
 
         Args:
             config: the component configuration, ours or any mapping.
+
+        Raises:
+            ConfigError: a connection is invalid (see `resolve`); connections that
+                a discovery service resolves are checked by `resolve`.
         """
-        self._connections = many_from_config(ConnectionParams, config, "connection")
+        connections = many_from_config(ConnectionParams, config, "connection")
+        for label, connection in connections:
+            if not connection.use_discovery():
+                _endpoints(label, connection)  # raises for a bad value, now
+        self._connections = connections
         self._credentials = many_from_config(CredentialParams, config, "credential")
 
     def set_references(self, references: ReferencesLike | None) -> None:
@@ -723,10 +806,9 @@ class MqttConnectionResolver:
         assert key is not None
         stores = self._find("credential-store")
         if not stores:
+            # pip-services' CredentialResolver code and text, kept as upstream has it.
             raise ConfigError(
-                f"{label}.store_key is set but no credential store is referenced: "
-                "add a *:credential-store:*:*:1.0 component to the references",
-                code="REFERENCE_NOT_FOUND",
+                "Credential store wasn't found to make lookup", code="REF_ERROR"
             )
         configured = credential.copy()
         configured.remove("store_key")
@@ -875,6 +957,32 @@ _VERSIONS: Final = {
     "5": ProtocolVersion.V5,
     "5.0": ProtocolVersion.V5,
 }
+
+
+def warn_unknown_options(
+    config: Mapping[str, object], extra: Iterable[ConfigKey] = ()
+) -> None:
+    """Log a warning for each ``options.*`` key nobody reads, naming the closest one.
+
+    A typo (``options.conect_timeout``) would otherwise be ignored silently, as
+    every other unknown key is (a pip-services configuration holds other
+    components' keys too, but ``options.*`` is this component's section).
+
+    Args:
+        config: the component configuration.
+        extra: keys read besides `CONFIG_KEYS` (the queue's).
+    """
+    known = [
+        entry.key
+        for entry in (*CONFIG_KEYS, *extra)
+        if entry.key.startswith("options.")
+    ]
+    for key in ConfigParams.of(config):
+        if not key.startswith("options.") or key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "it is ignored"
+        _LOGGER.warning("unknown configuration key %s: %s", key, hint)
 
 
 def parse_connection_options(config: Mapping[str, object]) -> ConnectionOptions:
