@@ -9,15 +9,17 @@ from typing import TYPE_CHECKING, TypeAlias, final
 
 import attrs
 
-from ._enums import ReasonCode
+from ._enums import QoS, ReasonCode
 from ._properties import EMPTY_PROPERTIES, Properties
 
 if TYPE_CHECKING:
+    from ._exceptions import PublishError
     from ._message import Message
     from ._packets import PublishPacket
 
 __all__ = [
     "AuthReceived",
+    "ConnAckInfo",
     "Connected",
     "ConnectionRefused",
     "Disconnected",
@@ -28,6 +30,43 @@ __all__ = [
     "Subscribed",
     "Unsubscribed",
 ]
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ConnAckInfo:
+    """What the broker's CONNACK said about this connection, defaults filled in.
+
+    MQTT 3.1.1 has no CONNACK properties: its values are the protocol defaults
+    (no limits; no subscription identifiers).
+    """
+
+    session_present: bool
+    """The broker resumed a stored session."""
+    client_id: str
+    """The client id in force (the broker's assigned id when it chose one)."""
+    assigned_client_id: str | None
+    """The id the broker assigned (CONNACK Assigned Client Identifier), else None."""
+    keepalive: int
+    """Keep alive in force, seconds (the broker's Server Keep Alive wins)."""
+    server_keep_alive: int | None
+    """The broker's Server Keep Alive, seconds, when it sent one."""
+    receive_maximum: int
+    """How many QoS 1/2 PUBLISH we may have unacknowledged (65535 when unset)."""
+    maximum_qos: QoS
+    """Highest QoS the broker accepts in our PUBLISH."""
+    retain_available: bool
+    """Whether the broker accepts retained messages."""
+    maximum_packet_size: int | None
+    """Largest packet the broker accepts, bytes; None = no limit announced."""
+    topic_alias_maximum: int
+    """Highest topic alias the broker accepts from us; 0 = none."""
+    wildcard_subscription_available: bool
+    """Whether the broker accepts topic filters with ``+`` or ``#``."""
+    subscription_identifier_available: bool
+    """Whether SUBSCRIBE may carry a subscription identifier (never in 3.1.1)."""
+    shared_subscription_available: bool
+    """Whether the broker accepts ``$share/...`` filters."""
 
 
 @final
@@ -51,6 +90,9 @@ class Connected:
     discarded_pubrel: tuple[int, ...] = ()
     """Packet ids of QoS 2 publishes waiting for PUBCOMP whose state the broker lost;
     the broker had already received them (PUBREC), so they count as delivered."""
+    info: ConnAckInfo | None = attrs.field(default=None, eq=False)
+    """The CONNACK's details with defaults filled in; always set by the session
+    (None only in an event made by hand)."""
 
 
 @final
@@ -81,6 +123,10 @@ class PublishCompleted:
     packet_id: int
     reason_code: ReasonCode = ReasonCode.SUCCESS
     properties: Properties = EMPTY_PROPERTIES
+    error: PublishError | None = attrs.field(default=None, eq=False)
+    """Set when the session itself gave the publish up, without the broker: a
+    re-send that breaks a limit of the new connection (a `PublishLimitError`
+    naming it). The engine raises it from the ``publish()`` waiting for this id."""
 
 
 @final

@@ -405,7 +405,15 @@ def _reason(code: int, allowed: frozenset[int], name: str) -> ReasonCode:
 
 
 def _decode_topic(raw: bytes) -> str:
+    # Only on a cache miss: the cache holds valid names only.
     topic = check_utf8(raw, "topic")
+    if b"+" in raw or b"#" in raw:
+        # [v5:MQTT-3.3.2-2] [v311:MQTT-3.3.2-2] no wildcards in a topic name. A
+        # name that breaks the protocol is a Protocol Error (0x82); 0x90 Topic
+        # Name invalid is for a correctly formed name the receiver does not accept.
+        raise ProtocolError(
+            f"PUBLISH has a wildcard ('+' or '#') in its topic name {topic[:80]!r}"
+        )
     if len(raw) <= _TOPIC_CACHE_ITEM:
         if len(_topics_in) >= _TOPIC_CACHE_SIZE:
             _topics_in.clear()

@@ -62,23 +62,38 @@ wsproto).
 #   _subscribes / _unsubscribes   packet id -> number of topic filters, for the
 #                   SUBACK/UNSUBACK count check; SUBSCRIBE is never re-sent.
 #   _in_aliases / _out_aliases    topic aliases in each direction [v5:MQTT-3.3.2-7].
+#                   _alias_unsure: topics whose alias-setting PUBLISH was withdrawn;
+#                   their next PUBLISH states topic + alias again.
 #   _out            acknowledgements and re-sends produced while decoding, taken by
 #                   data_to_send(); _acks_queued counts the PUBACK/PUBCOMP in it,
 #                   which the broker cannot yet have received.
+#   _held           ids of _outgoing whose re-send waits for send quota (below).
 #
 # Packet ids come from one allocator shared by PUBLISH, SUBSCRIBE and UNSUBSCRIBE:
 # it walks forward from the last id used, skipping ids in any of the three tables,
 # wrapping 65535 -> 1 [v5:MQTT-2.2.1-3].
 #
-# On CONNACK with Session Present = 1 every _outgoing entry is queued into _out
-# again with the same id [v5:MQTT-4.4.0-1]: first a PUBREL for each _pubrel id, in
-# PUBREC order [v5:MQTT-4.6.0-4] (those messages are the broker's already), then the
-# other PUBLISH with DUP=1 in publish order [v5:MQTT-4.6.0-1]. With
+# On CONNACK with Session Present = 1 every _outgoing entry is sent again with the
+# same id [v5:MQTT-4.4.0-1]: first a PUBREL for each _pubrel id, in PUBREC order
+# [v5:MQTT-4.6.0-4], all at once (those messages are the broker's already), then the
+# other PUBLISH with DUP=1 in publish order [v5:MQTT-4.6.0-1], through _out. Every
+# _outgoing entry counts against the new Receive Maximum (as the broker counts its
+# unreleased QoS 2 messages), so only that many PUBLISH are queued at CONNACK
+# [v5:MQTT-3.3.4-7]; the rest wait in _held and each PUBACK, PUBCOMP or failed
+# PUBREC queues the next one. While any wait, send_quota is 0: new publishes follow
+# the re-sends. A re-send that breaks a limit of the new connection (Maximum QoS,
+# Retain Available, Maximum Packet Size [v5:MQTT-3.2.2-11/-14/-15], or our own
+# maximum_outgoing_packet_size) is dropped from _outgoing and reported as a
+# PublishCompleted carrying a PublishLimitError, right after Connected. With
 # Session Present = 0 the broker has no session, so ours is discarded
 # [v5:MQTT-3.2.2-5] and reported in the Connected event. Nothing is ever re-sent on
 # a live connection.
 #
-# Errors: local misuse raises ValueError or InvalidStateError before any byte is
+# withdraw() undoes publish()/subscribe()/unsubscribe() whose bytes were never
+# written: the id and the _outgoing slot go, the topic's alias becomes unsure.
+#
+# Errors: local misuse raises ValueError (PublishLimitError, also a PublishError,
+# for a PUBLISH above a limit in force) or InvalidStateError before any byte is
 # produced and changes nothing. Bad input from the broker raises ProtocolError (with
 # the MQTT 5 reason code to put in our DISCONNECT); events() first returns the events
 # decoded before the bad packet, so nothing already acknowledged is lost, then raises
@@ -88,6 +103,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final, final
 
@@ -96,6 +112,7 @@ import attrs
 from ._enums import ProtocolVersion, QoS, ReasonCode
 from ._events import (
     AuthReceived,
+    ConnAckInfo,
     Connected,
     ConnectionRefused,
     Disconnected,
@@ -106,7 +123,7 @@ from ._events import (
     Subscribed,
     Unsubscribed,
 )
-from ._exceptions import InvalidStateError, ProtocolError
+from ._exceptions import InvalidStateError, ProtocolError, PublishLimitError
 from ._message import Message
 from ._packets import (
     AuthPacket,
@@ -136,6 +153,8 @@ from ._topics import validate_topic_filter, validate_topic_name
 __all__ = ["ClientSession", "SessionState"]
 
 _MAX_PACKET_ID: Final = 65535
+# The largest MQTT packet: 1 byte of type, 4 of remaining length, 268,435,455 of body.
+_MAX_PACKET_SIZE: Final = 268_435_460
 _DEFAULT_RECEIVE_MAXIMUM: Final = 65535
 # MQTT 3.1.1 has no Receive Maximum: the broker may have any number in flight.
 _NO_LIMIT: Final = 1 << 62
@@ -196,6 +215,16 @@ def _check_maximum_packet_size(
         )
 
 
+def _check_outgoing_size(
+    _session: object, _attribute: object, value: int | None
+) -> None:
+    if value is not None and not 2 <= value <= _MAX_PACKET_SIZE:
+        raise ValueError(
+            f"maximum_outgoing_packet_size must be None or 2..{_MAX_PACKET_SIZE} "
+            f"bytes, not {value!r}"
+        )
+
+
 def _check_topic_alias_maximum(
     _session: object, _attribute: object, value: int
 ) -> None:
@@ -244,6 +273,16 @@ class ClientSession:
     """Highest topic alias the broker may use towards us (MQTT 5); 0 = none."""
     outgoing_topic_aliases: bool = False
     """Replace repeated topics of our PUBLISH by topic aliases (broker permitting)."""
+    maximum_outgoing_packet_size: int | None = attrs.field(
+        default=None, validator=_check_outgoing_size
+    )
+    """Largest packet we send, bytes; None = only the broker's limit applies.
+
+    Checked like the broker's Maximum Packet Size (the smaller of the two wins), in
+    both versions: MQTT 3.1.1 brokers announce no limit and drop the connection on
+    a packet above theirs, so a message above it would be re-sent (and dropped)
+    on every reconnect. A PUBLISH above it raises `PublishLimitError`.
+    """
 
     client_id: str = attrs.field(default="", init=False)
     """Client id in force: CONNECT's, or the one the broker assigned in CONNACK."""
@@ -261,6 +300,15 @@ class ClientSession:
         default=_DEFAULT_RECEIVE_MAXIMUM, init=False
     )
     """How many QoS 1/2 PUBLISH we may have in flight (CONNACK Receive Maximum)."""
+    subscription_identifier_available: bool = attrs.field(
+        default=attrs.Factory(
+            lambda self: self.protocol_version is ProtocolVersion.V5, takes_self=True
+        ),
+        init=False,
+    )
+    """Whether SUBSCRIBE may carry a subscription identifier: CONNACK Subscription
+    Identifiers Available (MQTT 5, default yes); never with MQTT 3.1.1. `subscribe`
+    refuses identifiers while it is False."""
 
     _state: SessionState = attrs.field(default=_DISCONNECTED, init=False)
     _handlers: _HandlerTable | None = attrs.field(default=None, init=False, repr=False)
@@ -272,6 +320,25 @@ class ClientSession:
         repr=False,
     )
     _out: bytearray = attrs.field(factory=bytearray, init=False, repr=False)
+    # Outgoing size limit in force: the smaller of the broker's and ours.
+    _size_limit: int | None = attrs.field(
+        default=attrs.Factory(
+            lambda self: self.maximum_outgoing_packet_size, takes_self=True
+        ),
+        init=False,
+        repr=False,
+    )
+    # Re-sends of this connection held back by the broker's Receive Maximum: the
+    # ids (a set, for counting) and their order (a queue that may still hold ids
+    # completed or withdrawn meanwhile, skipped when released).
+    _held: set[int] = attrs.field(factory=set, init=False, repr=False)
+    _held_order: deque[int] = attrs.field(factory=deque, init=False, repr=False)
+    # Events decided while handling CONNACK beyond Connected itself (re-sends given
+    # up), returned right after it.
+    _late: list[Event] = attrs.field(factory=list, init=False, repr=False)
+    # Topics whose alias the broker may not know: a PUBLISH that set it up was
+    # withdrawn, so the next one carries the topic with the alias again.
+    _alias_unsure: set[str] = attrs.field(factory=set, init=False, repr=False)
     _acks_queued: int = attrs.field(default=0, init=False, repr=False)
     _eof: bool = attrs.field(default=False, init=False, repr=False)
     _error: ProtocolError | None = attrs.field(default=None, init=False, repr=False)
@@ -316,6 +383,18 @@ class ClientSession:
     def inflight(self) -> int:
         """Outgoing QoS 1/2 PUBLISH not yet completed (PUBACK or PUBCOMP)."""
         return len(self._outgoing)
+
+    @property
+    def resends_waiting(self) -> int:
+        """Re-sends of this connection held back by the broker's Receive Maximum.
+
+        After a CONNACK with Session Present = 1 the session queues only as many
+        re-sent PUBLISH as the new Receive Maximum allows [v5:MQTT-3.3.4-7]; each
+        PUBACK, PUBCOMP or failed PUBREC then releases the next into
+        `data_to_send`. They count in `inflight`, so `send_quota` stays 0 (new
+        publishes wait) until the last of them went out.
+        """
+        return len(self._held)
 
     # ------------------------------------------------------------ sending packets
 
@@ -396,22 +475,18 @@ class ClientSession:
         Raises:
             InvalidStateError: If not CONNECTED, if `send_quota` is 0 for QoS 1/2,
                 or if all packet ids are in use.
-            ValueError: If the topic, QoS, retain flag, properties or packet size
-                are not acceptable to the broker.
+            PublishLimitError: If the QoS, the retain flag or the packet size break
+                a limit in force (the broker's CONNACK or the session's
+                `maximum_outgoing_packet_size`); ``limit`` names it. A ValueError.
+            ValueError: If the topic or properties are invalid.
         """
         if self._state is not _CONNECTED:
             raise self._cannot_send("PublishPacket")
         validate_topic_name(topic)
         if qos > self.maximum_qos:  # [v5:MQTT-3.2.2-11]
-            raise ValueError(
-                f"qos {int(qos)} is above the broker's maximum QoS "
-                f"{int(self.maximum_qos)}; publish with qos <= {int(self.maximum_qos)}"
-            )
+            raise self._qos_error("", qos, "publish")
         if retain and not self.retain_available:  # [v5:MQTT-3.2.2-14]
-            raise ValueError(
-                "the broker does not support retained messages; "
-                "publish with retain=False"
-            )
+            raise self._retain_error("", "publish")
         fast = properties is EMPTY_PROPERTIES and not self._use_out_aliases
         if not qos and fast:
             # The hot path: nothing to remember, nothing to alias.
@@ -456,11 +531,13 @@ class ClientSession:
                 # topic + alias, aliases up to the broker's maximum
                 # [v5:MQTT-3.3.2-9]; none after the broker's maximum is used.
                 alias = self._out_aliases.get(topic)
-                if (
-                    alias is None
-                    and len(self._out_aliases) < self.broker_topic_alias_maximum
-                ):
-                    alias = new_alias = len(self._out_aliases) + 1
+                if alias is None:
+                    if len(self._out_aliases) < self.broker_topic_alias_maximum:
+                        alias = new_alias = len(self._out_aliases) + 1
+                elif self._alias_unsure and topic in self._alias_unsure:
+                    # The PUBLISH that set this alias up was withdrawn: state the
+                    # mapping again (topic + alias), as on first use.
+                    new_alias = alias
                 if alias is not None:
                     wire = attrs.evolve(
                         packet,
@@ -471,6 +548,7 @@ class ClientSession:
         self._check_size("PublishPacket", data)
         if new_alias:
             self._out_aliases[topic] = new_alias
+            self._alias_unsure.discard(topic)
         if packet_id is not None:
             # The stored packet carries the full topic and no alias: a re-send goes
             # on a new connection, where aliases start afresh [v5:MQTT-3.3.2-7].
@@ -495,12 +573,23 @@ class ClientSession:
 
         Raises:
             InvalidStateError: If not CONNECTED, or all packet ids are in use.
-            ValueError: If there is no filter, a filter is invalid, or the packet is
+            ValueError: If there is no filter, a filter is invalid, the properties
+                carry a subscription identifier while
+                `subscription_identifier_available` is False, or the packet is
                 too large for the broker.
         """
         self._require("SubscribePacket", _CONNECTED)
         if not subscriptions:
-            raise ValueError("subscribe needs at least one TopicSubscription")
+            raise ValueError(
+                f"subscribe needs at least one TopicSubscription, not {subscriptions!r}"
+            )
+        identifiers = properties.subscription_identifiers
+        if identifiers and not self.subscription_identifier_available:
+            raise ValueError(
+                f"cannot send SubscribePacket with subscription identifier "
+                f"{identifiers[0]}: {self._no_identifiers()}; remove "
+                f"properties.subscription_identifiers"
+            )
         for subscription in subscriptions:
             validate_topic_filter(subscription.filter)
             if subscription.no_local and subscription.filter.startswith("$share/"):
@@ -706,6 +795,10 @@ class ClientSession:
                     events.append(event)
                 if self._handlers is not handlers:
                     handlers = self._handlers
+                    if self._late:
+                        # Re-sends given up at CONNACK, right after Connected.
+                        events.extend(self._late)
+                        self._late.clear()
                     if handlers is None:
                         # DISCONNECT or refused CONNACK: the rest is not processed.
                         return events
@@ -747,6 +840,68 @@ class ClientSession:
         """
         self.connection_lost()
 
+    def withdraw(self, packet_id: int | None, *, topic: str | None = None) -> bool:
+        """Forget a PUBLISH, SUBSCRIBE or UNSUBSCRIBE whose bytes were never written.
+
+        The engine calls this when the write of bytes from `publish`, `subscribe`
+        or `unsubscribe` is abandoned before any of them reached the stream (the
+        caller was cancelled while waiting for its turn to write). It undoes what
+        the call took: the packet id, the send-quota slot of a QoS 1/2 PUBLISH
+        (which then never completes: no `PublishCompleted` comes for it), and
+        trust in the topic alias the PUBLISH may have set up, so that the next
+        PUBLISH to that topic carries the topic again instead of ``""`` + alias.
+        Frees room for a held re-send (see `resends_waiting`).
+
+        Call it only for bytes that were not written and never will be; bytes
+        partly written call for `send_failed` instead. A PUBLISH to the same topic
+        produced after this one and before this call may be an alias-only
+        PUBLISH relying on it: the engine avoids that by producing PUBLISH bytes
+        in the order it writes them. Withdraw a SUBSCRIBE/UNSUBSCRIBE only before
+        the connection it was made on ends (`connection_lost` frees their ids, and
+        a later request may have taken the id again); a QoS 1/2 PUBLISH may be
+        withdrawn as long as it has not completed, on any connection.
+
+        Args:
+            packet_id: The id `publish`, `subscribe` or `unsubscribe` returned;
+                None for a QoS 0 PUBLISH.
+            topic: The topic of a QoS 0 PUBLISH (ignored when *packet_id* is
+                given: the session knows the topic of its QoS 1/2 publishes).
+
+        Returns:
+            True if the session still held the operation (or, for QoS 0, knew an
+            alias for *topic*), False if there was nothing left to forget (it
+            completed, or the connection of a request ended).
+
+        Raises:
+            InvalidStateError: If the PUBLISH already has its PUBREC: the broker
+                has it, so its bytes were written.
+        """
+        if packet_id is None:
+            if topic is not None and topic in self._out_aliases:
+                self._alias_unsure.add(topic)
+                return True
+            return False
+        packet = self._outgoing.get(packet_id)
+        if packet is not None:
+            if packet_id in self._pubrel:
+                raise InvalidStateError(
+                    f"cannot withdraw the PUBLISH with packet id {packet_id} in "
+                    f"state {self._state.name}: the broker acknowledged it with "
+                    f"PUBREC, so it was sent"
+                )
+            del self._outgoing[packet_id]
+            if packet.topic in self._out_aliases:
+                self._alias_unsure.add(packet.topic)
+            if self._held:
+                self._held.discard(packet_id)
+                self._release()
+            return True
+        for table in (self._subscribes, self._unsubscribes):
+            if packet_id in table:
+                del table[packet_id]
+                return True
+        return False
+
     def pending_publishes(self) -> list[PublishPacket]:
         """Return the outgoing QoS 1/2 PUBLISH not yet completed, in publish order.
 
@@ -760,16 +915,22 @@ class ClientSession:
     def _set_state(self, state: SessionState) -> None:
         self._state = state
         self._handlers = _HANDLERS.get((self.protocol_version, state))
+        if state is not _CONNECTED:
+            # Held re-sends belong to a live connection; they stay in _outgoing.
+            self._held.clear()
+            self._held_order.clear()
 
     def _reset_connection(self) -> None:
         self._out.clear()
         self._acks_queued = 0
+        self._late.clear()
         self._eof = False
         self._error = None
         self._subscribes.clear()
         self._unsubscribes.clear()
         self._in_aliases.clear()
         self._out_aliases.clear()
+        self._alias_unsure.clear()
 
     def _cannot_send(self, name: str) -> InvalidStateError:
         return InvalidStateError(f"cannot send {name} in state {self._state.name}")
@@ -800,12 +961,58 @@ class ClientSession:
         return packet_id
 
     def _check_size(self, name: str, data: bytes) -> None:
-        limit = self.broker_maximum_packet_size
+        limit = self._size_limit
         if limit is not None and len(data) > limit:  # [v5:MQTT-3.2.2-15]
-            raise ValueError(
-                f"{name} of {len(data)} bytes exceeds the broker's maximum packet "
-                f"size of {limit} bytes; send less data"
-            )
+            if name == "PublishPacket":
+                raise self._size_error("", len(data), limit)
+            message, _ = self._size_problem(name, len(data), limit)
+            raise ValueError(message)
+
+    def _size_problem(self, name: str, size: int, limit: int) -> tuple[str, str]:
+        """The message for a packet above *limit* and the name of the limit."""
+        if (
+            self.maximum_outgoing_packet_size == limit
+            and self.broker_maximum_packet_size != limit
+        ):
+            what = "the session's maximum_outgoing_packet_size"
+            which = "maximum_outgoing_packet_size"
+        else:
+            what, which = "the broker's maximum packet size", "maximum_packet_size"
+        return (
+            f"{name} of {size} bytes exceeds {what} of {limit} bytes; send less data",
+            which,
+        )
+
+    def _size_error(self, prefix: str, size: int, limit: int) -> PublishLimitError:
+        message, which = self._size_problem("PublishPacket", size, limit)
+        return PublishLimitError(
+            prefix + message, limit=which, reason_code=ReasonCode.PACKET_TOO_LARGE
+        )
+
+    def _qos_error(self, prefix: str, qos: int, advice: str) -> PublishLimitError:
+        maximum = int(self.maximum_qos)
+        return PublishLimitError(
+            f"{prefix}qos {int(qos)} is above the broker's maximum QoS {maximum}; "
+            f"{advice} with qos <= {maximum}",
+            limit="maximum_qos",
+            reason_code=ReasonCode.QOS_NOT_SUPPORTED,
+        )
+
+    def _retain_error(self, prefix: str, advice: str) -> PublishLimitError:
+        return PublishLimitError(
+            f"{prefix}the broker does not support retained messages; {advice} "
+            f"with retain=False",
+            limit="retain_available",
+            reason_code=ReasonCode.RETAIN_NOT_SUPPORTED,
+        )
+
+    def _no_identifiers(self) -> str:
+        if self.protocol_version is ProtocolVersion.V311:
+            return "MQTT 3.1.1 has no subscription identifiers"
+        return (
+            "the broker does not support subscription identifiers (CONNACK "
+            "Subscription Identifiers Available = 0)"
+        )
 
     def _announce_limits(self, packet: ConnectPacket) -> ConnectPacket:
         properties = packet.properties
@@ -873,10 +1080,22 @@ class ClientSession:
             else QoS(properties.maximum_qos)
         )
         self.retain_available = properties.retain_available != 0
-        self.broker_maximum_packet_size = properties.maximum_packet_size
+        broker_limit = self.broker_maximum_packet_size = properties.maximum_packet_size
+        ours = self.maximum_outgoing_packet_size
+        self._size_limit = (
+            ours
+            if broker_limit is None
+            else broker_limit
+            if ours is None
+            else min(ours, broker_limit)
+        )
         self.broker_topic_alias_maximum = properties.topic_alias_maximum or 0
         self._use_out_aliases = (
             self.outgoing_topic_aliases and self.broker_topic_alias_maximum > 0
+        )
+        v5 = self.protocol_version is ProtocolVersion.V5
+        self.subscription_identifier_available = (
+            v5 and properties.subscription_identifier_available != 0
         )
         resent = 0
         discarded: tuple[PublishPacket, ...] = ()
@@ -884,7 +1103,6 @@ class ClientSession:
         if session_present:
             if not self._session_known:
                 self._max_sub_qos = QoS.EXACTLY_ONCE
-            resent = self._resend()
         else:
             # [v5:MQTT-3.2.2-5] the broker has no session: neither do we.
             pubrel = self._pubrel
@@ -896,6 +1114,8 @@ class ClientSession:
             self._max_sub_qos = QoS.AT_MOST_ONCE
         self._session_known = True
         self._set_state(_CONNECTED)
+        if session_present:
+            resent = self._resend()
         return Connected(
             session_present=session_present,
             client_id=self.client_id,
@@ -904,19 +1124,98 @@ class ClientSession:
             resent=resent,
             discarded=discarded,
             discarded_pubrel=discarded_pubrel,
+            info=ConnAckInfo(
+                session_present=session_present,
+                client_id=self.client_id,
+                assigned_client_id=properties.assigned_client_identifier,
+                keepalive=self.keepalive,
+                server_keep_alive=properties.server_keep_alive,
+                receive_maximum=self.broker_receive_maximum,
+                maximum_qos=self.maximum_qos,
+                retain_available=self.retain_available,
+                maximum_packet_size=broker_limit,
+                topic_alias_maximum=self.broker_topic_alias_maximum,
+                wildcard_subscription_available=(
+                    properties.wildcard_subscription_available != 0
+                ),
+                subscription_identifier_available=(
+                    self.subscription_identifier_available
+                ),
+                shared_subscription_available=(
+                    properties.shared_subscription_available != 0
+                ),
+            ),
         )
 
     def _resend(self) -> int:
-        # [v5:MQTT-4.4.0-1] same ids. PUBREL in PUBREC order [v5:MQTT-4.6.0-4]; then
-        # PUBLISH with DUP=1 [v5:MQTT-3.3.1-1] in publish order [v5:MQTT-4.6.0-1],
-        # with the full topic (aliases are per connection).
-        out, version, pubrel = self._out, self.protocol_version, self._pubrel
+        """Queue the re-sends of a resumed session; return how many went out now.
+
+        [v5:MQTT-4.4.0-1] same ids. PUBREL in PUBREC order [v5:MQTT-4.6.0-4], all
+        at once: those messages are the broker's already. Then PUBLISH with DUP=1
+        [v5:MQTT-3.3.1-1] in publish order [v5:MQTT-4.6.0-1], with the full topic
+        (aliases are per connection), as many as the new Receive Maximum allows
+        [v5:MQTT-3.3.4-7]; the rest are held and released by `_release` as
+        acknowledgements free the quota. A re-send that breaks a limit of the new
+        connection is given up: a failed PublishCompleted after Connected.
+        """
+        out, pubrel = self._out, self._pubrel
         for packet_id in pubrel:
             out += _ACK.pack(_PUBREL, 2, packet_id)
-        for packet_id, packet in self._outgoing.items():
+        held, order = self._held, self._held_order
+        for packet_id in self._outgoing:
             if packet_id not in pubrel:
-                out += encode_packet(attrs.evolve(packet, dup=True), version)
-        return len(self._outgoing)
+                held.add(packet_id)
+                order.append(packet_id)
+        if held and (
+            self._size_limit is not None
+            or self.maximum_qos < QoS.EXACTLY_ONCE
+            or not self.retain_available
+        ):
+            self._give_up_resends()
+        return len(pubrel) + self._release()
+
+    def _give_up_resends(self) -> None:
+        outgoing, held, version = self._outgoing, self._held, self.protocol_version
+        limit = self._size_limit
+        for packet_id in list(self._held_order):
+            packet = outgoing[packet_id]
+            error: PublishLimitError | None = None
+            what = f"cannot re-send PUBLISH {packet_id} to {packet.topic!r}: "
+            if packet.qos > self.maximum_qos:  # [v5:MQTT-3.2.2-11]
+                error = self._qos_error(what, packet.qos, "publish it again")
+            elif packet.retain and not self.retain_available:  # [v5:MQTT-3.2.2-14]
+                error = self._retain_error(what, "publish it again")
+            elif limit is not None:  # [v5:MQTT-3.2.2-15]
+                size = len(encode_packet(packet, version))
+                if size > limit:
+                    error = self._size_error(what, size, limit)
+            if error is not None:
+                del outgoing[packet_id]
+                held.discard(packet_id)
+                self._late.append(
+                    PublishCompleted(
+                        packet_id=packet_id,
+                        reason_code=ReasonCode(error.reason_code),
+                        error=error,
+                    )
+                )
+
+    def _release(self) -> int:
+        """Queue held re-sends while the send quota has room; return how many."""
+        held = self._held
+        room = self.broker_receive_maximum - (len(self._outgoing) - len(held))
+        released = 0
+        order, outgoing = self._held_order, self._outgoing
+        out, version = self._out, self.protocol_version
+        while held and released < room:
+            packet_id = order.popleft()
+            if packet_id in held:
+                held.remove(packet_id)
+                out += encode_packet(
+                    attrs.evolve(outgoing[packet_id], dup=True), version
+                )
+                released += 1
+        return released
 
     def _on_auth(self, packet: AuthPacket) -> Event:
         method = packet.properties.authentication_method
@@ -1015,6 +1314,9 @@ class ClientSession:
         if sent.qos != QoS.AT_LEAST_ONCE:
             raise self._mismatch("PubAckPacket", sent)
         del self._outgoing[packet_id]
+        if self._held:
+            self._held.discard(packet_id)
+            self._release()
         return PublishCompleted(
             packet_id=packet_id,
             reason_code=packet.reason_code,
@@ -1041,12 +1343,18 @@ class ClientSession:
         if packet_id not in self._pubrel:
             if packet.reason_code >= 0x80:  # [v5:MQTT-4.4.0-2] done, failed
                 del self._outgoing[packet_id]
+                if self._held:
+                    self._held.discard(packet_id)
+                    self._release()
                 return PublishCompleted(
                     packet_id=packet_id,
                     reason_code=packet.reason_code,
                     properties=packet.properties,
                 )
             self._pubrel[packet_id] = None
+            if self._held:
+                # Received after all: never re-send it now [v5:MQTT-4.3.3-6].
+                self._held.discard(packet_id)
         # else a repeated PUBREC: answer it again.
         self._out += _ACK.pack(_PUBREL, 2, packet_id)
         return None
@@ -1077,6 +1385,8 @@ class ClientSession:
             raise self._mismatch("PubCompPacket", sent)
         del self._outgoing[packet_id]
         del self._pubrel[packet_id]
+        if self._held:
+            self._release()
         return PublishCompleted(
             packet_id=packet_id,
             reason_code=packet.reason_code,

@@ -70,6 +70,10 @@ NAME = st.text(
     min_size=1,
     max_size=8,
 )
+# A PUBLISH topic has no wildcards [v5:MQTT-3.3.2-2].
+TOPIC_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="\x00+#")
+TOPIC_TEXT = st.text(TOPIC_CHARS, max_size=8)
+TOPIC_NAME = st.text(TOPIC_CHARS, min_size=1, max_size=8)
 DATA = st.binary(max_size=16)
 PACKET_ID = st.integers(1, 65535)
 QOS = st.sampled_from(QoS)
@@ -162,7 +166,7 @@ def connacks(draw: st.DrawFn, version: ProtocolVersion) -> ConnAckPacket:
 def publishes(draw: st.DrawFn, version: ProtocolVersion) -> PublishPacket:
     qos = draw(QOS)
     props = draw(_props(version, T.PUBLISH))
-    topic = draw(TEXT if props.topic_alias is not None else NAME)
+    topic = draw(TOPIC_TEXT if props.topic_alias is not None else TOPIC_NAME)
     return PublishPacket(
         topic=topic,
         payload=draw(st.binary(max_size=200)),

@@ -197,6 +197,15 @@ def test_session_converts_protocol_version_from_int() -> None:
             {"maximum_packet_size": 1 << 32},
             "maximum_packet_size must be None or 1..4294967295 bytes, not 4294967296",
         ),
+        (
+            {"maximum_outgoing_packet_size": 1},
+            "maximum_outgoing_packet_size must be None or 2..268435460 bytes, not 1",
+        ),
+        (
+            {"maximum_outgoing_packet_size": 268435461},
+            "maximum_outgoing_packet_size must be None or 2..268435460 bytes, "
+            "not 268435461",
+        ),
         ({"topic_alias_maximum": -1}, "topic_alias_maximum must be 0..65535, not -1"),
         (
             {"topic_alias_maximum": 65536},
@@ -212,7 +221,8 @@ def test_session_rejects_bad_options(kwargs: dict[str, Any], message: str) -> No
 def test_session_repr_hides_tables() -> None:
     text = repr(ClientSession())
     assert text.startswith("ClientSession(protocol_version=")
-    assert "_outgoing" not in text
+    assert "_outgoing=" not in text
+    assert "_held=" not in text
     assert "_decoder" not in text
 
 
@@ -1518,7 +1528,8 @@ def test_subscribe_validates_filters() -> None:
     ):
         session.subscribe([TopicSubscription(filter="$share/g/a", no_local=True)])
     with pytest.raises(
-        ValueError, match=exactly("subscribe needs at least one TopicSubscription")
+        ValueError,
+        match=exactly("subscribe needs at least one TopicSubscription, not []"),
     ):
         session.subscribe([])
     bad_filters: list[Sequence[str]] = [[], "a/b"]
