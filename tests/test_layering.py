@@ -22,7 +22,7 @@ CORE = [
     "_backoff",
 ]
 FORBIDDEN_IN_CORE = {"anyio", "trio", "socket", "ssl", "time", "asyncio", "selectors"}
-FACADES = ["_connection.py", "_queue.py", "__main__.py", "aiomqtt"]
+FACADES = ["_connection.py", "_queue.py", "__main__.py", "_cli", "aiomqtt"]
 FORBIDDEN_IN_FACADES = {"_session", "_packets", "_codec", "_properties"}
 
 
