@@ -255,3 +255,28 @@ def test_plugin_missing_mosquitto_is_an_error_with_the_install_command(
         r"\(Debian/Ubuntu: sudo apt-get install mosquitto\)$",
     ):
         find_mosquitto()
+
+
+def test_plugin_virtual_deadline_fails_a_hanging_test(tmp_path: Path) -> None:
+    (tmp_path / "test_hangs.py").write_text(
+        "import pytest, trio\n"
+        "@pytest.mark.trio\n"
+        "async def test_hangs(autojump_clock, virtual_deadline):\n"
+        "    await trio.sleep_forever()\n"
+    )
+    result = _python(["-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "AssertionError: the test still runs after 1e+06 s of virtual time: "
+        "it waits for something that never happens"
+    ) in result.stdout
+
+
+def test_plugin_our_suite_says_when_the_plugin_is_not_loaded() -> None:
+    result = _python(
+        ["-m", "pytest", "-p", "no:trio_mqttconn", "tests/test_layering.py"], cwd=ROOT
+    )
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout
+    assert "the trio_mqttconn pytest plugin is not loaded: install the package" in (
+        result.stderr
+    )
