@@ -15,6 +15,8 @@ import ssl
 import sys
 from typing import TYPE_CHECKING
 
+import attrs
+
 from .. import MqttError, __version__
 from ._args import CliError, build_parser
 
@@ -25,7 +27,17 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 _COMMANDS = ("pub", "sub", "bench", "demo")
-_ERRORS = (CliError, MqttError, OSError, ssl.SSLError, ValueError, TypeError)
+# What ends a command with one line (or quietly); anything else is a bug and shows
+# its traceback.
+_CAUGHT = (
+    KeyboardInterrupt,
+    CliError,
+    MqttError,
+    OSError,
+    ssl.SSLError,
+    ValueError,
+    TypeError,
+)
 
 
 def _prog() -> str:
@@ -59,60 +71,67 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
     return run_demo
 
 
+@attrs.define
+class _Context:
+    prog: str
+    argv: Sequence[str] | None
+    where: str = ""
+    quiet: bool = False
+
+
+def _run(context: _Context) -> int:
+    prog = context.prog
+    args = build_parser(prog).parse_args(context.argv)
+    if args.version:
+        sys.stdout.write(f"trio_mqttconn {__version__}\n")
+        return 0
+    if args.command is None:
+        raise CliError("choose a command: pub, sub, bench or demo", status=2)
+    context.where = f"{prog} {args.command}"
+    context.quiet = getattr(args, "quiet", False)
+    if getattr(args, "debug", False):
+        logging.basicConfig(
+            level=logging.DEBUG,
+            stream=sys.stderr,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
+    return _command(args.command)(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line *argv* (default: ``sys.argv[1:]``); returns the exit status."""
-    prog = _prog()
-    parser = build_parser(prog)
-    where = prog
-    quiet = False
+    context = _Context(_prog(), argv)
+    context.where = context.prog
+    error: BaseException
     try:
-        args = parser.parse_args(argv)
-        if args.version:
-            sys.stdout.write(f"trio_mqttconn {__version__}\n")
-            return 0
-        if args.command is None:
-            raise CliError(
-                f"choose a command: pub, sub, bench or demo (see {prog} --help)",
-                status=2,
-            )
-        where = f"{prog} {args.command}"
-        quiet = getattr(args, "quiet", False)
-        if getattr(args, "debug", False):
-            logging.basicConfig(
-                level=logging.DEBUG,
-                stream=sys.stderr,
-                format="%(asctime)s %(name)s %(levelname)s %(message)s",
-            )
-        return _command(args.command)(args)
-    except KeyboardInterrupt:
+        return _run(context)
+    except BaseExceptionGroup as group:
+        error = _single(group)
+        if not isinstance(error, _CAUGHT):
+            raise
+    except _CAUGHT as exc:
+        error = exc
+    return _finish(context, error)
+
+
+def _finish(context: _Context, error: BaseException) -> int:
+    if isinstance(error, KeyboardInterrupt):
         return 130
-    except BrokenPipeError:
+    if isinstance(error, BrokenPipeError):
         # The reader went away (`sub | head -1`): stop quietly, as `cat` would.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except BaseExceptionGroup as group:
-        error = _single(group)
-        if not isinstance(error, _ERRORS):
-            raise
-        return _report(where, error, quiet)
-    except CliError as error:
-        if error.prog is not None:
-            where = error.prog
-        if error.status == 2 and where == prog:
+    where = context.where
+    if isinstance(error, CliError) and error.status == 2:
+        where = error.prog or where
+        if where == context.prog:
             # The top parser rejects leftovers; name the subcommand they belong to.
-            words = list(sys.argv[1:] if argv is None else argv)
+            words = list(sys.argv[1:] if context.argv is None else context.argv)
             command = next((w for w in words if w in _COMMANDS), None)
-            where = f"{prog} {command}" if command else prog
-        if error.status == 2:
-            error = CliError(f"{error} (see {where} --help)", status=2)
-        return _report(where, error, quiet)
-    except _ERRORS as error:
-        return _report(where, error, quiet)
-
-
-def _report(where: str, error: BaseException, quiet: bool) -> int:
-    if not quiet:
+            where = f"{where} {command}" if command else where
+        error = CliError(f"{error} (see {where} --help)", status=2)
+    if not context.quiet:
         message = str(error) or type(error).__name__
         if isinstance(error, OSError) and error.strerror:
             message = error.strerror + (

@@ -54,15 +54,18 @@ def qos(option: str, value: str) -> QoS:
     return QoS(number(option, value, 0, 2))
 
 
-def text(option: str, value: str) -> str:
-    """*value* if it is valid UTF-8 without NUL characters (MQTT strings)."""
+def text(option: str, value: str, *, secret: bool = False) -> str:
+    """*value* if it is valid UTF-8 without NUL characters (MQTT strings).
+
+    The message shows the value unless it is *secret* (a password, a URL).
+    """
+    shown = "" if secret else f": {os.fsencode(value)!r}"
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        shown = os.fsencode(value)
-        raise CliError(f"{option} is not valid UTF-8: {shown!r}") from None
+        raise CliError(f"{option} is not valid UTF-8{shown}") from None
     if "\0" in value:
-        raise CliError(f"{option} must not contain NUL characters: {value!r}")
+        raise CliError(f"{option} must not contain NUL characters{shown}")
     return value
 
 
@@ -289,7 +292,7 @@ def _broker_uri(args: argparse.Namespace, tls: bool) -> tuple[str, str | None]:
     if args.url:
         if args.host or args.port or args.unix:
             raise CliError("give either --url or -h/-p/--unix, not both")
-        uri, topic = _split_url(text("--url", args.url))
+        uri, topic = _split_url(text("--url", args.url, secret=True))
         if tls and not uri.lower().startswith(("mqtts", "ssl", "tls", "wss")):
             raise CliError("TLS options need an mqtts:// or wss:// --url")
         return uri, topic
@@ -356,7 +359,7 @@ def client_options(
     if args.username is not None:
         kwargs["username"] = text("-u", args.username)
     if args.password is not None:
-        kwargs["password"] = text("-P", args.password)
+        kwargs["password"] = text("-P", args.password, secret=True)
     connect = dict(props.get("connect", {}))
     # The client has keywords for these CONNECT properties; it fills them in itself.
     for field, keyword in (

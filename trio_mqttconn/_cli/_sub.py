@@ -77,12 +77,11 @@ async def _receive(
         log = logging.getLogger("trio_mqttconn.cli")
         for topic in refused:
             log.warning("the broker refused the subscription to %r", topic)
-        log.debug(
-            "subscribed: %s",
-            ", ".join(
-                f"{o.filter} ({c.name})" for o, c in zip(options, codes, strict=False)
-            ),
+        granted = (
+            f"{o.filter} ({'refused' if c.is_failure else f'QoS {int(c)}'})"
+            for o, c in zip(options, codes, strict=False)
         )
+        log.debug("subscribed: %s", ", ".join(granted))
         if args.unsubscribe:
             await client.unsubscribe_filters(args.unsubscribe)
         if args.exit_after_sub:
