@@ -109,10 +109,25 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 def collapse(
     group: BaseExceptionGroup[BaseException], body: BaseException | None
 ) -> BaseException:
-    """The one exception a task group's ExceptionGroup stands for."""
+    """The one exception a task group's ExceptionGroup stands for.
+
+    *body* is the exception the ``async with`` body raised (None if it did not):
+    when the group holds it, it is returned unchanged, even when it is itself an
+    ExceptionGroup (the user's own nursery inside the block). trio and anyio do
+    not keep such a group as it was: they nest it and, splitting out their own
+    Cancelled, put a copy in its place (`BaseExceptionGroup.derive`) that holds
+    the same exception objects. So the body is recognised by its leaves: an
+    exception object it raised is found among the group's.
+    """
     leaves = _leaves(group)
-    if body is not None and any(exc is body for exc in leaves):
-        return body
+    if body is not None:
+        mine = (
+            {id(exc) for exc in _leaves(body)}
+            if isinstance(body, BaseExceptionGroup)
+            else {id(body)}
+        )
+        if any(id(exc) in mine for exc in leaves):
+            return body
     cancelled = anyio.get_cancelled_exc_class()
     real = [exc for exc in leaves if not isinstance(exc, cancelled)]
     if len(real) == 1:
