@@ -1463,13 +1463,15 @@ def _merge_limit(
 def _check_publish_properties(properties: Properties) -> None:
     if properties.topic_alias is not None:
         raise ValueError(
-            "topic aliases are chosen by the session; remove properties.topic_alias "
-            "and create the ClientSession with outgoing_topic_aliases=True"
+            f"cannot send PublishPacket with properties.topic_alias="
+            f"{properties.topic_alias}: topic aliases are chosen by the session; "
+            f"remove it and create the ClientSession with outgoing_topic_aliases=True"
         )
     if properties.subscription_identifiers:  # [v5:MQTT-3.3.4-6]
         raise ValueError(
-            "a PUBLISH from a client cannot carry subscription identifiers; "
-            "remove properties.subscription_identifiers"
+            f"cannot send PublishPacket with properties.subscription_identifiers="
+            f"{properties.subscription_identifiers}: a PUBLISH from a client cannot "
+            f"carry subscription identifiers; remove them"
         )
 
 

@@ -46,6 +46,10 @@ def _show(value: str) -> str:
 
 def _check_common(value: str, kind: str) -> None:
     # Rules shared by names and filters, cheapest first; ASCII needs no encoding.
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{kind} must be a str, not {type(value).__name__} ({value!r:.60})"
+        )
     if not value:
         # [v5:MQTT-4.7.3-1]
         raise ValueError(
@@ -92,11 +96,15 @@ def validate_topic_name(topic: str) -> None:
         topic: The topic name, e.g. ``"sport/tennis/player1"``.
 
     Raises:
+        TypeError: If *topic* is not a str (bytes, None, a number ...).
         ValueError: If the name is empty, longer than 65535 UTF-8 bytes, not valid
             UTF-8, contains U+0000, or contains a wildcard ``+`` or ``#``.
     """
-    if topic in _valid_names:
-        return
+    try:
+        if topic in _valid_names:
+            return
+    except TypeError:
+        pass  # unhashable, so not a str: _check_common says so
     _check_common(topic, "topic name")
     if "+" in topic or "#" in topic:
         # [v5:MQTT-3.3.2-2] [v5:MQTT-4.7.0-1]
@@ -161,6 +169,7 @@ def validate_topic_filter(topic_filter: str) -> None:
             ``"$share/group/sport/#"``.
 
     Raises:
+        TypeError: If *topic_filter* is not a str.
         ValueError: If the filter is empty, longer than 65535 UTF-8 bytes, not
             valid UTF-8, contains U+0000, places a wildcard anywhere but as a whole
             level (``#`` only as the last one), or is a malformed shared

@@ -1451,8 +1451,9 @@ def test_publish_rejects_topic_alias_property() -> None:
     with pytest.raises(
         ValueError,
         match=exactly(
-            "topic aliases are chosen by the session; remove properties.topic_alias "
-            "and create the ClientSession with outgoing_topic_aliases=True"
+            "cannot send PublishPacket with properties.topic_alias=1: topic aliases "
+            "are chosen by the session; remove it and create the ClientSession with "
+            "outgoing_topic_aliases=True"
         ),
     ):
         session.publish("a", b"", properties=Properties(topic_alias=1))
@@ -1464,8 +1465,8 @@ def test_publish_rejects_subscription_identifiers() -> None:
     with pytest.raises(
         ValueError,
         match=exactly(
-            "a PUBLISH from a client cannot carry subscription identifiers; "
-            "remove properties.subscription_identifiers"
+            "cannot send PublishPacket with properties.subscription_identifiers=(1,): "
+            "a PUBLISH from a client cannot carry subscription identifiers; remove them"
         ),
     ):
         session.publish("a", b"", properties=Properties(subscription_identifiers=(1,)))

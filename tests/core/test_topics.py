@@ -354,3 +354,26 @@ def test_validated_topic_names_are_remembered_within_a_bound(
     with pytest.raises(ValueError, match="wildcards"):
         validate_topic_name("d/#")
     assert "d/#" not in _topics._valid_names
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (5, "int (5)"),
+        (b"a/b", "bytes (b'a/b')"),
+        (None, "NoneType (None)"),
+        (["a"], "list (['a'])"),
+    ],
+)
+def test_validate_topic_rejects_other_types_naming_the_argument(
+    value: object, shown: str
+) -> None:
+    # Issue #9: a topic that is an int, bytes or None fails at the call.
+    with pytest.raises(
+        TypeError, match=re.escape(f"topic name must be a str, not {shown}")
+    ):
+        validate_topic_name(value)  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=re.escape(f"topic filter must be a str, not {shown}")
+    ):
+        validate_topic_filter(value)  # type: ignore[arg-type]
