@@ -54,3 +54,19 @@ def test_public_api_bad_uri_message_hides_password() -> None:
     with pytest.raises(trio_mqttconn.ConfigError) as info:
         MqttClient("nope://user:uri-secret@localhost")
     assert "uri-secret" not in str(info.value)
+
+
+def test_public_api_exports_the_pip_services_components() -> None:
+    # What a pip-services container and its components use (#12).
+    for name in (
+        "Context",
+        "DefaultMqttFactory",
+        "MessageEnvelope",
+        "MessageQueueStatistics",
+        "MessagingCapabilities",
+        "MqttConnection",
+        "MqttConnectionResolver",
+        "MqttMessageQueue",
+        "MqttMessageQueueFactory",
+    ):
+        assert PUBLIC[name].__module__ == "trio_mqttconn", name
