@@ -46,24 +46,28 @@ def test_cli_sub_prints_raw_payloads_that_pub_sends(
     mosquitto: Mosquitto, unique_topic: str, tmp_path: Path
 ) -> None:
     # -v "topic payload" lines, bytes as sent (a file with NUL and 0xff), -l line by
-    # line (an empty line is an empty message: "(null)"), -t repeated, QoS 1 and 2.
+    # line (an empty line is an empty message: "(null)"), -t repeated, -s (all of
+    # stdin), --repeat, QoS 1 and 2.
     broker = _broker(mosquitto)
     t = unique_topic
     data = tmp_path / "payload.bin"
     data.write_bytes(b"\x00\xffbin")
-    with start_cli("sub", *broker, *f"-t {t}/# -q 2 -C 6 -v -d".split()) as sub:
+    with start_cli("sub", *broker, *f"-t {t}/# -q 2 -C 10 -v -d".split()) as sub:
         try:
             wait_for_line(sub.stderr, b"subscribed:")
             ok("pub", *broker, *f"-t {t}/m -m hello -q 1".split())
             ok("pub", *broker, *f"-t {t}/f -q 1 -f".split(), str(data))
             ok("pub", *broker, *f"-t {t}/l -l -q 1".split(), stdin=b"one\n\nthree")
             ok("pub", *broker, *f"-t {t}/a -t {t}/b -m x -q 2".split())
+            ok("pub", *broker, *f"-t {t}/s -s -q 1".split(), stdin=b"all\nof it")
+            ok("pub", *broker, *f"-t {t}/r -m again --repeat 2 -q 1".split())
             out, _ = sub.communicate(timeout=20)
         finally:
             sub.kill()
     assert sub.returncode == 0
     expected = (
-        f"{t}/m hello\n{t}/f \0\xffbin\n{t}/l one\n{t}/l (null)\n{t}/l three\n{t}/a x\n"
+        f"{t}/m hello\n{t}/f \0\xffbin\n{t}/l one\n{t}/l (null)\n{t}/l three\n"
+        f"{t}/a x\n{t}/b x\n{t}/s all\nof it\n{t}/r again\n{t}/r again\n"
     )
     assert out == expected.encode("latin-1")
 
@@ -101,7 +105,10 @@ def test_cli_retained_messages_and_the_output_options(
     js = ok("sub", *broker, *f"-t {t}/c -C 1 -V mqttv311 -F %j".split())
     assert f'"topic":"{t}/c","qos":0,"retain":1,"payloadlen":2,'.encode() in js
     assert js.endswith(b',"payload":"v1"}\n')
-    ok("pub", *broker, *f"-t {t}/c -n -r -V 311".split())
+    # --remove-retained clears what it receives: afterwards nothing is retained
+    assert ok("sub", *broker, *f"-t {t}/# --remove-retained -C 1".split()) == b"v1\n"
+    empty = cli("sub", *broker, *f"-t {t}/# -W 1".split())
+    assert (empty.returncode, empty.stdout) == (27, b"")
 
 
 def test_cli_mqtt5_properties_reach_the_subscriber(

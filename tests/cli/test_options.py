@@ -6,7 +6,8 @@ import pytest
 
 from trio_mqttconn import Properties, ProtocolVersion
 from trio_mqttconn._cli._args import CliError, build_parser
-from trio_mqttconn._cli._options import ClientOptions, client_options, parse_properties
+from trio_mqttconn._cli._options import ClientOptions, client_options
+from trio_mqttconn._cli._props import parse_properties
 from trio_mqttconn._cli._sub import matches
 
 PUB = ("connect", "publish", "will")
@@ -85,6 +86,8 @@ def test_options_tls_turns_on_with_a_ca() -> None:
     opts = options("--tls-use-os-certs", "-h", "broker")
     assert opts.uri == "mqtts://broker:8883"
     assert opts.kwargs["ssl_context"] is not None
+    assert opts.kwargs["tls_insecure"] is False
+    assert options("--tls-use-os-certs", "--insecure").kwargs["tls_insecure"] is True
     with pytest.raises(
         CliError, match=r"^TLS options need an mqtts:// or wss:// --url$"
     ):

@@ -22,7 +22,7 @@ import trio
 
 from .. import MqttClient, ProtocolVersion, QoS, __version__
 from ._args import CliError
-from ._options import number
+from ._checks import number
 
 if TYPE_CHECKING:
     import argparse

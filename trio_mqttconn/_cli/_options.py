@@ -15,90 +15,19 @@ from urllib.parse import unquote
 
 import attrs
 
-from .. import Properties, ProtocolVersion, QoS, Will
+from .. import Properties, ProtocolVersion, Will
 from ._args import CliError
+from ._checks import number, qos, text, topic_name
+from ._props import parse_properties
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection
 
-__all__ = [
-    "ClientOptions",
-    "client_options",
-    "number",
-    "parse_properties",
-    "protocol_version",
-    "qos",
-    "text",
-    "topic_filter",
-    "topic_name",
-]
+__all__ = ["ClientOptions", "client_options", "protocol_version"]
 
 _FOREVER: Final = 0xFFFFFFFF
 _U32: Final = 0xFFFFFFFF
-
-
-def number(option: str, value: str, low: int, high: int) -> int:
-    """*value* as an integer in ``low..high``, or a CliError naming *option*."""
-    try:
-        result = int(value, 10)
-    except ValueError:
-        result = low - 1
-    if not low <= result <= high:
-        raise CliError(f"{option} must be a number from {low} to {high}, not {value!r}")
-    return result
-
-
-def qos(option: str, value: str) -> QoS:
-    """A QoS level 0, 1 or 2 given to *option*."""
-    return QoS(number(option, value, 0, 2))
-
-
-def text(option: str, value: str, *, secret: bool = False) -> str:
-    """*value* if it is valid UTF-8 without NUL characters (MQTT strings).
-
-    The message shows the value unless it is *secret* (a password, a URL).
-    """
-    shown = "" if secret else f": {os.fsencode(value)!r}"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise CliError(f"{option} is not valid UTF-8{shown}") from None
-    if "\0" in value:
-        raise CliError(f"{option} must not contain NUL characters{shown}")
-    return value
-
-
-def topic_name(option: str, value: str) -> str:
-    """A topic to publish to: UTF-8, not empty, no wildcards."""
-    text(option, value)
-    if not value:
-        raise CliError(f"{option}: a topic cannot be empty")
-    if "+" in value or "#" in value:
-        raise CliError(
-            f"{option}: cannot publish to {value!r}: "
-            "wildcards (+, #) are for subscribing only"
-        )
-    return value
-
-
-def topic_filter(option: str, value: str) -> str:
-    """A topic filter: UTF-8, not empty, ``+`` a whole level, ``#`` the last level."""
-    text(option, value)
-    if not value:
-        raise CliError(f"{option}: a topic filter cannot be empty")
-    levels = value.split("/")
-    for index, level in enumerate(levels):
-        if ("+" in level and level != "+") or ("#" in level and level != "#"):
-            raise CliError(
-                f"{option}: bad topic filter {value!r}: "
-                "a wildcard (+, #) must fill a whole level"
-            )
-        if level == "#" and index != len(levels) - 1:
-            raise CliError(
-                f"{option}: bad topic filter {value!r}: '#' must be the last level"
-            )
-    return value
 
 
 def protocol_version(value: str) -> ProtocolVersion:
@@ -110,128 +39,6 @@ def protocol_version(value: str) -> ProtocolVersion:
     if name in ("31", "3.1", "3"):
         raise CliError("-V: MQTT 3.1 is not supported; use -V 311 or -V 5")
     raise CliError(f"-V must be 5 (mqttv5) or 311 (mqttv311), not {value!r}")
-
-
-# -- MQTT 5 properties (-D) ---------------------------------------------------------
-
-# name -> (Properties field, kind, low, high); kind: int, str, bin or pair.
-_PROPERTIES: Final[dict[str, tuple[str, str, int, int]]] = {
-    "payload-format-indicator": ("payload_format_indicator", "int", 0, 1),
-    "message-expiry-interval": ("message_expiry_interval", "int", 0, _U32),
-    "content-type": ("content_type", "str", 0, 0),
-    "response-topic": ("response_topic", "str", 0, 0),
-    "correlation-data": ("correlation_data", "bin", 0, 0),
-    "subscription-identifier": ("subscription_identifiers", "int", 1, 268_435_455),
-    "session-expiry-interval": ("session_expiry_interval", "int", 0, _U32),
-    "authentication-method": ("authentication_method", "str", 0, 0),
-    "authentication-data": ("authentication_data", "bin", 0, 0),
-    "request-problem-information": ("request_problem_information", "int", 0, 1),
-    "will-delay-interval": ("will_delay_interval", "int", 0, _U32),
-    "request-response-information": ("request_response_information", "int", 0, 1),
-    "receive-maximum": ("receive_maximum", "int", 1, 65535),
-    "topic-alias-maximum": ("topic_alias_maximum", "int", 0, 65535),
-    "topic-alias": ("topic_alias", "int", 1, 65535),
-    "maximum-packet-size": ("maximum_packet_size", "int", 1, _U32),
-    "user-property": ("user_properties", "pair", 0, 0),
-    "reason-string": ("reason_string", "str", 0, 0),
-    "server-reference": ("server_reference", "str", 0, 0),
-}
-_BROKER_ONLY: Final = frozenset(
-    {
-        "assigned-client-identifier",
-        "server-keep-alive",
-        "response-information",
-        "maximum-qos",
-        "retain-available",
-        "wildcard-subscription-available",
-        "subscription-identifier-available",
-        "shared-subscription-available",
-    }
-)
-_MESSAGE: Final = frozenset(
-    {
-        "payload-format-indicator",
-        "message-expiry-interval",
-        "content-type",
-        "response-topic",
-        "correlation-data",
-        "user-property",
-    }
-)
-_ALLOWED: Final[dict[str, frozenset[str]]] = {
-    "connect": frozenset(
-        {
-            "session-expiry-interval",
-            "authentication-method",
-            "authentication-data",
-            "request-problem-information",
-            "request-response-information",
-            "receive-maximum",
-            "topic-alias-maximum",
-            "maximum-packet-size",
-            "user-property",
-        }
-    ),
-    "publish": _MESSAGE | {"topic-alias"},
-    "will": _MESSAGE | {"will-delay-interval"},
-    "subscribe": frozenset({"subscription-identifier", "user-property"}),
-    "unsubscribe": frozenset({"user-property"}),
-    "disconnect": frozenset(),
-    "auth": frozenset(),
-}
-
-
-def _property_value(where: str, kind: str, low: int, high: int, value: str) -> object:
-    if kind == "int":
-        return number(where, value, low, high)
-    if kind == "bin":
-        return os.fsencode(value)
-    return text(where, value)
-
-
-def parse_properties(
-    items: Sequence[Sequence[str]], commands: Collection[str]
-) -> dict[str, dict[str, Any]]:
-    """The ``-D COMMAND NAME VALUE [VALUE]`` options as Properties fields per command.
-
-    Only the commands in *commands* are accepted (pub sends no SUBSCRIBE ...).
-    """
-    result: dict[str, dict[str, Any]] = {}
-    for item in items:
-        command = item[0]
-        name = item[1] if len(item) > 1 else ""
-        values = item[2:]
-        where = f"-D {command} {name}".rstrip()
-        if command not in _ALLOWED:
-            raise CliError(
-                f"-D: unknown command {command!r}; use "
-                + ", ".join(c for c in _ALLOWED if c in commands)
-            )
-        if command not in commands or not _ALLOWED[command]:
-            raise CliError(f"-D {command}: this command sends no {command} properties")
-        if not name:
-            raise CliError(f"{where}: expected a property name and a value")
-        if name in _BROKER_ONLY:
-            raise CliError(f"{where}: only the broker sends this property")
-        if name not in _PROPERTIES:
-            raise CliError(f"{where}: unknown property {name!r}")
-        if name not in _ALLOWED[command]:
-            raise CliError(f"{where}: not allowed in {command}")
-        field, kind, low, high = _PROPERTIES[name]
-        wanted = 2 if kind == "pair" else 1
-        if len(values) != wanted:
-            shape = "NAME VALUE" if wanted == 2 else "VALUE"
-            raise CliError(f"{where}: expected {shape} after the property name")
-        fields = result.setdefault(command, {})
-        if kind == "pair":
-            pair = (text(where, values[0]), text(where, values[1]))
-            fields[field] = (*fields.get(field, ()), pair)
-            continue
-        if field in fields:
-            raise CliError(f"{where}: given twice")
-        parsed = _property_value(where, kind, low, high, values[0])
-        fields[field] = (parsed,) if field == "subscription_identifiers" else parsed
-    return result
 
 
 # -- the client ---------------------------------------------------------------------

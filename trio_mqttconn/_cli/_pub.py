@@ -17,7 +17,8 @@ import trio
 
 from .. import MqttClient, Properties
 from ._args import CliError
-from ._options import client_options, number, qos, topic_name
+from ._checks import number, qos, topic_name
+from ._options import client_options
 
 if TYPE_CHECKING:
     import argparse

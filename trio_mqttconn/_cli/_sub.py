@@ -16,8 +16,9 @@ import trio
 
 from .. import MqttClient, Properties, RetainHandling, TopicSubscription
 from ._args import CliError
+from ._checks import number, qos, topic_filter
 from ._format import Printer
-from ._options import client_options, number, qos, topic_filter
+from ._options import client_options
 
 if TYPE_CHECKING:
     import argparse
