@@ -249,3 +249,17 @@ def build(session: nox.Session) -> None:
     # -I and a working directory outside the checkout: the wheel, not the sources.
     with session.chdir(tmp):
         session.run(python, "-I", "-c", _WHEEL_PROBE, version, external=True)
+
+
+@nox.session
+def interop(session: nox.Session) -> None:
+    """Run our message queue against the upstream Python one, both ways (interop/).
+
+    The upstream queue is ``pip-services4-mqtt`` from the package index; it needs
+    paho-mqtt 1.x, which conflicts with the bench extra (paho 2.2), hence a session
+    of its own, outside the default run and outside ``tests/``.
+    """
+    ensure_mosquitto(session)
+    session.install("-e", ".[test]")
+    session.install("pip-services4-mqtt==0.0.1", "paho-mqtt>=1.6,<2")
+    session.run("pytest", *(session.posargs or ["interop"]))
