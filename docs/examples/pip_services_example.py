@@ -13,9 +13,10 @@ import trio
 
 from trio_mqttconn import (
     ConfigParams,
+    Context,
+    DefaultMqttFactory,
     Descriptor,
     Message,
-    MessageEnvelope,
     MqttConnection,
     MqttMessageQueue,
     References,
@@ -70,8 +71,13 @@ async def main() -> None:
         for line in listener.received:
             print(line)
 
-        # A message queue on the same (shared) connection.
-        queue = MqttMessageQueue("invoices", nursery=nursery)
+        # A message queue on the same (shared) connection, made as a container makes
+        # it: by its upstream descriptor (the name is the descriptor's).
+        queue = DefaultMqttFactory().create(
+            Descriptor("pip-services", "message-queue", "mqtt", "invoices", "1.0")
+        )
+        assert isinstance(queue, MqttMessageQueue)
+        queue.bind(nursery)
         queue_config = ConfigParams.from_tuples(
             "topic", f"{prefix}/invoices",
             "options.autosubscribe", True,
@@ -81,8 +87,9 @@ async def main() -> None:
         queue.configure(queue_config)
         queue.set_references(references)
         await queue.open(None)
-        await queue.send(
-            None, MessageEnvelope("trace-1", "invoice.created", {"order": 1})
+        # A context carries the trace id to pip-services loggers; a plain id works too.
+        await queue.send_as_object(
+            Context.from_trace_id("trace-1"), "invoice.created", {"order": 1}
         )
         envelope = await queue.receive(None, 10_000)
         assert envelope is not None
