@@ -49,6 +49,7 @@ import anyio.lowlevel
 import attrs
 
 from ._config import ConfigParams, to_boolean
+from ._context import as_context
 from ._enums import ProtocolVersion, QoS
 from ._exceptions import ConfigError
 from ._references import (
@@ -579,7 +580,8 @@ def _endpoints(
 async def _call(method: object, context: object, key: str) -> object:
     if not callable(method):
         raise TypeError(f"expected a method, not {type(method).__name__}")
-    result = method(context, key)
+    # A pip-services service reads its context with context.get(): never a plain id.
+    result = method(as_context(context), key)
     if inspect.isawaitable(result):
         result = await result
     return result

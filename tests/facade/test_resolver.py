@@ -19,6 +19,7 @@ import trustme
 
 from trio_mqttconn import _resolver
 from trio_mqttconn._config import ConfigParams
+from trio_mqttconn._context import Context
 from trio_mqttconn._enums import ProtocolVersion, QoS
 from trio_mqttconn._exceptions import ConfigError
 from trio_mqttconn._references import (
@@ -573,7 +574,7 @@ async def test_resolver_discovery_async_gets_context() -> None:
         context="trace-1",
     )
     assert resolved.uris == ["mqtt://d1:1884", "mqtts://d2:8883"]
-    assert discovery.calls == [("trace-1", "broker")]
+    assert discovery.calls == [(Context.from_trace_id("trace-1"), "broker")]
 
 
 @pytest.mark.parametrize("is_async", [False, True])
@@ -723,7 +724,7 @@ async def test_resolver_credential_store_async_gets_context() -> None:
         context="trace-2",
     )
     assert (resolved.username, resolved.password) == ("svc", "hunter2")
-    assert store.calls == [("trace-2", "broker")]
+    assert store.calls == [(Context.from_trace_id("trace-2"), "broker")]
 
 
 @anyio_test
