@@ -69,10 +69,12 @@ def trace_id_of(context: object) -> str | None:
 
     Args:
         context: a pip-services context (anything with ``get(key)``), a plain
-            trace id, or None.
+            trace id (text or a number), or None.
     """
     if context is None or isinstance(context, str):
         return context or None
+    if isinstance(context, int) and not isinstance(context, bool):
+        return str(context)  # a numeric id, as some callers pass one
     get = getattr(context, "get", None)
     if callable(get):
         for key in ("trace_id", "traceId", "correlation_id"):

@@ -230,6 +230,9 @@ def test_context_from_trace_id() -> None:
     assert context.get("client") is None
     assert context.get_trace_id() == "123"
     assert Context.from_trace_id(None).get_trace_id() is None
+    assert MessageEnvelope(42, "T", None).trace_id == "42"
+    assert MessageEnvelope(True, "T", None).trace_id is None
+    assert MessageEnvelope(object(), "T", None).trace_id is None
 
 
 # -- the queue's upstream API -----------------------------------------------------------

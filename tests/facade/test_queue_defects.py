@@ -391,6 +391,10 @@ async def test_resolved_connection_reads_as_upstream_options() -> None:
     assert options.get("missing") is None
     assert options.get_as_string("uri") == "mqtt://broker:1883"
     assert options["port"] == "1883"
+    assert options.get_as_nullable_string("nothing") is None
+    assert options.get_as_integer("port") == 1883
+    assert options.get_as_object()["host"] == "broker"
+    assert len(options) == len(list(options)) == 7
     assert options.port == 1883  # the typed attributes stay
     assert "hunter2" not in repr(options)
 
