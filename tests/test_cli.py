@@ -193,6 +193,26 @@ def _ca(mosquitto: Mosquitto, tmp_path: Path) -> str:
     return str(ca)
 
 
+def test_cli_sub_into_a_closed_pipe_stops_quietly(
+    mosquitto: Mosquitto, unique_topic: str, tmp_path: Path
+) -> None:
+    # `sub | head -c 2`: the reader goes away while the payloads are being written;
+    # the next write fails with EPIPE, and sub ends without a word.
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 300_000)
+    t = unique_topic
+    broker = _broker(mosquitto)
+    ok("pub", *broker, *f"-t {t}/1 -t {t}/2 -r -q 1 -f".split(), str(big))
+    with start_cli("sub", *broker, *f"-t {t}/# -C 2".split()) as sub:
+        assert sub.stdout is not None
+        assert sub.stdout.read(2) == b"xx"
+        sub.stdout.close()
+        assert sub.wait(timeout=20) == 0
+        assert sub.stderr is not None
+        assert sub.stderr.read() == b""
+    ok("pub", *broker, *f"-t {t}/1 -t {t}/2 -n -r".split())
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -219,6 +239,11 @@ BAD_INPUT: list[tuple[str, list[str | bytes], str]] = [
     ("pub", words("-t a -m x -D frobnicate x y"), "unknown command 'frobnicate'"),
     ("pub", words("-t a -m x -V 311 -D publish content-type x"), "needs -V 5"),
     ("pub", words("-t a -m x -q 3"), "-q must be a number from 0 to 2"),
+    (
+        "pub",
+        words("-t a -m x --repeat-delay soon"),
+        "--repeat-delay must be 0 to 86400",
+    ),
     ("pub", ["-t", "a"], "give the message with -m, -f, -s, -l or -n"),
     ("pub", ["-m", "x"], "give a topic with -t"),
     ("pub", words("-t a -f /nonexistent/file"), "cannot read '/nonexistent/file'"),

@@ -17,7 +17,18 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 def _env() -> dict[str, str]:
     path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    if _measured():
+        # The command line runs in these subprocesses: measure them too. coverage's
+        # .pth hook starts it there from this variable; with ``parallel = true`` each
+        # process writes its own data file, which ``coverage combine`` merges.
+        env["COVERAGE_PROCESS_START"] = str(ROOT / "pyproject.toml")
+    return env
+
+
+def _measured() -> bool:
+    coverage = sys.modules.get("coverage")
+    return coverage is not None and coverage.Coverage.current() is not None
 
 
 def _command(args: list[str | bytes]) -> list[str | bytes]:

@@ -6,6 +6,7 @@ import pytest
 
 from trio_mqttconn import Properties, ProtocolVersion
 from trio_mqttconn._cli._args import CliError, build_parser
+from trio_mqttconn._cli._checks import topic_filter, topic_name
 from trio_mqttconn._cli._options import ClientOptions, client_options
 from trio_mqttconn._cli._props import parse_properties
 from trio_mqttconn._cli._sub import matches
@@ -160,3 +161,29 @@ def test_options_filter_out_matching(
     topic_filter: str, topic: str, expected: bool
 ) -> None:
     assert matches(topic_filter, topic) is expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-h", "a\0b"], r"^-h must not contain NUL characters: b'a\\x00b'$"),
+        (["--cafile", "/nonexistent.pem"], r"^--cafile: cannot load CA certificates: "),
+        (
+            ["--capath", "/nonexistent"],
+            r"^--capath: '/nonexistent' is not a directory$",
+        ),
+        (["--cert", "/nonexistent.pem"], r"^--cert/--key: cannot load the client cert"),
+        (["--unix", "/s", "-p", "1"], r"^give either --unix or -h/-p, not both$"),
+        (["--insecure", "--cafile", "/nonexistent.pem"], r"^--cafile: "),
+    ],
+)
+def test_options_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(CliError, match=message):
+        options(*argv)
+
+
+def test_options_empty_topics_are_errors() -> None:
+    with pytest.raises(CliError, match=r"^-t: a topic cannot be empty$"):
+        topic_name("-t", "")
+    with pytest.raises(CliError, match=r"^-t: a topic filter cannot be empty$"):
+        topic_filter("-t", "")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -52,7 +53,7 @@ class _Progress:
 
     def step(self, n: int = 1) -> None:
         self.done += n
-        if self.tty and (now := trio.current_time()) - self._shown >= 0.1:
+        if self.tty and (now := time.monotonic()) - self._shown >= 0.1:
             self._shown = now
             sys.stderr.write("\r" + self._line())
             sys.stderr.flush()

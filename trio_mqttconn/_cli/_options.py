@@ -74,6 +74,8 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         if args.key:
             raise CliError("--key needs --cert")
         return None
+    if args.capath and not os.path.isdir(args.capath):
+        raise CliError(f"--capath: {args.capath!r} is not a directory")
     try:
         context = ssl.create_default_context(cafile=args.cafile, capath=args.capath)
         if args.tls_use_os_certs and (args.cafile or args.capath):

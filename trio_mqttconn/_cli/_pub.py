@@ -53,14 +53,7 @@ async def _pub(args: argparse.Namespace, payload: bytes | None) -> int:
     properties = Properties(**publish_props) if publish_props else None
     level = qos("-q", args.qos)
     repeat = number("--repeat", args.repeat, 1, 2**31)
-    try:
-        delay = float(args.repeat_delay)
-    except ValueError:
-        delay = -1.0
-    if not 0 <= delay < 86400:
-        raise CliError(
-            f"--repeat-delay must be 0 to 86400 seconds, not {args.repeat_delay!r}"
-        )
+    delay = args.delay
 
     async def send(data: bytes) -> None:
         if properties is not None and properties.payload_format_indicator == 1:
@@ -116,5 +109,13 @@ def run_pub(args: argparse.Namespace) -> int:
         raise CliError("give a topic with -t (or in --url)")
     qos("-q", args.qos)
     number("--repeat", args.repeat, 1, 2**31)
+    try:
+        args.delay = float(args.repeat_delay)
+    except ValueError:
+        args.delay = -1.0
+    if not 0 <= args.delay <= 86400:
+        raise CliError(
+            f"--repeat-delay must be 0 to 86400 seconds, not {args.repeat_delay!r}"
+        )
     payload = _payload(args)
     return trio.run(_pub, args, payload)
