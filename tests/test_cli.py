@@ -85,6 +85,16 @@ def test_cli_retained_messages_and_the_output_options(
     stale = cli("sub", *broker, *f"-t {t}/# -R -W 1".split())
     assert (stale.returncode, stale.stdout) == (27, b"")
     assert stale.stderr == f"{PROG} sub: error: timed out after 1 s (-W)\n".encode()
+    # %J wants JSON payloads: the others are reported, once each, on stderr; -U
+    # unsubscribes (with MQTT 5 properties) after subscribing
+    json_only = cli("sub", *broker, *f"-t {t}/# -T {t}/a -F %J -W 1 -U {t}/x".split(),
+                    *words("-D unsubscribe user-property why test"))  # fmt: skip
+    assert (json_only.returncode, json_only.stdout) == (27, b"")
+    assert sorted(json_only.stderr.decode().splitlines()) == [
+        f"{PROG} sub: error: timed out after 1 s (-W)",
+        f"{PROG} sub: warning: the payload on topic '{t}/b' is not valid JSON",
+        f"{PROG} sub: warning: the payload on topic '{t}/c' is not valid JSON",
+    ]
     # -n -r clears retained messages
     ok("pub", *broker, *f"-t {t}/a -t {t}/b -n -r -q 1".split())
     # -F: mosquitto's format language

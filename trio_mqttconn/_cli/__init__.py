@@ -87,7 +87,7 @@ def _run(context: _Context) -> int:
         return 0
     if args.command is None:
         raise CliError("choose a command: pub, sub, bench or demo", status=2)
-    context.where = f"{prog} {args.command}"
+    context.where = args.where = f"{prog} {args.command}"
     context.quiet = getattr(args, "quiet", False)
     if getattr(args, "debug", False):
         logging.basicConfig(

@@ -49,6 +49,11 @@ def matches(topic_filter: str, topic: str) -> bool:
     return len(parts) == len(levels)
 
 
+def _warn(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        sys.stderr.write(f"{args.where}: warning: {text}\n")
+
+
 async def _receive(
     client: MqttClient, args: argparse.Namespace, printer: Printer, count: int
 ) -> None:
@@ -75,16 +80,21 @@ async def _receive(
             raise CliError(
                 f"the broker refused every subscription: {', '.join(refused)}"
             )
-        log = logging.getLogger("trio_mqttconn.cli")
         for topic in refused:
-            log.warning("the broker refused the subscription to %r", topic)
+            _warn(args, f"the broker refused the subscription to {topic!r}")
         granted = (
             f"{o.filter} ({'refused' if c.is_failure else f'QoS {int(c)}'})"
             for o, c in zip(options, codes, strict=False)
         )
-        log.debug("subscribed: %s", ", ".join(granted))
+        logging.getLogger("trio_mqttconn.cli").debug(
+            "subscribed: %s", ", ".join(granted)
+        )
         if args.unsubscribe:
-            await client.unsubscribe_filters(args.unsubscribe)
+            unsub_props = args.properties.get("unsubscribe")
+            await client.unsubscribe_filters(
+                args.unsubscribe,
+                properties=Properties(**unsub_props) if unsub_props else None,
+            )
         if args.exit_after_sub:
             return
         async for message in messages:
@@ -99,7 +109,7 @@ async def _receive(
             try:
                 data = printer.render(message)
             except ValueError as exc:
-                sys.stderr.write(f"warning: {exc}\n")
+                _warn(args, str(exc))
                 continue
             if data:
                 out.write(data)
