@@ -83,7 +83,10 @@ class Connected:
     properties: Properties = EMPTY_PROPERTIES
     """CONNACK properties."""
     resent: int = 0
-    """How many PUBLISH/PUBREL were queued for re-sending ([MQTT-4.4.0-1])."""
+    """How many PUBLISH/PUBREL were queued for re-sending now ([MQTT-4.4.0-1]);
+    re-sends beyond the broker's Receive Maximum follow in later `data_to_send`
+    (``ClientSession.resends_waiting``). A re-send that breaks a limit of this
+    connection is not sent: a `PublishCompleted` with ``error`` follows this event."""
     discarded: tuple[PublishPacket, ...] = ()
     """Unacknowledged QoS 1/2 PUBLISH dropped because the broker had no session
     ([MQTT-3.2.2-5]); the engine may publish them again as new messages."""

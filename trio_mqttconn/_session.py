@@ -812,7 +812,13 @@ class ClientSession:
         return events
 
     def data_to_send(self) -> bytes:
-        """Return (and forget) the acknowledgements and re-sends queued so far."""
+        """Return (and forget) the acknowledgements and re-sends queued so far.
+
+        The engine writes it after every `events` call (a PUBREL may be queued
+        with no event returned) and after `withdraw`: re-sends held back by the
+        broker's Receive Maximum are queued here as acknowledgements free the
+        quota (`resends_waiting`).
+        """
         out = self._out
         if not out:
             return b""
