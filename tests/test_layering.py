@@ -64,3 +64,36 @@ def test_layering_facades_use_the_engine_not_the_core(path: Path) -> None:
     for name, _level in _imports(path):
         last = name.split(".")[-1]
         assert last not in FORBIDDEN_IN_FACADES, f"{path.name} imports {name}"
+
+
+ENGINE = PACKAGE / "_engine"
+#: What the engine's inside may not import: the facades built on top of it.
+FORBIDDEN_IN_ENGINE = {"_connection", "_queue", "aiomqtt", "__main__", "_resolver"}
+
+
+def _engine_files() -> list[Path]:
+    return sorted(ENGINE.glob("*.py"))
+
+
+@pytest.mark.parametrize("path", _engine_files(), ids=lambda p: p.name)
+def test_layering_engine_does_not_import_facades(path: Path) -> None:
+    for name, _level in _imports(path):
+        parts = set(name.split("."))
+        assert not parts & FORBIDDEN_IN_ENGINE, f"_engine/{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", _facade_files(), ids=lambda p: p.name)
+def test_layering_facades_do_not_reach_into_the_engine(path: Path) -> None:
+    for name, _level in _imports(path):
+        assert "_engine" not in name.split("."), f"{path.name} imports {name}"
+
+
+def test_layering_only_the_link_hands_out_the_session() -> None:
+    # One owner per connection: inside the engine, the session is reached through
+    # a Link (``link.session``); only the connector (which makes links) and the
+    # link itself hold it directly.
+    for path in _engine_files():
+        if path.name in ("link.py", "connector.py"):
+            continue
+        source = path.read_text()
+        assert "client._session" not in source, f"_engine/{path.name} uses the session"

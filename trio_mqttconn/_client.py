@@ -1,4 +1,4 @@
-"""MqttClient: the engine. One attrs object that runs inside a task group.
+"""MqttClient: the public lifecycle object of the engine.
 
 Theory of operation
 -------------------
@@ -7,55 +7,55 @@ client does in the background is a child of it, each child under a cancel scope 
 own (``_spawn``), so that ``aclose()`` stops exactly the client's tasks: with
 ``async with`` the caller's body runs in the same task group and is never cancelled by
 the client closing (and, those scopes being shielded, cancelling the body does not tear
-the client down before ``__aexit__`` has disconnected gracefully). The first connection
-is made by the caller's task, then:
+the client down before ``__aexit__`` has disconnected gracefully).
 
-* the **supervisor** keeps the client connected: it serves one connection at a time,
-  reading it itself (bytes -> session -> events -> waiters and subscription channels;
-  it never calls user code), and when the connection ends it waits (capped exponential
-  backoff with jitter) and reconnects, cycling through the URIs;
-* beside it, for each connection, the **keepalive** watchdog (PINGREQ when idle, dead
-  peer after 1.5 x keepalive of silence counted only while the reader waits for bytes)
-  and, after a reconnect with something to restore, a **restore** task (re-sends,
-  re-publishes, re-subscribes); their scopes end with the connection;
-* one **dispatcher** per listener-style subscription (one shared by every synchronous
-  listener) feeds listeners from the subscriptions' memory channels.
+The inside lives in ``trio_mqttconn._engine``, one concern per module:
+
+* ``link``: one `Link` per connection: the stream, the write path, the keepalive
+  watchdog, withheld acknowledgements, and the **only** way to the session while
+  that connection lives (a task that wakes after it ended gets `ConnectionLost`);
+* ``connector``: handshake, failover over the URIs, the supervisor that reconnects
+  with backoff;
+* ``restore``: resend / resubscribe / republish after a reconnect;
+* ``operations``: the publish path and the callers waiting for acknowledgements;
+* ``router``: subscriptions and the delivery of received messages (the reader never
+  waits for a consumer: messages that do not fit are parked; see there).
+
+Task tree (names as in ``trio``'s task list)::
+
+    mqtt-supervisor[id]      serves one link at a time (reads it), reconnects
+      mqtt-keepalive[id]     per link: PINGREQ, dead-peer detection
+      mqtt-acks[id]          per link: writes released (withheld) acknowledgements
+      mqtt-restore[id]       per link after a reconnect: resend, resubscribe, republish
+    mqtt-dispatch[filter]    one per async listener
+    mqtt-dispatch[id]        one for every synchronous listener (the hub)
 
 Protocol state lives in the sans-IO :class:`~trio_mqttconn._session.ClientSession`, which
 survives reconnects, so unacknowledged QoS 1/2 data is re-sent (session present) or
-published again (session lost). Public calls wait on small records (an Event and a
-result) keyed by packet id; a cancelled caller unregisters its record, the session keeps
-the in-flight entry.
-
-All writes go through ``_send`` under one lock. A write that fails or is cancelled half
-way may have left part of a packet on the wire, so the connection is dropped and
-replaced (``session.send_failed()``): frames are never continued.
+published again (session lost).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import inspect
 import logging
-import math
-import random as _random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Self, final
+from typing import TYPE_CHECKING, Self, final
 
 import anyio
 import anyio.abc
 import attrs
 
-from ._backoff import Backoff
+from ._engine import connector, operations, restore
+from ._engine.link import Counters, Hold, Link
+from ._engine.operations import Operation
+from ._engine.router import HUB_BUFFER, RUNNING_IN, Router, run_listener
 from ._enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
 from ._events import (
     AuthReceived,
-    Connected,
-    ConnectionRefused,
     Disconnected,
-    Event,
     MessageReceived,
     PongReceived,
     PublishCompleted,
@@ -63,9 +63,7 @@ from ._events import (
     Unsubscribed,
 )
 from ._exceptions import (
-    ConnectError,
     ConnectionLost,
-    ConnectTimeout,
     MqttError,
     MqttInternalError,
     NotOpenError,
@@ -81,25 +79,22 @@ from ._groups import (
     event_factory,
     open_task_group,
 )
-from ._packets import ConnectPacket, PublishPacket, TopicSubscription, Will
+from ._packets import PublishPacket, TopicSubscription, Will
 from ._properties import EMPTY_PROPERTIES, Properties
 from ._session import ClientSession, SessionState
-from ._subscription import _STREAK, Listener, Overflow, Subscription
-from ._subtree import SubscriptionTree
+from ._subscription import Listener, Overflow, Subscription, _Intake
 from ._topics import validate_topic_filter, validate_topic_name
-from ._transports import Endpoint, connect_stream, direct_socket, parse_uri
+from ._transports import Endpoint, parse_uri
 
 if TYPE_CHECKING:
-    import socket
+    import random as _random
     import ssl
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
-    from anyio.streams.memory import (
-        MemoryObjectReceiveStream,
-        MemoryObjectSendStream,
-    )
+    from anyio.streams.memory import MemoryObjectSendStream
 
+    from ._events import Connected, Event
     from ._message import Message
 
 __all__ = ["ClientStatistics", "MqttClient", "Transport"]
@@ -108,35 +103,12 @@ __all__ = ["ClientStatistics", "MqttClient", "Transport"]
 Transport = Callable[[Endpoint], Awaitable[anyio.abc.ByteStream]]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
-#: Capacity of the channel shared by synchronous listeners.
-_HUB_BUFFER = 1024
-_READ_SIZE = 65536
-#: The client whose own task (a listener's dispatcher) is running, if any.
-_RUNNING_IN: contextvars.ContextVar[MqttClient | None] = contextvars.ContextVar(
-    "trio_mqttconn_running_in", default=None
-)
-#: Reason codes of a refused CONNACK that retrying cannot fix.
-_FATAL_CONNACK = frozenset(
-    {
-        ReasonCode.BAD_USER_NAME_OR_PASSWORD,
-        ReasonCode.NOT_AUTHORIZED,
-        ReasonCode.BANNED,
-        ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
-        ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
-        ReasonCode.BAD_AUTHENTICATION_METHOD,
-    }
-)
-
-_REFUSAL_HINTS = {
-    ReasonCode.BAD_USER_NAME_OR_PASSWORD: "; check the user name and password",
-    ReasonCode.NOT_AUTHORIZED: "; check the user name, password and the broker's ACL",
-    ReasonCode.CLIENT_IDENTIFIER_NOT_VALID: "; use another client_id",
-    ReasonCode.UNSUPPORTED_PROTOCOL_VERSION: (
-        "; the broker does not speak this MQTT version, try protocol=ProtocolVersion.V311"
-    ),
-    ReasonCode.SERVER_UNAVAILABLE: "; try again later",
-    ReasonCode.SERVER_BUSY: "; try again later",
-}
+#: Compatibility names (older code and tests import them from here).
+_RUNNING_IN = RUNNING_IN
+_HUB_BUFFER = HUB_BUFFER
+_FATAL_CONNACK = connector.FATAL_CONNACK
+_Operation = Operation
+_Connection = Link
 
 
 @final
@@ -162,95 +134,10 @@ class ClientStatistics:
     """Bytes read from the broker."""
     bytes_sent: int
     """Bytes written to the broker."""
-
-
-@attrs.define(eq=False)
-class _Operation:
-    """A caller waiting for the broker's answer to one packet."""
-
-    packet_id: int
-    #: The running backend's event (``MqttClient._new_event``).
-    done: _Event
-    result: Event | None = None
-    error: BaseException | None = None
-    #: A SUBSCRIBE/UNSUBSCRIBE (asked again after a reconnect), not a PUBLISH
-    #: (which the session itself keeps in flight).
-    request: bool = False
-    #: The request must be sent again on the next connection.
-    retry: bool = False
-
-    def finish(self, result: Event) -> None:
-        self.result = result
-        self.done.set()
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.done.set()
-
-    def ask_retry(self) -> None:
-        self.retry = True
-        self.done.set()
-
-
-@attrs.define(eq=False)
-class _Batch:
-    """Bytes queued behind the active writer, written together."""
-
-    done: anyio.Event = attrs.Factory(anyio.Event)
-    error: BaseException | None = None
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.done.set()
-
-
-@attrs.define(eq=False)
-class _Connection:
-    """One live stream to the broker and the bookkeeping of its watchdog."""
-
-    stream: anyio.abc.ByteStream
-    endpoint: Endpoint
-    keepalive: float
-    last_heard: float
-    last_sent: float
-    on_end: Callable[[], None]
-    #: The stream's socket, when writes may go to it directly (see direct_socket).
-    sock: socket.socket | None = None
-    #: The cancel scopes of the work serving this connection (reader, keepalive,
-    #: restore); ending the connection cancels them all.
-    scopes: list[anyio.CancelScope] = attrs.Factory(list)
-    ping_outstanding: bool = False
-    reader_paused: bool = False
-    ended: BaseException | None = None
-    #: The stream has been closed (or is being closed).
-    closed: bool = False
-    #: A task is writing on this stream; others queue in the outbox.
-    writing: bool = False
-    outbox: list[bytes] = attrs.Factory(list)
-    batch: _Batch = attrs.Factory(_Batch)
-
-    def end(self, reason: BaseException) -> None:
-        """Record why the connection ended (first reason wins) and stop its tasks."""
-        if self.ended is None:
-            self.ended = reason
-            self.on_end()
-            for scope in self.scopes:
-                scope.cancel()
-
-    async def close(self) -> None:
-        """Close the stream once, even from a cancelled task."""
-        if not self.closed:
-            self.closed = True
-            with anyio.CancelScope(shield=True):
-                await anyio.aclose_forcefully(self.stream)
-
-    def new_scope(self, *, shield: bool = False) -> anyio.CancelScope:
-        """A cancel scope that ends with this connection."""
-        scope = anyio.CancelScope(shield=shield)
-        if self.ended is not None:
-            scope.cancel()
-        self.scopes.append(scope)
-        return scope
+    last_disconnect_reason: str | None = None
+    """Why the last connection ended (None while the first one lives)."""
+    last_disconnect_time: float | None = None
+    """When the last connection ended, in the running backend's clock (seconds)."""
 
 
 def _to_payload(payload: bytes | bytearray | memoryview | str) -> bytes:
@@ -264,6 +151,15 @@ def _to_payload(payload: bytes | bytearray | memoryview | str) -> bytes:
         f"payload must be bytes or str, not {type(payload).__name__}; "
         "encode other values before publishing"
     )
+
+
+def _check_topic(name: str, value: object) -> None:
+    if type(value) is not str:
+        raise TypeError(
+            f"{name} must be a str, not {type(value).__name__}: {value!r}"
+            if isinstance(value, bytes)
+            else f"{name} must be a str, not {type(value).__name__}"
+        )
 
 
 def _to_endpoints(uri_or_uris: str | Sequence[str]) -> tuple[Endpoint, ...]:
@@ -331,11 +227,17 @@ class MqttClient:
         max_reconnect_delay: Cap of the reconnect delay, in seconds.
         reconnect_jitter: Random spread of each delay, as a fraction (0 disables).
         properties: Extra MQTT 5 CONNECT properties.
-        receive_maximum: QoS 1/2 messages the broker may send before we acknowledge.
+        receive_maximum: QoS 1/2 messages the broker may send before we acknowledge
+            (MQTT 5). It bounds the memory of messages parked for slow consumers:
+            at most this many wait, so the default is 1000, not 65535.
         maximum_packet_size: Largest packet we accept (None: no limit).
         topic_alias_maximum: Topic aliases the broker may use towards us.
         outgoing_topic_aliases: Use topic aliases for our publishes when allowed.
         disconnect_timeout: Seconds granted to the DISCONNECT on close.
+        intake_limit: Bytes of QoS 0 messages that may wait beside full
+            subscription buffers (``overflow="wait"``) before the client stops
+            reading from the broker until consumers caught up (TCP backpressure).
+            QoS 1/2 messages are bounded by *receive_maximum* instead.
         websocket_headers: Extra HTTP headers for the WebSocket handshake.
         local_address: ``(host, port)`` to bind the local end of TCP connections to.
         socket_options: ``(level, option, value)`` triples applied with
@@ -387,7 +289,7 @@ class MqttClient:
     """Random spread of reconnect delays, as a fraction."""
     properties: Properties = attrs.field(default=EMPTY_PROPERTIES, kw_only=True)
     """Extra MQTT 5 CONNECT properties."""
-    receive_maximum: int = attrs.field(default=65535, kw_only=True)
+    receive_maximum: int = attrs.field(default=1000, kw_only=True)
     """How many unacknowledged QoS 1/2 messages the broker may send us."""
     maximum_packet_size: int | None = attrs.field(default=None, kw_only=True)
     """Largest packet we accept from the broker."""
@@ -399,6 +301,8 @@ class MqttClient:
         default=5.0, kw_only=True, validator=_positive_or_zero("disconnect_timeout")
     )
     """Seconds granted to the DISCONNECT on close."""
+    intake_limit: int = attrs.field(default=1 << 20, kw_only=True)
+    """Bytes of parked QoS 0 messages past which reading pauses."""
 
     _websocket_headers: dict[str, str] | None = attrs.field(
         default=None, kw_only=True, alias="websocket_headers"
@@ -437,37 +341,26 @@ class MqttClient:
     _outer: AbstractAsyncContextManager[TaskGroup] | None = attrs.field(
         init=False, default=None
     )
-    _conn: _Connection | None = attrs.field(init=False, default=None)
+    #: The link publishers use: set once it is ready (restored), else None.
+    _link: Link | None = attrs.field(init=False, default=None)
+    #: The live link, ready or not.
+    _conn: Link | None = attrs.field(init=False, default=None)
     _ready: anyio.Event = attrs.field(init=False, factory=anyio.Event)
     _quota: anyio.Event = attrs.field(init=False, factory=anyio.Event)
     _finished: anyio.Event = attrs.field(init=False, factory=anyio.Event)
-    _pending: dict[int, _Operation] = attrs.field(init=False, factory=dict)
+    _pending: dict[int, Operation] = attrs.field(init=False, factory=dict)
     #: Messages a lost broker session discarded and that are not published again
     #: yet (a connection may end while they wait for the send quota).
-    _unpublished: list[tuple[PublishPacket, _Operation | None]] = attrs.field(
+    _unpublished: list[tuple[PublishPacket, Operation | None]] = attrs.field(
         init=False, factory=list
     )
-    _tree: SubscriptionTree[Subscription] = attrs.field(
-        init=False, factory=SubscriptionTree
-    )
-    _subscriptions: list[Subscription] = attrs.field(init=False, factory=list)
-    _catch_all: list[Subscription] = attrs.field(init=False, factory=list)
-    _hub: MemoryObjectSendStream[tuple[Subscription, Message]] | None = attrs.field(
-        init=False, default=None
-    )
-    _raw_filters: dict[str, tuple[TopicSubscription, Properties]] = attrs.field(
-        init=False, factory=dict
-    )
-    _filter_ids: dict[str, int] = attrs.field(init=False, factory=dict)
-    _by_id: dict[int, list[Subscription]] = attrs.field(init=False, factory=dict)
-    _next_sub_id: int = attrs.field(init=False, default=1)
+    _router: Router = attrs.field(init=False)
+    #: Filters unsubscribed while offline, for a resumed session.
+    _offline_unsubscribes: set[str] = attrs.field(init=False, factory=set)
     _endpoint_index: int = attrs.field(init=False, default=0)
     _fatal: BaseException | None = attrs.field(init=False, default=None)
-    _connects: int = attrs.field(init=False, default=0)
-    _messages_received: int = attrs.field(init=False, default=0)
-    _messages_published: int = attrs.field(init=False, default=0)
-    _bytes_received: int = attrs.field(init=False, default=0)
-    _bytes_sent: int = attrs.field(init=False, default=0)
+    _counters: Counters = attrs.field(init=False, factory=Counters)
+    _connack: object = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.client_id is None:
@@ -477,6 +370,10 @@ class MqttClient:
                 "reconnect_delay must be > 0 and <= max_reconnect_delay, not "
                 f"{self.reconnect_delay!r} and {self.max_reconnect_delay!r}"
             )
+        if self.intake_limit < 0:
+            raise ValueError(
+                f"intake_limit must be a number of bytes >= 0, not {self.intake_limit!r}"
+            )
         self._session = ClientSession(
             protocol_version=self.protocol,
             receive_maximum=self.receive_maximum,
@@ -484,6 +381,7 @@ class MqttClient:
             topic_alias_maximum=self.topic_alias_maximum,
             outgoing_topic_aliases=self.outgoing_topic_aliases,
         )
+        self._router = Router(intake=_Intake(limit=self.intake_limit))
 
     def __repr__(self) -> str:
         uris = ", ".join(endpoint.display() for endpoint in self._endpoints)
@@ -497,10 +395,10 @@ class MqttClient:
     @property
     def is_connected(self) -> bool:
         """Whether the broker link is up right now (sync; no checkpoint)."""
-        conn = self._conn
+        link = self._conn
         return (
-            conn is not None
-            and conn.ended is None
+            link is not None
+            and link.ended is None
             and self._session.state is SessionState.CONNECTED
         )
 
@@ -508,6 +406,17 @@ class MqttClient:
     def endpoints(self) -> tuple[Endpoint, ...]:
         """The brokers, in failover order (credentials hidden in their repr)."""
         return self._endpoints
+
+    @property
+    def connack(self) -> object:
+        """What the last CONNACK said (session present, the broker's limits).
+
+        A read-only record (``ConnAckInfo``) with ``session_present``,
+        ``receive_maximum``, ``maximum_qos``, ``retain_available``,
+        ``maximum_packet_size``, ``topic_alias_maximum``, ``server_keep_alive``,
+        ``assigned_client_id`` and more; None before the first connection.
+        """
+        return self._connack
 
     async def wait_connected(self) -> None:
         """Wait until the broker link is up.
@@ -520,16 +429,19 @@ class MqttClient:
 
     def statistics(self) -> ClientStatistics:
         """Counters of this client."""
+        counters = self._counters
         return ClientStatistics(
             connected=self.is_connected,
-            connects=self._connects,
-            reconnects=max(0, self._connects - 1),
-            messages_received=self._messages_received,
-            messages_published=self._messages_published,
+            connects=counters.connects,
+            reconnects=max(0, counters.connects - 1),
+            messages_received=counters.messages_received,
+            messages_published=counters.messages_published,
             inflight=self._session.inflight,
-            subscriptions=len(self._subscriptions),
-            bytes_received=self._bytes_received,
-            bytes_sent=self._bytes_sent,
+            subscriptions=len(self._router.subscriptions),
+            bytes_received=counters.bytes_received,
+            bytes_sent=counters.bytes_sent,
+            last_disconnect_reason=counters.last_disconnect_reason,
+            last_disconnect_time=counters.last_disconnect_time,
         )
 
     # -- lifecycle -----------------------------------------------------------------
@@ -627,22 +539,22 @@ class MqttClient:
         # aclose() may come while we connect: it cancels this scope too.
         scope = anyio.CancelScope()
         self._task_scopes.add(scope)
-        result: tuple[_Connection, Connected, list[Event]] | None = None
+        result: tuple[Link, Connected, list[Event]] | None = None
         try:
             with scope:
-                result = await self._connect_round()
+                result = await connector.connect_round(self)
         finally:
             self._task_scopes.discard(scope)
         if result is None or self._state != "connecting":
             if result is not None:
                 await result[0].close()
             raise NotOpenError("the client was closed while it was connecting")
-        conn, connected, rest = result
+        link, connected, rest = result
         self._state = "running"
-        self._attach(conn)
+        self._attach(link, connected)
         self._spawn(
             self._supervisor,
-            conn,
+            link,
             connected,
             rest,
             name=f"mqtt-supervisor[{self.client_id}]",
@@ -701,14 +613,32 @@ class MqttClient:
             for scope in self._task_scopes:
                 scope.cancel()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, session_expiry: int | None = None) -> None:
         """Disconnect gracefully, stop every task of the client and wait for them.
 
         Idempotent. Pending publish/subscribe calls raise `NotOpenError`; the
         iterators of subscriptions end. The DISCONNECT is bounded by
         *disconnect_timeout* and shielded from cancellation; the stream is closed in
         any case.
+
+        Args:
+            session_expiry: MQTT 5: the Session Expiry Interval to set in the
+                DISCONNECT, seconds (e.g. 0 to end the session now). Allowed only
+                when CONNECT asked for a non-zero one (*session_expiry*).
+
+        Raises:
+            ValueError: *session_expiry* is not allowed (see above).
         """
+        if session_expiry is not None:
+            if not 0 <= session_expiry <= 0xFFFFFFFF:
+                raise ValueError(
+                    f"session_expiry must be 0..4294967295 s, not {session_expiry!r}"
+                )
+            if session_expiry and not self.session_expiry:
+                raise ValueError(
+                    f"cannot set session_expiry={session_expiry} on close: the client "
+                    "connected with session_expiry=0; give MqttClient(session_expiry=...)"
+                )
         if self._state == "new":
             self._state = "closed"
             self._finished.set()
@@ -716,46 +646,44 @@ class MqttClient:
             await anyio.lowlevel.checkpoint()
             return
         with anyio.CancelScope(shield=True):
-            await self._close()
-            if _RUNNING_IN.get() is self:
+            await self._close(session_expiry)
+            if RUNNING_IN.get() is self:
                 # Called from one of our own tasks (a listener): waiting for every
                 # task to finish would wait for ourselves. The cancellation is
                 # delivered when the listener returns to the dispatcher.
                 return
             await self._finished.wait()
 
-    async def _close(self) -> None:
+    async def _close(self, session_expiry: int | None = None) -> None:
         """Disconnect (once) and cancel every task of the client."""
         if self._state in ("connecting", "running"):
             self._state = "closing"
-            await self._disconnect_gracefully()
+            await self._disconnect_gracefully(session_expiry)
         self._stop_tasks()
         if not self._task_scopes:
             self._shutdown()
             if self._state == "closed":
                 self._finished.set()
 
-    async def _disconnect_gracefully(self) -> None:
-        conn = self._conn
-        if conn is None or not self.is_connected:
+    async def _disconnect_gracefully(self, session_expiry: int | None) -> None:
+        link = self._conn
+        if link is None or not self.is_connected:
             self._stop_tasks()
             return
         with anyio.move_on_after(self.disconnect_timeout):
             try:
-                await self._send(conn, self._session.disconnect())
-            except (
-                MqttError,
-                OSError,
-                anyio.BrokenResourceError,
-                anyio.ClosedResourceError,
-            ):
+                properties = EMPTY_PROPERTIES
+                if session_expiry is not None and self.protocol is ProtocolVersion.V5:
+                    properties = Properties(session_expiry_interval=session_expiry)
+                await link.send(link.session.disconnect(properties=properties))
+            except (MqttError, OSError, ValueError):
                 pass
             # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]: the tasks
             # stop, then the stream is closed.
-            conn.ended = conn.ended or NotOpenError("the client is closed")
+            link.end(NotOpenError("the client is closed"))
             self._stop_tasks()
-            conn.closed = True
-            await conn.stream.aclose()
+            link.closed = True
+            await link.stream.aclose()
 
     def _shutdown(self) -> None:
         """Leave nothing behind: fail waiters, end subscriptions, wake everyone."""
@@ -771,207 +699,21 @@ class MqttClient:
         # Both ends of every subscription's channel are closed: iterators end,
         # nothing leaks. messages() streams keep what is queued for their reader
         # (their context manager closes the rest).
-        for sub in self._subscriptions:
-            sub._release()
-        for sub in self._catch_all:
-            sub._close()
-        self._subscriptions.clear()
-        self._catch_all.clear()
-        if self._hub is not None:
-            self._hub.close()
-        self._raw_filters.clear()
-        self._tree.clear()
-        self._by_id.clear()
-        self._filter_ids.clear()
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.end(closed)
+        self._router.clear()
+        link, self._conn = self._conn, None
+        self._link = None
+        if link is not None:
+            link.end(closed)
         self._ready.set()
         self._quota.set()
 
-    # -- connecting ------------------------------------------------------------------
-
-    def _connect_packet(self, endpoint: Endpoint) -> ConnectPacket:
-        username = self._username if self._username is not None else endpoint.username
-        password = self._password if self._password is not None else endpoint.password
-        properties = self.properties
-        if self.protocol is ProtocolVersion.V5:
-            changes: dict[str, Any] = {}
-            if self.session_expiry:
-                changes["session_expiry_interval"] = self.session_expiry
-            if self.receive_maximum != 65535:
-                changes["receive_maximum"] = self.receive_maximum
-            if self.maximum_packet_size is not None:
-                changes["maximum_packet_size"] = self.maximum_packet_size
-            if self.topic_alias_maximum:
-                changes["topic_alias_maximum"] = self.topic_alias_maximum
-            if changes:
-                properties = attrs.evolve(properties, **changes)
-        assert self.client_id is not None
-        return ConnectPacket(
-            client_id=self.client_id,
-            protocol_version=self.protocol,
-            clean_start=self.clean_start,
-            keepalive=self.keepalive,
-            username=username,
-            password=None if password is None else password.encode("utf-8"),
-            will=self.will,
-            properties=properties,
-        )
-
-    async def _open_stream(self, endpoint: Endpoint) -> anyio.abc.ByteStream:
-        if self._transport is not None:
-            return await self._transport(endpoint)
-        return await connect_stream(
-            endpoint,
-            ssl_context=self._ssl_context,
-            tls_insecure=self._tls_insecure,
-            websocket_headers=self._websocket_headers,
-            local_address=self._local_address,
-            socket_options=self._socket_options,
-        )
-
-    async def _handshake(
-        self, endpoint: Endpoint
-    ) -> tuple[_Connection, Connected, list[Event]]:
-        """One connection attempt: stream, CONNECT, CONNACK, bounded by connect_timeout."""
-        where = endpoint.display()
-        session = self._session
-        stream: anyio.abc.ByteStream | None = None
-        try:
-            with anyio.fail_after(self.connect_timeout or math.inf):
-                stream = await self._open_stream(endpoint)
-                connect = session.connect(self._connect_packet(endpoint))
-                await stream.send(connect)
-                self._bytes_sent += len(connect)
-                sent_at = anyio.current_time()
-                while True:
-                    try:
-                        data = await stream.receive(_READ_SIZE)
-                    except anyio.EndOfStream:
-                        raise ConnectError(
-                            f"{where} closed the connection before answering CONNECT; "
-                            "check the protocol version and the broker's log"
-                        ) from None
-                    self._bytes_received += len(data)
-                    session.receive_data(data)
-                    events = session.events()
-                    for index, event in enumerate(events):
-                        if isinstance(event, Connected):
-                            conn = _Connection(
-                                stream=stream,
-                                sock=direct_socket(stream),
-                                endpoint=endpoint,
-                                keepalive=float(event.keepalive),
-                                last_heard=anyio.current_time(),
-                                last_sent=sent_at,
-                                on_end=self._connection_ended,
-                            )
-                            if event.client_id:
-                                self.client_id = event.client_id
-                            return conn, event, events[index + 1 :]
-                        if isinstance(event, ConnectionRefused):
-                            raise ConnectError(
-                                f"{where} refused the connection: "
-                                f"{event.reason_code.phrase} "
-                                f"(reason code {event.reason_code.value:#04x})"
-                                + _REFUSAL_HINTS.get(event.reason_code, ""),
-                                reason_code=event.reason_code,
-                            )
-        except TimeoutError as exc:
-            if stream is not None:
-                await anyio.aclose_forcefully(stream)
-            session.connection_lost()
-            raise ConnectTimeout(
-                f"connecting to {where} took longer than {self.connect_timeout:g} s "
-                "(connect_timeout)"
-            ) from exc
-        except BaseException as exc:
-            if stream is not None:
-                await anyio.aclose_forcefully(stream)
-            if session.state is not SessionState.CLOSED:
-                session.connection_lost()
-            if isinstance(exc, ConnectError | anyio.get_cancelled_exc_class()):
-                raise
-            if isinstance(exc, ProtocolError):
-                raise ConnectError(
-                    f"{where} answered CONNECT with an invalid packet: {exc}"
-                ) from exc
-            if isinstance(
-                exc,
-                OSError
-                | anyio.BrokenResourceError
-                | anyio.ClosedResourceError
-                | anyio.EndOfStream,
-            ):
-                raise ConnectError(f"connection to {where} failed: {exc}") from exc
-            raise
-
-    async def _connect_round(self) -> tuple[_Connection, Connected, list[Event]]:
-        """Try every endpoint once, starting with the last good one."""
-        count = len(self._endpoints)
-        last_error: ConnectError | None = None
-        for step in range(count):
-            index = (self._endpoint_index + step) % count
-            try:
-                result = await self._handshake(self._endpoints[index])
-            except ConnectError as exc:
-                if exc.reason_code in _FATAL_CONNACK:
-                    raise
-                last_error = exc
-                continue
-            self._endpoint_index = index
-            return result
-        assert last_error is not None
-        raise last_error
-
-    # -- supervision -----------------------------------------------------------------
-
-    async def _supervise(
-        self, conn: _Connection, connected: Connected, rest: list[Event]
-    ) -> None:
-        backoff: Backoff | None = None  # made when first needed
-        while True:
-            reason = await self._serve(conn, connected, rest)
-            if self._state != "running":
-                return
-            _LOGGER.warning(
-                "lost the connection to %s: %s", conn.endpoint.display(), reason
-            )
-            if self._on_connection_lost is not None:
-                self._on_connection_lost(reason)
-            if not self.reconnect:
-                raise ConnectionLost(
-                    f"lost the connection to {conn.endpoint.display()}: {reason}",
-                    reason_code=getattr(reason, "reason_code", None),
-                ) from reason
-            if backoff is None:
-                backoff = Backoff(
-                    initial=self.reconnect_delay,
-                    maximum=self.max_reconnect_delay,
-                    jitter=self.reconnect_jitter,
-                    rng=self._random or _random.Random(),
-                )
-            backoff.reset()
-            while True:
-                delay = backoff.next_delay()
-                _LOGGER.info("reconnecting in %.3g s", delay)
-                await anyio.sleep(delay)
-                try:
-                    conn, connected, rest = await self._connect_round()
-                except ConnectError as exc:
-                    _LOGGER.info("reconnect failed: %s", exc)
-                    if exc.reason_code in _FATAL_CONNACK:
-                        raise
-                    continue
-                self._attach(conn)
-                break
+    # -- connections -----------------------------------------------------------------
 
     async def _supervisor(
-        self, conn: _Connection, connected: Connected, rest: list[Event]
+        self, link: Link, connected: Connected, rest: list[Event]
     ) -> None:
         try:
-            await self._supervise(conn, connected, rest)
+            await connector.supervise(self, link, connected, rest)
         finally:
             last = self._conn
             self._shutdown()
@@ -979,66 +721,101 @@ class MqttClient:
             if last is not None:
                 await last.close()
 
-    async def _serve(
-        self, conn: _Connection, connected: Connected, rest: list[Event]
-    ) -> BaseException:
-        """Run one connection until it ends; return why it ended.
+    def _attach(self, link: Link, connected: Connected) -> None:
+        """Make *link* the client's connection (before anyone may use it)."""
+        self._conn = link
+        self._connack = getattr(connected, "info", None)
+        if not connected.session_present:
+            self._router.session_lost()
+        counters = self._counters
+        counters.connects += 1
+        _LOGGER.info(
+            "connected to %s as %r (connection %d)",
+            link.where,
+            self.client_id,
+            counters.connects,
+        )
+        if self._on_connect is not None:
+            self._on_connect(counters.connects > 1)
 
-        The supervisor reads; the keepalive watchdog (and, after a reconnect, the
-        restoring of publishes and subscriptions) run beside it under scopes that
-        end with the connection.
+    def _link_ended(self, link: Link, reason: BaseException) -> None:
+        """A link ended: callers must wait for the next one."""
+        if self._link is link:
+            self._link = None
+        counters = self._counters
+        detail = str(reason) or type(reason).__name__
+        counters.last_disconnect_reason = (
+            f"lost the connection to {link.where}: {detail}"
+        )
+        counters.last_disconnect_time = anyio.current_time()
+        # An Event that has not fired yet keeps its waiters: the next link sets it.
+        if self._ready.is_set() and self._state == "running":
+            self._ready = anyio.Event()
+
+    def _set_ready(self, link: Link) -> None:
+        """*link* is restored: publishers and requests may use it."""
+        if link.ended is None and self._conn is link:
+            self._link = link
+            self._ready.set()
+            self._quota.set()
+
+    async def _serve(
+        self, link: Link, connected: Connected, rest: list[Event]
+    ) -> BaseException:
+        """Run one link until it ends; return why it ended.
+
+        The supervisor reads; the keepalive watchdog, the ack writer and, after a
+        reconnect, the restoring of publishes and subscriptions run beside it under
+        scopes that end with the link.
         """
+        shield = self._shield_tasks
         self._spawn(
-            self._keepalive_task,
-            conn,
+            link.keepalive_task,
             name=f"mqtt-keepalive[{self.client_id}]",
-            scope=conn.new_scope(shield=self._shield_tasks),
+            scope=link.new_scope(shield=shield),
+        )
+        self._spawn(
+            link.ack_writer,
+            name=f"mqtt-acks[{self.client_id}]",
+            scope=link.new_scope(shield=shield),
         )
         data = self._session.data_to_send()
+        if not connected.session_present:
+            self._offline_unsubscribes.clear()
         if (
             data
+            or self._offline_unsubscribes
             or connected.discarded
             or connected.discarded_pubrel
             or self._unpublished
             or (not connected.session_present and self._filter_options())
         ):
             self._spawn(
-                self._after_connect,
-                conn,
+                restore.restore,
+                self,
+                link,
                 connected,
                 data,
                 name=f"mqtt-restore[{self.client_id}]",
-                scope=conn.new_scope(shield=self._shield_tasks),
+                scope=link.new_scope(shield=shield),
             )
         else:
-            self._ready.set()
-            self._quota.set()
-        with conn.new_scope():
-            await self._reader(conn, rest)
-        # The connection is over: nothing may use it again.
-        if self._conn is conn:
+            self._set_ready(link)
+        with link.new_scope():
+            await self._reader(link, rest)
+        # The link is over: nothing may use it again.
+        if self._conn is link:
             self._conn = None
+        if self._link is link:
+            self._link = None
         if (
             self._session.state is not SessionState.DISCONNECTED
             and self._state == "running"
         ):
             self._session.connection_lost()
         self._lost_requests()
-        await conn.close()
-        return conn.ended or ConnectionLost("the connection ended")
-
-    def _attach(self, conn: _Connection) -> None:
-        """Make *conn* the client's connection (before anyone may use it)."""
-        self._conn = conn
-        self._connects += 1
-        _LOGGER.info(
-            "connected to %s as %r (connection %d)",
-            conn.endpoint.display(),
-            self.client_id,
-            self._connects,
-        )
-        if self._on_connect is not None:
-            self._on_connect(self._connects > 1)
+        await link.close()
+        return link.ended or ConnectionLost("the connection ended")
 
     def _lost_requests(self) -> None:
         """SUBSCRIBE/UNSUBSCRIBE in flight are asked again on the next connection."""
@@ -1047,149 +824,71 @@ class MqttClient:
                 del self._pending[packet_id]
                 op.ask_retry()
 
-    async def _after_connect(
-        self, conn: _Connection, connected: Connected, data: bytes
-    ) -> None:
-        """Re-send what the session queued, then restore publishes and subscriptions."""
-        try:
-            if data:
-                await self._send(conn, data)
-            # Subscriptions first, so that messages published from here on (ours
-            # included) reach them.
-            resubscribed: list[_Operation] = []
-            if not connected.session_present and self._filter_options():
-                resubscribed = await self._resubscribe(conn)
-            if connected.discarded or connected.discarded_pubrel or self._unpublished:
-                await self._republish(conn, connected)
-            self._ready.set()
-            self._quota.set()
-            for op in resubscribed:
-                await op.done.wait()
-        except (ConnectionLost, ProtocolError) as exc:
-            conn.end(exc)
-
-    async def _republish(self, conn: _Connection, connected: Connected) -> None:
-        # The broker lost the session ([MQTT-3.2.2-5]): QoS 2 messages it had received
-        # (PUBREC) count as delivered; the rest are published again as new messages.
-        for packet_id in connected.discarded_pubrel:
-            op = self._pending.pop(packet_id, None)
-            if op is not None:
-                op.finish(PublishCompleted(packet_id=packet_id))
-        # Kept on the client until the session holds them again, so that a
-        # connection lost while they wait for the quota loses none of them.
-        waiting = self._unpublished
-        waiting[:0] = [
-            (packet, self._pending.pop(packet.packet_id, None))
-            for packet in connected.discarded
-            if packet.packet_id is not None
-        ]
-        while waiting:
-            while self._session.send_quota <= 0:
-                await self._wait_quota()
-            packet, op = waiting.pop(0)
-            new_id, data = self._session.publish(
-                packet.topic,
-                packet.payload,
-                qos=packet.qos,
-                retain=packet.retain,
-                properties=packet.properties,
-            )
-            if op is not None and new_id is not None:
-                op.packet_id = new_id
-                self._pending[new_id] = op
-            await self._send(conn, data)
-
     def _filter_options(self) -> dict[str, tuple[TopicSubscription, Properties]]:
         # Only what the broker granted before: a subscribe still waiting for its
         # SUBACK is asked again by its own caller.
-        seen: dict[str, tuple[TopicSubscription, Properties]] = dict(self._raw_filters)
-        for sub in self._subscriptions:
+        seen: dict[str, tuple[TopicSubscription, Properties]] = dict(
+            self._router.raw_filters
+        )
+        for sub in self._router.subscriptions:
             if sub.granted_qos is not None:
-                seen[sub.topic_filter] = (sub.options, self._sub_properties(sub))
+                options = self._filter_subscription(sub.topic_filter, sub.options)
+                seen[sub.topic_filter] = (options, self._sub_properties(sub))
         return seen
 
-    async def _resubscribe(self, conn: _Connection) -> list[_Operation]:
-        """Send a SUBSCRIBE for every live filter; return the waiters for SUBACK."""
-        ops: list[_Operation] = []
-        for options, properties in self._filter_options().values():
-            packet_id, data = self._session.subscribe([options], properties=properties)
-            op = _Operation(packet_id, done=self._new_event(), request=True)
-            self._pending[packet_id] = op
-            ops.append(op)
-            await self._send(conn, data)
-        return ops
+    def _republish_refused(self, topic: str, exc: ValueError) -> PublishError:
+        return PublishError(
+            f"the message to {topic!r} cannot be published again on the new "
+            f"connection: {exc}"
+        )
 
     # -- the reader --------------------------------------------------------------------
 
-    async def _reader(self, conn: _Connection, rest: list[Event]) -> None:
-        session = self._session
-        stream = conn.stream
-        where = conn.endpoint.display()
+    async def _reader(self, link: Link, rest: list[Event]) -> None:
+        session = self._session  # used by this link's reader only while it lives
+        intake = self._router.intake
         try:
             if rest:
-                await self._dispatch(conn, rest)
+                await self._dispatch(link, rest)
             while True:
-                try:
-                    data = await stream.receive(_READ_SIZE)
-                except anyio.EndOfStream:
-                    raise ConnectionLost(f"{where} closed the connection") from None
-                except (
-                    OSError,
-                    anyio.BrokenResourceError,
-                    anyio.ClosedResourceError,
-                ) as exc:
-                    raise ConnectionLost(
-                        f"the connection to {where} broke: {exc}"
-                    ) from exc
-                conn.last_heard = anyio.current_time()
-                conn.ping_outstanding = False
-                self._bytes_received += len(data)
+                data = await link.receive()
                 session.receive_data(data)
                 events = session.events()
                 if events:
-                    await self._dispatch(conn, events)
-                out = session.data_to_send()
-                if out:
-                    # Acknowledgements need no wait: a write in progress takes them.
-                    await self._send(conn, out, wait=False)
+                    await self._dispatch(link, events)
+                else:
+                    await self._flush(link, {})
+                if intake.is_full():
+                    # QoS 0 messages wait beside full buffers beyond the intake
+                    # limit: stop reading (TCP backpressure) until consumers took
+                    # some. Not silence of the broker for the keepalive watchdog.
+                    link.intake_paused = True
+                    try:
+                        while intake.is_full() and self._state == "running":
+                            room = intake.room = anyio.Event()
+                            await room.wait()
+                    finally:
+                        link.intake_paused = False
+                        link.last_heard = anyio.current_time()
         except ProtocolError as exc:
-            await self._protocol_violation(conn, exc)
-            conn.end(exc)
+            disconnect: bytes | None = None
+            if self.protocol is ProtocolVersion.V5:
+                with contextlib.suppress(Exception):
+                    disconnect = session.disconnect(ReasonCode(int(exc.reason_code)))
+            await link.violation(exc, disconnect)
         except ConnectionLost as exc:
-            conn.end(exc)
+            link.end(exc)
 
-    async def _protocol_violation(self, conn: _Connection, exc: ProtocolError) -> None:
-        # [v5:MQTT-4.13] answer a malformed packet / protocol error with DISCONNECT
-        # carrying the reason code, then close.
-        if self.protocol is not ProtocolVersion.V5:
-            return
-        with (
-            contextlib.suppress(Exception),
-            anyio.move_on_after(self.disconnect_timeout),
-        ):
-            reason = ReasonCode(int(exc.reason_code))
-            await conn.stream.send(self._session.disconnect(reason))
-
-    async def _dispatch(self, conn: _Connection, events: list[Event]) -> None:
+    async def _dispatch(self, link: Link, events: list[Event]) -> None:
+        router = self._router
+        counters = self._counters
+        held: dict[int, Hold] = {}
         for event in events:
             kind = type(event)
             if kind is MessageReceived:
                 assert isinstance(event, MessageReceived)
-                message = event.message
-                self._messages_received += 1
-                targets = self._route(message)
-                if self._catch_all:
-                    targets = [*self._catch_all, *targets]
-                for sub in targets:
-                    if not sub._offer(message):
-                        # Lossless policy: wait for room. Broker silence during this pause
-                        # is not a dead broker (the keepalive watchdog skips it).
-                        conn.reader_paused = True
-                        try:
-                            await sub._put(message)
-                        finally:
-                            conn.reader_paused = False
-                            conn.last_heard = anyio.current_time()
+                counters.messages_received += 1
+                router.deliver(event.message, held)
             elif kind is PublishCompleted:
                 assert isinstance(event, PublishCompleted)
                 self._complete(event.packet_id, event)
@@ -1201,9 +900,10 @@ class MqttClient:
                 pass
             elif kind is Disconnected:
                 assert isinstance(event, Disconnected)
+                await self._flush(link, held)
                 raise ConnectionLost(
                     reason_code=event.reason_code,
-                    message=f"{conn.endpoint.display()} closed the connection: "
+                    message="the broker closed the connection: "
                     f"{event.reason_code.phrase} (reason code {event.reason_code.value:#04x})"
                     + (
                         f": {event.properties.reason_string}"
@@ -1213,167 +913,46 @@ class MqttClient:
                 )
             elif kind is AuthReceived:
                 raise ConnectionLost(
-                    f"{conn.endpoint.display()} started enhanced authentication, "
+                    "the broker started enhanced authentication, "
                     "which this client does not support"
                 )
             else:  # pragma: no cover - the session yields nothing else here
                 raise MqttInternalError(f"unexpected event {event!r}; please report")
+        await self._flush(link, held)
+
+    async def _flush(self, link: Link, held: dict[int, Hold]) -> None:
+        out = self._session.data_to_send()
+        if out:
+            out = link.write_acks(out, held, self._router.qos2_held)
+            if out:
+                # Acknowledgements need no wait: a write in progress takes them.
+                await link.send(out, wait=False)
 
     def _complete(self, packet_id: int, event: Event) -> None:
         op = self._pending.pop(packet_id, None)
         if op is not None:
             op.finish(event)
+            if op.topic_filter is not None and isinstance(event, Subscribed):
+                self._resubscribed(op.topic_filter, event)
 
-    def _route(self, message: Message) -> list[Subscription]:
-        identifiers = message.properties.subscription_identifiers
-        if identifiers and self._by_id:
-            if len(identifiers) == 1:
-                return self._by_id.get(identifiers[0], [])
-            found: list[Subscription] = []
-            for identifier in identifiers:
-                for sub in self._by_id.get(identifier, ()):
-                    if sub not in found:
-                        found.append(sub)
-            return found
-        return self._tree.match(message.topic)
-
-    # -- keepalive ----------------------------------------------------------------------
-
-    async def _keepalive_task(self, conn: _Connection) -> None:
-        keepalive = conn.keepalive
-        if keepalive <= 0:
+    def _resubscribed(self, topic_filter: str, event: Subscribed) -> None:
+        """The broker answered a re-subscription: a refusal ends its subscriptions."""
+        code = event.reason_codes[0] if event.reason_codes else ReasonCode.SUCCESS
+        router = self._router
+        if not code.is_failure:
+            for sub in router.siblings(topic_filter):
+                sub.granted_qos = QoS(min(int(code), int(sub.options.qos)))
             return
-        try:
-            while True:
-                now = anyio.current_time()
-                if conn.reader_paused:
-                    conn.last_heard = now
-                silence = now - conn.last_heard
-                if silence >= 1.5 * keepalive:
-                    raise ConnectionLost(
-                        f"{conn.endpoint.display()} did not answer for "
-                        f"{silence:g} s (keepalive {keepalive:g} s); the connection is dead"
-                    )
-                due = now - conn.last_sent >= keepalive or (
-                    silence >= keepalive and not conn.ping_outstanding
-                )
-                if due and not conn.writing:
-                    # [v5:MQTT-3.1.2-20] nothing else to send: PINGREQ.
-                    conn.ping_outstanding = True
-                    await self._send(conn, self._session.ping())
-                    continue
-                if due:
-                    # A write is in progress (the socket may be full): never queue
-                    # behind it; look again soon, and keep counting the silence.
-                    wake = min(now + keepalive / 4, conn.last_heard + 1.5 * keepalive)
-                else:
-                    wake = min(
-                        conn.last_sent + keepalive,
-                        conn.last_heard
-                        + (1.5 * keepalive if conn.ping_outstanding else keepalive),
-                    )
-                await anyio.sleep(max(0.0, wake - now))
-        except ConnectionLost as exc:
-            conn.end(exc)
-
-    # -- writing ------------------------------------------------------------------------
-
-    async def _send(self, conn: _Connection, data: bytes, *, wait: bool = True) -> None:
-        """Write *data* on *conn*; one writer at a time, the others coalesced.
-
-        When no write is in progress the caller writes itself. Otherwise its bytes
-        join the outbox, which the active writer sends (all of it, in one write)
-        as soon as its own write is done; with *wait* the caller then waits for
-        that write, without it (the caller waits for an acknowledgement anyway)
-        it returns at once.
-
-        Why no shield: a cancellation is only delivered where the stream waits. We
-        check for it before writing and do not yield until the stream does, so a
-        write that fits the socket buffer (trio) or the transport buffer (asyncio)
-        is never cut. A cancellation that arrives while the stream waits for the
-        socket may have left part of a packet on the wire, so that connection is
-        dropped and replaced; frames are never continued.
-        """
-        if conn.ended is not None or self._conn is not conn:
-            raise ConnectionLost("not connected to the broker")
-        if conn.writing:
-            conn.outbox.append(data)
-            if not wait:
-                return
-            batch = conn.batch
-            await batch.done.wait()
-            if batch.error is not None:
-                raise ConnectionLost(
-                    f"sending to {conn.endpoint.display()} failed: {batch.error}"
-                ) from batch.error
-            return
-        sock = conn.sock
-        if sock is None:
-            await anyio.lowlevel.checkpoint_if_cancelled()
-        else:
-            # Only ever set on trio (see direct_socket): its primitives directly.
-            import trio  # imported already: asyncio never gets here
-
-            await trio.lowlevel.checkpoint_if_cancelled()
-        conn.writing = True
-        written = 0
-        try:
-            if await self._write(conn, sock, data):
-                # Written without waiting (trio only). Still a schedule point, not
-                # a cancel point (the bytes are on their way), taken while still
-                # the writer: what others queue meanwhile goes out in one write.
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            written += len(data)
-            while conn.outbox:
-                data = b"".join(conn.outbox)
-                conn.outbox.clear()
-                batch, conn.batch = conn.batch, _Batch()
-                try:
-                    await self._write(conn, sock, data)
-                except BaseException as exc:
-                    batch.fail(exc)
-                    raise
-                written += len(data)
-                batch.done.set()
-        except BaseException as exc:
-            # Part of a packet may be on the wire: this stream is unusable, and
-            # what others queued for it goes with it (the session re-sends).
-            conn.outbox.clear()
-            conn.batch.fail(exc)
-            conn.batch = _Batch()
-            if self._conn is conn:
-                self._session.send_failed()
-            if isinstance(exc, anyio.get_cancelled_exc_class()):
-                conn.end(ConnectionLost("a write was interrupted by cancellation"))
-                raise
-            reason = ConnectionLost(
-                f"sending to {conn.endpoint.display()} failed: {exc}"
-            )
-            conn.end(reason)
-            raise reason from exc
-        finally:
-            conn.writing = False
-            conn.last_sent = (
-                anyio.current_time() if sock is None else trio.current_time()
-            )
-            self._bytes_sent += written
-
-    @staticmethod
-    async def _write(
-        conn: _Connection, sock: socket.socket | None, data: bytes
-    ) -> bool:
-        """Write all of *data*; True if it went straight to the socket, unwaited."""
-        if sock is not None:
-            # Straight to the socket; what does not fit goes the stream's way.
-            try:
-                sent = sock.send(data)
-            except BlockingIOError:
-                sent = 0
-            if sent == len(data):
-                return True
-            data = data[sent:]
-        await conn.stream.send(data)
-        return False
+        router.raw_filters.pop(topic_filter, None)
+        error = SubscribeError(
+            f"the broker refused the subscription to {topic_filter!r} again after "
+            f"reconnecting: {code.phrase} (reason code {code.value:#04x})",
+            reason_code=code,
+        )
+        _LOGGER.warning("%s", error)
+        for sub in router.siblings(topic_filter):
+            router.unregister(sub)
+            sub._fail(error)
 
     # -- waiting helpers --------------------------------------------------------------
 
@@ -1391,25 +970,24 @@ class MqttClient:
                 ) from self._fatal
             raise NotOpenError("the client is closed")
 
-    def _ready_conn(self) -> _Connection | None:
-        """The connection, if a publish may use it right now (no await needed)."""
-        conn = self._conn
-        if (
-            conn is None
-            or conn.ended is not None
-            or self._state != "running"
-            or not self._ready.is_set()
-            or self._session.state is not SessionState.CONNECTED
-        ):
+    def _ready_link(self) -> Link | None:
+        """The link, if a publish may use it right now (no await needed)."""
+        link = self._link
+        if link is None or link.ended is not None or self._state != "running":
             return None
-        return conn
+        return link
 
-    async def _wait_ready(self) -> _Connection:
+    async def _wait_ready(self) -> Link:
         while True:
             self._check_open()
-            conn = self._conn
-            if conn is not None and self._ready.is_set() and self.is_connected:
-                return conn
+            link = self._ready_link()
+            if link is not None and self._session.state is SessionState.CONNECTED:
+                return link
+            if link is not None:
+                # Connected no more (a DISCONNECT is on its way): wait for the end
+                # of this link, not in a loop.
+                await link.wait_ended()
+                continue
             await self._ready.wait()
 
     async def _wait_quota(self) -> None:
@@ -1418,12 +996,6 @@ class MqttClient:
         if self._quota.is_set():
             self._quota = anyio.Event()
         await self._quota.wait()
-
-    def _connection_ended(self) -> None:
-        # Callers waiting for the connection must wait for the next one. An Event that
-        # has not fired yet keeps its waiters: the next connection sets it.
-        if self._ready.is_set() and self._state == "running":
-            self._ready = anyio.Event()
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -1442,62 +1014,27 @@ class MqttClient:
         client is reconnecting the call waits for the connection; bound it with your
         own cancel scope (``with trio.fail_after(5): ...``).
 
-        If cancelled, a QoS 1/2 message may still be delivered (it stays in the
-        session and is re-sent after a reconnect); it is never half-written.
+        If cancelled before its bytes were written, nothing of it remains (no topic
+        alias, packet id or send quota). Once written, a QoS 1/2 message may still
+        be delivered (it stays in the session and is re-sent after a reconnect); it
+        is never half-written.
 
         Raises:
             ValueError: invalid topic name or QoS, or the broker's limits forbid it.
-            TypeError: *payload* is neither bytes nor str.
-            PublishError: the broker answered with a failure reason code.
+            TypeError: *topic* is not a str, or *payload* is neither bytes nor str.
+            PublishError: the broker answered with a failure reason code, or a
+                stricter broker refused the message when it was published again
+                after a reconnect that lost the session.
             NotOpenError: the client is not running.
         """
+        if type(topic) is not str:
+            _check_topic("topic", topic)
         data_payload = _to_payload(payload)
         if type(qos) is not QoS:
             qos = QoS(qos)
         validate_topic_name(topic)
         props = EMPTY_PROPERTIES if properties is None else properties
-        session = self._session
-        if qos is QoS.AT_MOST_ONCE:
-            conn = self._ready_conn() or await self._wait_ready()
-            _, data = session.publish(
-                topic, data_payload, qos=qos, retain=retain, properties=props
-            )
-            await self._send(conn, data)
-            self._messages_published += 1
-            return
-        while True:
-            conn = self._ready_conn() or await self._wait_ready()
-            if session.send_quota > 0:
-                break
-            await self._wait_quota()
-        packet_id, data = session.publish(
-            topic, data_payload, qos=qos, retain=retain, properties=props
-        )
-        assert packet_id is not None
-        op = _Operation(packet_id, done=self._new_event())
-        self._pending[packet_id] = op
-        try:
-            try:
-                await self._send(conn, data, wait=False)
-            except ConnectionLost:
-                # The session keeps the message in flight: it is re-sent (or
-                # published again) after reconnecting.
-                pass
-            await op.done.wait()
-        finally:
-            if self._pending.get(op.packet_id) is op and not op.done.is_set():
-                del self._pending[op.packet_id]
-        if op.error is not None:
-            raise op.error
-        self._messages_published += 1
-        result = op.result
-        assert isinstance(result, PublishCompleted)
-        if result.reason_code.is_failure:
-            raise PublishError(
-                f"the broker refused the message to {topic!r}: "
-                f"{result.reason_code.phrase} (reason code {result.reason_code.value:#04x})",
-                reason_code=result.reason_code,
-            )
+        await operations.publish(self, topic, data_payload, qos, retain, props)
 
     # -- subscribing ----------------------------------------------------------------------
 
@@ -1511,7 +1048,9 @@ class MqttClient:
         retain_handling: RetainHandling | int,
         buffer: int,
         overflow: Overflow,
+        manual_ack: bool = False,
     ) -> Subscription:
+        _check_topic("topic_filter", topic_filter)
         validate_topic_filter(topic_filter)
         options = TopicSubscription(
             filter=topic_filter,
@@ -1522,10 +1061,7 @@ class MqttClient:
         )
         identifier = 0
         if self.protocol is ProtocolVersion.V5:
-            identifier = self._filter_ids.get(topic_filter, 0)
-            if not identifier:
-                identifier = self._next_sub_id
-                self._next_sub_id = identifier % 268_435_455 + 1
+            identifier = self._router.identifier_for(topic_filter)
         return Subscription(
             topic_filter,
             options,
@@ -1533,7 +1069,24 @@ class MqttClient:
             buffer=buffer,
             client=self,
             identifier=identifier,
+            manual_ack=manual_ack,
         )
+
+    def _filter_subscription(
+        self, topic_filter: str, options: TopicSubscription
+    ) -> TopicSubscription:
+        """*options* at the highest QoS any live subscription on the filter wants.
+
+        The broker keeps one subscription per filter: a second SUBSCRIBE replaces
+        the first, so it asks for what every subscription on it still wants.
+        """
+        wanted = max(
+            [int(options.qos)]
+            + [int(s.options.qos) for s in self._router.siblings(topic_filter)]
+        )
+        if wanted == options.qos:
+            return options
+        return attrs.evolve(options, qos=QoS(wanted))
 
     def _sub_properties(self, sub: Subscription) -> Properties:
         if sub._identifier and self._identifiers_available():
@@ -1541,35 +1094,13 @@ class MqttClient:
         return EMPTY_PROPERTIES
 
     def _identifiers_available(self) -> bool:
-        available = getattr(self._session, "subscription_identifier_available", None)
+        info = self._connack
+        available = getattr(info, "subscription_identifier_available", None)
+        if available is None:
+            available = getattr(
+                self._session, "subscription_identifier_available", None
+            )
         return available is None or bool(available)
-
-    def _register(self, sub: Subscription) -> None:
-        self._subscriptions.append(sub)
-        self._tree.add(sub.topic_filter, sub)
-        if sub._identifier:
-            self._filter_ids[sub.topic_filter] = sub._identifier
-            self._by_id.setdefault(sub._identifier, []).append(sub)
-
-    def _unregister(self, sub: Subscription) -> bool:
-        """Forget *sub*; True when no other subscription uses its filter."""
-        if sub in self._catch_all:
-            self._catch_all.remove(sub)
-            return False
-        if sub not in self._subscriptions:
-            return False
-        self._subscriptions.remove(sub)
-        self._tree.remove(sub.topic_filter, sub)
-        if sub._identifier:
-            subs = self._by_id.get(sub._identifier, [])
-            if sub in subs:
-                subs.remove(sub)
-            if not subs:
-                self._by_id.pop(sub._identifier, None)
-                self._filter_ids.pop(sub.topic_filter, None)
-        return all(
-            other.topic_filter != sub.topic_filter for other in self._subscriptions
-        )
 
     async def subscribe(
         self,
@@ -1583,6 +1114,7 @@ class MqttClient:
         overflow: Overflow = "wait",
         properties: Properties | None = None,
         listener: Listener | None = None,
+        manual_ack: bool = False,
     ) -> Subscription:
         """Subscribe and return the subscription once the broker granted it (SUBACK).
 
@@ -1594,11 +1126,24 @@ class MqttClient:
         slow one only holds up its own subscription. A listener's exception ends
         the client and propagates from ``run()`` / ``async with``.
 
+        With *manual_ack*, the PUBACK/PUBREC of a QoS 1/2 message goes out only
+        when the application calls ``message.ack()`` (at-least-once processing).
+
+        If cancelled after the SUBSCRIBE went out, the filter is unsubscribed again
+        (unless another subscription uses it): nothing stays on the broker that the
+        client forgot.
+
         Raises:
             ValueError: invalid topic filter or option.
+            TypeError: *topic_filter* is not a str, or *listener* is not callable.
             SubscribeError: the broker refused (SUBACK reason code 0x80 or above).
             NotOpenError: the client is not running.
         """
+        if listener is not None and not callable(listener):
+            raise TypeError(
+                f"listener must be a callable taking a Message, not "
+                f"{type(listener).__name__}"
+            )
         self._check_open()
         sub = self._new_subscription(
             topic_filter,
@@ -1608,6 +1153,7 @@ class MqttClient:
             retain_handling=retain_handling,
             buffer=buffer,
             overflow=overflow,
+            manual_ack=manual_ack,
         )
         shared = (
             listener is not None
@@ -1620,60 +1166,42 @@ class MqttClient:
             # message per subscription would cost more than most listeners do.
             sub._listener = listener
             sub._hub = self._listener_hub()
-        self._register(sub)
+            sub._on_park = self._router.hub_parked_sub
+        options = self._filter_subscription(topic_filter, sub.options)
+        self._router.register(sub)
         try:
-            await self._subscribe(sub, properties)
-        except BaseException:
-            self._unregister(sub)
+            await self._subscribe(sub, options, properties)
+        except BaseException as exc:
+            last = self._router.unregister(sub)
             sub._release()
+            if isinstance(exc, anyio.get_cancelled_exc_class()) and last:
+                # The SUBSCRIBE may have reached the broker: take it back.
+                with anyio.move_on_after(self.disconnect_timeout, shield=True):
+                    with contextlib.suppress(MqttError):
+                        await self._request_unsubscribe(topic_filter)
             raise
         if listener is not None and not shared:
             self._spawn(
-                self._run_listener, sub, listener, name=f"mqtt-dispatch[{topic_filter}]"
+                run_listener,
+                self,
+                sub,
+                listener,
+                name=f"mqtt-dispatch[{topic_filter}]",
             )
         return sub
 
     def _listener_hub(self) -> MemoryObjectSendStream[tuple[Subscription, Message]]:
         """The shared dispatch channel of synchronous listeners (made on first use)."""
-        if self._hub is None:
+        router = self._router
+        if router.hub is None:
             send, receive = anyio.create_memory_object_stream[
                 tuple[Subscription, "Message"]
-            ](_HUB_BUFFER)
-            self._hub = send
-            self._spawn(self._run_hub, receive, name=f"mqtt-dispatch[{self.client_id}]")
-        return self._hub
-
-    async def _run_hub(
-        self, receive: MemoryObjectReceiveStream[tuple[Subscription, Message]]
-    ) -> None:
-        # Drains with receive_nowait and checkpoints every _STREAK messages, like
-        # Subscription iteration. A listener of an unsubscribed subscription is not
-        # called again.
-        _RUNNING_IN.set(self)
-        with receive:
-            streak = 0
-            while True:
-                if streak < _STREAK:
-                    try:
-                        sub, message = receive.receive_nowait()
-                    except anyio.WouldBlock:
-                        streak = _STREAK
-                        continue
-                    except (anyio.EndOfStream, anyio.ClosedResourceError):
-                        return
-                    streak += 1
-                else:
-                    streak = 0
-                    try:
-                        sub, message = await receive.receive()
-                    except (anyio.EndOfStream, anyio.ClosedResourceError):
-                        return
-                listener = sub._listener
-                if listener is None or sub._client is None:
-                    continue
-                result = listener(message)
-                if inspect.isawaitable(result):
-                    await result
+            ](HUB_BUFFER)
+            router.hub = send
+            self._spawn(
+                router.run_hub, self, receive, name=f"mqtt-dispatch[{self.client_id}]"
+            )
+        return router.hub
 
     @contextlib.asynccontextmanager
     async def subscription(
@@ -1687,11 +1215,13 @@ class MqttClient:
         buffer: int = 1000,
         overflow: Overflow = "wait",
         properties: Properties | None = None,
+        manual_ack: bool = False,
     ) -> AsyncIterator[Subscription]:
         """Subscribe on enter (after SUBACK), unsubscribe on exit.
 
         Both enter and exit are checkpoints. The exit's UNSUBSCRIBE is shielded and
-        bounded by *disconnect_timeout*.
+        bounded by *disconnect_timeout*. With *manual_ack*, call ``message.ack()``
+        for each QoS 1/2 message once it was processed.
 
         Example::
 
@@ -1708,6 +1238,7 @@ class MqttClient:
             buffer=buffer,
             overflow=overflow,
             properties=properties,
+            manual_ack=manual_ack,
         )
         try:
             yield sub
@@ -1718,16 +1249,18 @@ class MqttClient:
             sub._release()
 
     async def _subscribe(
-        self, sub: Subscription, properties: Properties | None
+        self,
+        sub: Subscription,
+        options: TopicSubscription,
+        properties: Properties | None,
     ) -> None:
         props = self._sub_properties(sub)
         if properties is not None:
             props = attrs.evolve(
                 properties, subscription_identifiers=props.subscription_identifiers
             )
-        options = sub.options
-        result = await self._request(
-            lambda: self._session.subscribe([options], properties=props)
+        result = await operations.request(
+            self, lambda session: session.subscribe([options], properties=props)
         )
         assert isinstance(result, Subscribed)
         code = result.reason_codes[0]
@@ -1737,10 +1270,21 @@ class MqttClient:
                 f"{code.phrase} (reason code {code.value:#04x})",
                 reason_code=code,
             )
-        sub.granted_qos = QoS(min(int(code), 2))
+        granted = int(code)
+        # Every subscription on this filter gets what it asked for, up to what
+        # the broker granted the filter.
+        for sibling in self._router.siblings(sub.topic_filter):
+            sibling.granted_qos = QoS(min(granted, int(sibling.options.qos), 2))
+
+    async def _request_unsubscribe(self, topic_filter: str) -> Unsubscribed:
+        result = await operations.request(
+            self, lambda session: session.unsubscribe([topic_filter])
+        )
+        assert isinstance(result, Unsubscribed)
+        return result
 
     async def _unsubscribe(self, sub: Subscription) -> None:
-        last = self._unregister(sub)
+        last = self._router.unregister(sub)
         sub._close()
         if not sub.statistics().queued:
             sub._release()
@@ -1748,16 +1292,16 @@ class MqttClient:
             await anyio.lowlevel.checkpoint()
             return
         if not self.is_connected:
-            # The broker forgets it with the session, or we re-subscribe nothing.
+            # A resumed session would still have the filter: the UNSUBSCRIBE goes
+            # out after the next CONNACK if it says session present (else the
+            # broker forgot it, and we re-subscribe nothing).
+            self._offline_unsubscribes.add(sub.topic_filter)
             await anyio.lowlevel.checkpoint()
             return
         try:
-            result = await self._request(
-                lambda: self._session.unsubscribe([sub.topic_filter])
-            )
+            result = await self._request_unsubscribe(sub.topic_filter)
         except NotOpenError:
             return
-        assert isinstance(result, Unsubscribed)
         codes = result.reason_codes
         if (
             codes
@@ -1769,13 +1313,6 @@ class MqttClient:
                 f"{codes[0].phrase} (reason code {codes[0].value:#04x})",
                 reason_code=codes[0],
             )
-
-    async def _run_listener(self, sub: Subscription, listener: Listener) -> None:
-        _RUNNING_IN.set(self)
-        async for message in sub:
-            result = listener(message)
-            if inspect.isawaitable(result):
-                await result
 
     # -- the lower level: raw filters and the client-wide message stream ---------------
 
@@ -1806,13 +1343,15 @@ class MqttClient:
             buffer=buffer,
             client=self,
         )
-        self._catch_all.append(sub)
+        sub._intake = self._router.intake
+        catch_all = self._router.catch_all
+        catch_all.append(sub)
         try:
             await anyio.lowlevel.checkpoint()
             yield sub
         finally:
-            if sub in self._catch_all:
-                self._catch_all.remove(sub)
+            if sub in catch_all:
+                catch_all.remove(sub)
             sub._release()
 
     async def subscribe_filters(
@@ -1837,13 +1376,14 @@ class MqttClient:
         for options in subscriptions:
             validate_topic_filter(options.filter)
         props = EMPTY_PROPERTIES if properties is None else properties
-        result = await self._request(
-            lambda: self._session.subscribe(list(subscriptions), properties=props)
+        result = await operations.request(
+            self,
+            lambda session: session.subscribe(list(subscriptions), properties=props),
         )
         assert isinstance(result, Subscribed)
         for options, code in zip(subscriptions, result.reason_codes, strict=False):
             if not code.is_failure:
-                self._raw_filters[options.filter] = (options, props)
+                self._router.raw_filters[options.filter] = (options, props)
         return result.reason_codes
 
     async def unsubscribe_filters(
@@ -1863,33 +1403,10 @@ class MqttClient:
             validate_topic_filter(topic_filter)
         props = EMPTY_PROPERTIES if properties is None else properties
         for topic_filter in filters:
-            self._raw_filters.pop(topic_filter, None)
-        result = await self._request(
-            lambda: self._session.unsubscribe(list(filters), properties=props)
+            self._router.raw_filters.pop(topic_filter, None)
+        result = await operations.request(
+            self,
+            lambda session: session.unsubscribe(list(filters), properties=props),
         )
         assert isinstance(result, Unsubscribed)
         return result.reason_codes or tuple(ReasonCode.SUCCESS for _ in filters)
-
-    async def _request(self, make: Callable[[], tuple[int, bytes]]) -> Event:
-        """Send a SUBSCRIBE/UNSUBSCRIBE made by *make* and wait for its answer.
-
-        A request lost with the connection is made and sent again on the next one.
-        """
-        while True:
-            conn = await self._wait_ready()
-            packet_id, data = make()
-            op = _Operation(packet_id, done=self._new_event(), request=True)
-            self._pending[packet_id] = op
-            try:
-                with contextlib.suppress(ConnectionLost):
-                    await self._send(conn, data, wait=False)
-                await op.done.wait()
-            finally:
-                if self._pending.get(packet_id) is op:
-                    del self._pending[packet_id]
-            if op.retry:
-                continue
-            if op.error is not None:
-                raise op.error
-            assert op.result is not None
-            return op.result

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import attrs
 
 from ._enums import QoS
 from ._properties import EMPTY_PROPERTIES, Properties
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Message"]
 
@@ -35,6 +38,22 @@ class Message:
     """Packet identifier of a QoS 1/2 delivery (informational)."""
     properties: Properties = EMPTY_PROPERTIES
     """MQTT 5 properties (content type, response topic, user properties ...)."""
+    _acker: Callable[[], None] | None = attrs.field(
+        default=None, eq=False, repr=False, alias="acker"
+    )
+
+    def ack(self) -> None:
+        """Acknowledge the message to the broker (``manual_ack=True`` subscriptions).
+
+        Sends the PUBACK (QoS 1) or PUBREC (QoS 2) once every manually acknowledging
+        subscription that received this delivery acknowledged it, in the order the
+        messages arrived. Idempotent; a no-op for QoS 0 and for subscriptions
+        without ``manual_ack``. An unacknowledged message is re-delivered by the
+        broker after a reconnect that resumed the session.
+        """
+        acker = self._acker
+        if acker is not None:
+            acker()
 
     def __repr__(self) -> str:
         """Show every field, but of `properties` only those that are set.

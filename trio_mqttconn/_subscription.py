@@ -2,14 +2,21 @@
 
 The task reading the connection produces into the channel (it owns the send side and
 closes it when the subscription ends, so ``async for`` finishes without sentinels); the
-application, or a dispatcher task running its listener, consumes. What happens when the channel is full is
-the subscription's choice: ``"wait"`` (lossless: the reader pauses, which is where TCP
-backpressure towards the broker starts) or ``"drop_oldest"`` (the oldest queued message
-is discarded and counted).
+application, or a dispatcher task running its listener, consumes. The reader never
+waits for a consumer. What happens when the channel is full is the subscription's
+choice: ``"wait"`` (lossless: the message is *parked* beside the channel and moved in
+when the consumer takes one; a QoS 1/2 message's acknowledgement is withheld until
+then, so the broker's flow stops at our Receive Maximum, and QoS 0 messages count
+against the client's bounded intake, past which the reader pauses) or
+``"drop_oldest"`` (the oldest queued message is discarded and counted).
+
+With ``manual_ack=True`` a QoS 1/2 message's acknowledgement goes out only when the
+application calls ``message.ack()``.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal, Self, TypeAlias, final
 
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
     )
 
     from ._client import MqttClient
+    from ._engine.link import Hold
     from ._enums import QoS
     from ._packets import TopicSubscription
 
@@ -53,6 +61,29 @@ class SubscriptionStatistics:
     """Messages discarded because the channel was full (``overflow="drop_oldest"``)."""
     buffer: int
     """Capacity of the channel."""
+    parked: int = 0
+    """Messages waiting beside the full channel (``overflow="wait"``)."""
+
+
+@attrs.define(eq=False)
+class _Intake:
+    """The client's bound on QoS 0 bytes parked beside full channels."""
+
+    limit: int
+    used: int = 0
+    #: Set when *used* fell back under *limit* (the paused reader waits for it).
+    room: anyio.Event | None = None
+    warned: bool = False
+
+    def taken(self, size: int) -> None:
+        self.used -= size
+        room = self.room
+        if room is not None and self.used <= self.limit:
+            self.room = None
+            room.set()
+
+    def is_full(self) -> bool:
+        return self.used > self.limit
 
 
 @final
@@ -89,6 +120,19 @@ class Subscription:
         init=False, default=None, repr=False
     )
     _listener: Listener | None = attrs.field(init=False, default=None, repr=False)
+    #: ``manual_ack=True``: QoS 1/2 acknowledgements wait for ``message.ack()``.
+    _manual_ack: bool = attrs.field(default=False, repr=False, alias="manual_ack")
+    #: Messages that found the channel full: [message, hold, QoS 0 bytes].
+    _parked: collections.deque[list[object]] = attrs.field(
+        init=False, factory=collections.deque, repr=False
+    )
+    _intake: _Intake | None = attrs.field(init=False, default=None, repr=False)
+    #: Why the subscription ended, when the broker ended it (its iterator raises).
+    _error: BaseException | None = attrs.field(init=False, default=None, repr=False)
+    #: Called once a hub subscription parked a message (the hub refills it).
+    _on_park: Callable[[Subscription], None] | None = attrs.field(
+        init=False, default=None, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.overflow not in ("wait", "drop_oldest"):
@@ -104,14 +148,19 @@ class Subscription:
     # -- producer side (the task reading the connection) -------------------------
 
     def _offer(self, message: Message) -> bool:
-        """Put *message* without waiting; False when the reader must wait for room."""
+        """Put *message* without waiting; False when it was parked (channel full)."""
         if not self._active:
             return True
+        if self._parked:
+            # Behind what is parked already: order is kept.
+            self._park(message)
+            return False
         hub = self._hub
         if hub is not None:
             try:
                 hub.send_nowait((self, message))
             except anyio.WouldBlock:
+                self._park(message)
                 return False
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._active = False
@@ -122,6 +171,7 @@ class Subscription:
             self._send.send_nowait(message)
         except anyio.WouldBlock:
             if self.overflow == "wait":
+                self._park(message)
                 return False
             try:
                 self._receive.receive_nowait()
@@ -136,21 +186,71 @@ class Subscription:
         self._delivered += 1
         return True
 
-    async def _put(self, message: Message) -> None:
-        """Put *message*, waiting for room (lossless overflow policy)."""
-        try:
-            if self._hub is not None:
-                await self._hub.send((self, message))
-            else:
-                await self._send.send(message)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._active = False
-            return
-        self._delivered += 1
+    def _park(self, message: Message) -> None:
+        size = 0
+        intake = self._intake
+        if not message.qos and intake is not None:
+            size = len(message.payload) + len(message.topic)
+            intake.used += size
+        self._parked.append([message, None, size])
+        if len(self._parked) == 1 and self._on_park is not None:
+            self._on_park(self)
+
+    def _hold_last(self, hold: Hold) -> None:
+        """The message parked last withholds *hold* until it is taken."""
+        hold.waiting += 1
+        self._parked[-1][1] = hold
+
+    def _refill(self) -> None:
+        """Move parked messages into the channel while it has room."""
+        parked = self._parked
+        hub = self._hub
+        while parked:
+            entry = parked[0]
+            message = entry[0]
+            assert isinstance(message, Message)
+            try:
+                if hub is not None:
+                    hub.send_nowait((self, message))
+                else:
+                    self._send.send_nowait(message)
+            except anyio.WouldBlock:
+                return
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._drop_parked()
+                return
+            parked.popleft()
+            self._delivered += 1
+            self._let_go(entry)
+
+    def _let_go(self, entry: list[object]) -> None:
+        hold = entry[1]
+        if hold is not None:
+            hold.release()  # type: ignore[attr-defined]  # a Hold
+        size = entry[2]
+        if size and self._intake is not None:
+            self._intake.taken(size)  # type: ignore[arg-type]  # an int
+
+    def _drop_parked(self) -> None:
+        """Nobody will take what is parked: let its acknowledgements go."""
+        parked = self._parked
+        while parked:
+            self._let_go(parked.popleft())
+
+    def _fail(self, error: BaseException) -> None:
+        """The broker ended the subscription: iteration raises *error* once drained."""
+        self._error = error
+        self._client = None
+        self._close()
+
+    def _ended(self) -> BaseException | None:
+        error, self._error = self._error, None
+        return error
 
     def _close(self) -> None:
         """End the subscription: iteration stops once queued messages are consumed."""
         self._active = False
+        self._drop_parked()
         self._send.close()
 
     # -- consumer side -------------------------------------------------------------
@@ -160,12 +260,19 @@ class Subscription:
 
         Raises:
             anyio.EndOfStream: the subscription ended (unsubscribed or client closed).
+            SubscribeError: the broker refused it again after a reconnect.
         """
         try:
-            return await self._receive.receive()
+            message = await self._receive.receive()
         except anyio.EndOfStream:
             self._receive.close()
+            error = self._ended()
+            if error is not None:
+                raise error from None
             raise
+        if self._parked:
+            self._refill()
+        return message
 
     def receive_nowait(self) -> Message:
         """Return a queued message without waiting.
@@ -174,7 +281,10 @@ class Subscription:
             anyio.WouldBlock: nothing is queued.
             anyio.EndOfStream: the subscription ended and nothing is queued.
         """
-        return self._receive.receive_nowait()
+        message = self._receive.receive_nowait()
+        if self._parked:
+            self._refill()
+        return message
 
     def __aiter__(self) -> Self:
         return self
@@ -192,16 +302,27 @@ class Subscription:
                 pass
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 self._receive.close()
+                error = self._ended()
+                if error is not None:
+                    raise error from None
                 raise StopAsyncIteration from None
             else:
                 self._streak += 1
+                if self._parked:
+                    self._refill()
                 return message
         self._streak = 0
         try:
-            return await self._receive.receive()
+            message = await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._receive.close()
+            error = self._ended()
+            if error is not None:
+                raise error from None
             raise StopAsyncIteration from None
+        if self._parked:
+            self._refill()
+        return message
 
     def statistics(self) -> SubscriptionStatistics:
         """Counters of this subscription."""
@@ -211,6 +332,7 @@ class Subscription:
             delivered=self._delivered,
             dropped=self._dropped,
             buffer=self.buffer,
+            parked=len(self._parked),
         )
 
     async def unsubscribe(self) -> None:

@@ -58,12 +58,32 @@ async def test_reconnect_backoff_doubles_up_to_the_cap(
         ]
         await client.wait_connected()
         assert trio.current_time() == 39
-        # a successful connection resets the backoff
+        # a connection that stayed up (4 x the delay before it) resets the backoff
+        await trio.sleep(32)
         await broker.connections[1].close()
         await broker.wait_attempts(9)
-        assert broker.attempts[8].time == 40
+        assert broker.attempts[8].time == 72
         await client.wait_connected()
         assert client.statistics().reconnects == 2
+
+
+async def test_reconnect_backoff_is_not_reset_by_a_connack_alone(
+    autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
+) -> None:
+    # A broker that accepts and kicks at once (a duplicate client id: 0x8E) must
+    # not get a reconnect every second forever: the delays keep growing.
+    async with (
+        FakeBroker() as broker,
+        make_client(broker, reconnect_delay=1, max_reconnect_delay=8) as client,
+    ):
+        for index in range(5):
+            conn = await broker.wait_connection(index)
+            await conn.wait_connacked()
+            await conn.send(DisconnectPacket(reason_code=ReasonCode.SESSION_TAKEN_OVER))
+        await broker.wait_attempts(6)
+        assert broker.attempt_times() == [0, 1, 3, 7, 15, 23]
+        await client.wait_connected()
 
 
 async def test_reconnect_first_delay_is_reconnect_delay(
@@ -254,7 +274,7 @@ async def test_reconnect_disabled_raises_connection_lost(
         with pytest.raises(
             ConnectionLost,
             match=r"^lost the connection to mqtt://broker\.test:1883: "
-            r"mqtt://broker\.test:1883 closed the connection$",
+            r"the broker closed the connection$",
         ):
             await dropped()
         assert len(broker.attempts) == 1

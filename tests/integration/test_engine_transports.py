@@ -363,13 +363,17 @@ async def test_client_failover_all_dead_raises_last_error(
     )
 
 
-async def test_client_failover_refused_connack_is_final(
+async def test_client_failover_continues_after_a_refused_connack(
     mosquitto: Mosquitto,
 ) -> None:
-    # a broker that answers "not authorized" is not a dead URI: no failover
-    with anyio.fail_after(TIMEOUT), pytest.raises(ConnectError) as info:
+    # #9: one broker's "not authorized" does not stop failover to the next URI;
+    # the refusal is final only once every URI was tried.
+    with anyio.fail_after(TIMEOUT):
         async with MqttClient(
             [f"mqtt://127.0.0.1:{mosquitto.auth_port}", mosquitto.uri]
-        ):
-            pytest.fail("failed over after a refused CONNACK")
+        ) as client:
+            assert client.is_connected
+    with anyio.fail_after(TIMEOUT), pytest.raises(ConnectError) as info:
+        async with MqttClient([f"mqtt://127.0.0.1:{mosquitto.auth_port}"]):
+            pytest.fail("connected although refused")
     assert info.value.reason_code == ReasonCode.NOT_AUTHORIZED

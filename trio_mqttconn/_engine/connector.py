@@ -1,0 +1,284 @@
+"""Connector: the handshake, failover over the URIs, and the reconnect supervisor.
+
+Theory of operation
+-------------------
+`handshake` makes one attempt: stream, CONNECT, CONNACK, bounded by
+*connect_timeout*; it returns a new `Link` (the only way to the session from then
+on) with the CONNACK's `Connected` event and whatever else the first chunk held.
+`connect_round` tries every URI once, starting with the last good one; a refusal
+that retrying cannot fix (bad credentials, banned ...) ends the round only after the
+other URIs were tried. `supervise` serves one link at a time and, when it ends,
+waits (capped exponential backoff with jitter) and reconnects. The backoff starts
+over only after a connection that stayed up (`STABLE_FACTOR` x the delay before it,
+at least *reconnect_delay*): a broker that accepts and then kicks us at once (a
+duplicate client id) sees the delays grow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random as _random
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import attrs
+
+from .._backoff import Backoff
+from .._enums import ProtocolVersion, ReasonCode
+from .._events import Connected, ConnectionRefused
+from .._exceptions import ConnectError, ConnectionLost, ConnectTimeout, ProtocolError
+from .._packets import ConnectPacket
+from .._session import SessionState
+from .._transports import connect_stream, direct_socket
+from .link import READ_SIZE, Link
+
+if TYPE_CHECKING:
+    from .._client import MqttClient
+    from .._events import Event
+    from .._transports import Endpoint
+
+__all__ = ["FATAL_CONNACK", "connect_round", "handshake", "supervise"]
+
+_LOGGER = logging.getLogger("trio_mqttconn.client")
+
+#: Reason codes of a refused CONNACK that retrying cannot fix.
+FATAL_CONNACK = frozenset(
+    {
+        ReasonCode.MALFORMED_PACKET,
+        ReasonCode.PROTOCOL_ERROR,
+        ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+        ReasonCode.NOT_AUTHORIZED,
+        ReasonCode.BANNED,
+        ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+        ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+        ReasonCode.BAD_AUTHENTICATION_METHOD,
+    }
+)
+
+_REFUSAL_HINTS = {
+    ReasonCode.BAD_USER_NAME_OR_PASSWORD: "; check the user name and password",
+    ReasonCode.NOT_AUTHORIZED: "; check the user name, password and the broker's ACL",
+    ReasonCode.CLIENT_IDENTIFIER_NOT_VALID: "; use another client_id",
+    ReasonCode.UNSUPPORTED_PROTOCOL_VERSION: (
+        "; the broker does not speak this MQTT version, try protocol=ProtocolVersion.V311"
+    ),
+    ReasonCode.SERVER_UNAVAILABLE: "; try again later",
+    ReasonCode.SERVER_BUSY: "; try again later",
+}
+
+#: A connection "stayed up" once it lived this many times the delay before it.
+STABLE_FACTOR = 4.0
+
+
+def connect_packet(client: MqttClient, endpoint: Endpoint) -> ConnectPacket:
+    """The CONNECT for *endpoint* (credentials: the client's, else the URI's)."""
+    username = client._username if client._username is not None else endpoint.username
+    password = client._password if client._password is not None else endpoint.password
+    properties = client.properties
+    if client.protocol is ProtocolVersion.V5:
+        changes: dict[str, Any] = {}
+        if client.session_expiry:
+            changes["session_expiry_interval"] = client.session_expiry
+        if client.receive_maximum != 65535:
+            changes["receive_maximum"] = client.receive_maximum
+        if client.maximum_packet_size is not None:
+            changes["maximum_packet_size"] = client.maximum_packet_size
+        if client.topic_alias_maximum:
+            changes["topic_alias_maximum"] = client.topic_alias_maximum
+        if changes:
+            properties = attrs.evolve(properties, **changes)
+    assert client.client_id is not None
+    return ConnectPacket(
+        client_id=client.client_id,
+        protocol_version=client.protocol,
+        clean_start=client.clean_start,
+        keepalive=client.keepalive,
+        username=username,
+        password=None if password is None else password.encode("utf-8"),
+        will=client.will,
+        properties=properties,
+    )
+
+
+async def open_stream(client: MqttClient, endpoint: Endpoint) -> anyio.abc.ByteStream:
+    """A byte stream to *endpoint* (the client's transport factory, if it has one)."""
+    if client._transport is not None:
+        return await client._transport(endpoint)
+    return await connect_stream(
+        endpoint,
+        ssl_context=client._ssl_context,
+        tls_insecure=client._tls_insecure,
+        websocket_headers=client._websocket_headers,
+        local_address=client._local_address,
+        socket_options=client._socket_options,
+    )
+
+
+def _looks_like_http(data: bytes) -> bool:
+    return data[:5] == b"HTTP/" or data[:1] == b"<"
+
+
+async def handshake(
+    client: MqttClient, endpoint: Endpoint
+) -> tuple[Link, Connected, list[Event]]:
+    """One connection attempt: stream, CONNECT, CONNACK, bounded by connect_timeout."""
+    where = endpoint.display()
+    session = client._session
+    counters = client._counters
+    stream: anyio.abc.ByteStream | None = None
+    first = True
+    try:
+        with anyio.fail_after(client.connect_timeout or math.inf):
+            stream = await open_stream(client, endpoint)
+            connect = session.connect(connect_packet(client, endpoint))
+            await stream.send(connect)
+            counters.bytes_sent += len(connect)
+            sent_at = anyio.current_time()
+            while True:
+                try:
+                    data = await stream.receive(READ_SIZE)
+                except anyio.EndOfStream:
+                    raise ConnectError(
+                        f"{where} closed the connection before answering CONNECT; "
+                        "check the protocol version and the broker's log"
+                    ) from None
+                if first and _looks_like_http(data):
+                    raise ConnectError(
+                        f"{where} answered CONNECT with HTTP: it is a web or "
+                        "WebSocket port, not MQTT; use ws:// (or wss://) with the "
+                        "broker's WebSocket path, or the broker's MQTT port"
+                    )
+                first = False
+                counters.bytes_received += len(data)
+                session.receive_data(data)
+                events = session.events()
+                for index, event in enumerate(events):
+                    if isinstance(event, Connected):
+                        link = Link(
+                            stream=stream,
+                            sock=direct_socket(stream),
+                            endpoint=endpoint,
+                            keepalive=float(event.keepalive),
+                            last_heard=anyio.current_time(),
+                            last_sent=sent_at,
+                            session=session,
+                            counters=counters,
+                            on_end=client._link_ended,
+                        )
+                        if event.client_id:
+                            client.client_id = event.client_id
+                        _LOGGER.debug(
+                            "received CONNACK from %s: session present %s",
+                            where,
+                            event.session_present,
+                        )
+                        return link, event, events[index + 1 :]
+                    if isinstance(event, ConnectionRefused):
+                        raise ConnectError(
+                            f"{where} refused the connection: "
+                            f"{event.reason_code.phrase} "
+                            f"(reason code {event.reason_code.value:#04x})"
+                            + _REFUSAL_HINTS.get(event.reason_code, ""),
+                            reason_code=event.reason_code,
+                        )
+    except TimeoutError as exc:
+        if stream is not None:
+            await anyio.aclose_forcefully(stream)
+        session.connection_lost()
+        raise ConnectTimeout(
+            f"connecting to {where} took longer than {client.connect_timeout:g} s "
+            "(connect_timeout)"
+        ) from exc
+    except BaseException as exc:
+        if stream is not None:
+            await anyio.aclose_forcefully(stream)
+        if session.state is not SessionState.CLOSED:
+            session.connection_lost()
+        if isinstance(exc, ConnectError | anyio.get_cancelled_exc_class()):
+            raise
+        if isinstance(exc, ProtocolError):
+            raise ConnectError(
+                f"{where} answered CONNECT with an invalid packet: {exc}"
+            ) from exc
+        if isinstance(
+            exc,
+            OSError
+            | anyio.BrokenResourceError
+            | anyio.ClosedResourceError
+            | anyio.EndOfStream,
+        ):
+            detail = str(exc) or type(exc).__name__
+            raise ConnectError(f"connection to {where} failed: {detail}") from exc
+        raise
+
+
+async def connect_round(client: MqttClient) -> tuple[Link, Connected, list[Event]]:
+    """Try every endpoint once, starting with the last good one.
+
+    A permanent refusal (`FATAL_CONNACK`) is raised only after the other URIs
+    failed too: one broker's "not authorized" does not stop failover.
+    """
+    endpoints = client._endpoints
+    count = len(endpoints)
+    last_error: ConnectError | None = None
+    fatal: ConnectError | None = None
+    for step in range(count):
+        index = (client._endpoint_index + step) % count
+        try:
+            result = await handshake(client, endpoints[index])
+        except ConnectError as exc:
+            if exc.reason_code in FATAL_CONNACK and fatal is None:
+                fatal = exc
+            last_error = exc
+            continue
+        client._endpoint_index = index
+        return result
+    raise fatal or last_error or ConnectError("no broker URI to connect to")
+
+
+async def supervise(
+    client: MqttClient, link: Link, connected: Connected, rest: list[Event]
+) -> None:
+    """Serve one link at a time; reconnect with backoff until the client closes."""
+    backoff: Backoff | None = None  # made when first needed
+    delay = 0.0
+    while True:
+        started = anyio.current_time()
+        reason = await client._serve(link, connected, rest)
+        if client._state != "running":
+            return
+        where = link.where
+        _LOGGER.warning("lost the connection to %s: %s", where, reason)
+        if client._on_connection_lost is not None:
+            client._on_connection_lost(reason)
+        if not client.reconnect:
+            raise ConnectionLost(
+                f"lost the connection to {where}: {reason}",
+                reason_code=getattr(reason, "reason_code", None),
+            ) from reason
+        if backoff is None:
+            backoff = Backoff(
+                initial=client.reconnect_delay,
+                maximum=client.max_reconnect_delay,
+                jitter=client.reconnect_jitter,
+                rng=client._random or _random.Random(),
+            )
+        if anyio.current_time() - started >= max(
+            STABLE_FACTOR * delay, client.reconnect_delay
+        ):
+            backoff.reset()
+        while True:
+            delay = backoff.next_delay()
+            _LOGGER.info("reconnecting in %.3g s", delay)
+            await anyio.sleep(delay)
+            try:
+                link, connected, rest = await connect_round(client)
+            except ConnectError as exc:
+                _LOGGER.info("reconnect failed: %s", exc)
+                if exc.reason_code in FATAL_CONNACK:
+                    raise
+                continue
+            client._attach(link, connected)
+            break

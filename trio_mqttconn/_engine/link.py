@@ -1,0 +1,453 @@
+"""Link: one connection to the broker, the only way to its session while it lives.
+
+Theory of operation
+-------------------
+A `Link` is made by the connector for each CONNACK and ends exactly once
+(`Link.end`, first reason wins). It owns:
+
+* the **session while connected**: `Link.session` hands out the client's
+  `ClientSession` only while the link has not ended, so a task that wakes after
+  its connection ended (a publisher that waited for the send quota, a restore
+  task, the keepalive watchdog) gets `ConnectionLost`, never a session that has
+  moved on to the next connection;
+* the **write path**: one writer at a time; whoever comes while a write is in
+  progress queues its bytes in the outbox, which the active writer sends in one
+  write. A write cut half way leaves a partial frame, so the link ends
+  (``session.send_failed()``) and the next connection starts clean;
+* the **keepalive watchdog**: a PINGREQ when we have sent nothing for *keepalive*
+  seconds or heard nothing for *keepalive* seconds; the broker is declared dead
+  only when it has not answered a PINGREQ (PINGRESP or any packet) in time. Our
+  own writing never counts as a sign of life, and a PINGREQ never waits behind a
+  write: it joins the outbox;
+* the **withheld acknowledgements** of received QoS 1/2 messages (`Hold`): a
+  PUBACK/PUBREC whose message waits in a full subscription buffer, or for the
+  application's ``message.ack()``, is taken out of the session's output and kept
+  in arrival order; it goes out when its message was taken, and the ones behind it
+  with it [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Acks are never sent on a later connection,
+  except the PUBREC of a QoS 2 message the broker re-delivered there (its id is
+  still ours: exactly once across resets).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import struct
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import anyio.abc
+import attrs
+
+from .._exceptions import ConnectionLost, MqttError, ProtocolError
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
+
+    from .._session import ClientSession
+    from .._transports import Endpoint
+
+__all__ = ["Counters", "Hold", "Link", "READ_SIZE"]
+
+_LOGGER = logging.getLogger("trio_mqttconn.client")
+READ_SIZE: Final = 65536
+_ACK: Final = struct.Struct("!BBH")
+_PUBACK: Final = 0x40
+_PUBREC: Final = 0x50
+
+
+@attrs.define(eq=False)
+class Counters:
+    """The client's counters, shared by every link (see ``ClientStatistics``)."""
+
+    connects: int = 0
+    messages_received: int = 0
+    messages_published: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    last_disconnect_reason: str | None = None
+    last_disconnect_time: float | None = None
+
+
+@attrs.define(eq=False)
+class Hold:
+    """A withheld PUBACK/PUBREC: sent once *waiting* holders have let it go."""
+
+    packet_id: int
+    data: bytes
+    qos: int
+    waiting: int = 0
+    #: The link whose queue holds it (None once sent or dropped with its link).
+    link: Link | None = None
+    #: The table that finds it by packet id while held (received QoS 2).
+    table: dict[int, Hold] | None = None
+
+    def release(self) -> None:
+        """One holder is done (message taken into a buffer, or acknowledged)."""
+        self.waiting -= 1
+        if self.waiting == 0:
+            table = self.table
+            if table is not None and table.get(self.packet_id) is self:
+                del table[self.packet_id]
+            if self.link is not None:
+                self.link.acks_ready()
+
+
+@attrs.define(eq=False)
+class _Ack:
+    """``message.ack()`` of one delivery: releases its hold once."""
+
+    hold: Hold | None
+
+    def __call__(self) -> None:
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            hold.release()
+
+
+def make_ack(hold: Hold) -> Callable[[], None]:
+    """The callable behind ``Message.ack()`` for one delivery held by *hold*."""
+    hold.waiting += 1
+    return _Ack(hold)
+
+
+def ack_bytes(qos: int, packet_id: int) -> bytes:
+    """The PUBACK (QoS 1) or PUBREC (QoS 2) of a received message, as the session writes it."""
+    return _ACK.pack(_PUBACK if qos == 1 else _PUBREC, 2, packet_id)
+
+
+@attrs.define(eq=False)
+class _Batch:
+    """Bytes queued behind the active writer, written together."""
+
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    error: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+
+@attrs.define(eq=False)
+class Link:
+    """One live stream to the broker (see the module docstring)."""
+
+    stream: anyio.abc.ByteStream
+    endpoint: Endpoint
+    keepalive: float
+    last_heard: float
+    last_sent: float
+    _session: ClientSession = attrs.field(alias="session")
+    counters: Counters
+    on_end: Callable[[Link, BaseException], None]
+    #: The stream's socket, when writes may go to it directly (see direct_socket).
+    sock: socket.socket | None = None
+    #: Cancel scopes of the work serving this link; ending it cancels them all.
+    scopes: list[anyio.CancelScope] = attrs.Factory(list)
+    #: When our unanswered PINGREQ went out (None: none outstanding).
+    ping_sent_at: float | None = None
+    #: The reader stopped reading on purpose (QoS 0 intake full): not silence.
+    intake_paused: bool = False
+    ended: BaseException | None = None
+    closed: bool = False
+    writing: bool = False
+    outbox: list[bytes] = attrs.Factory(list)
+    batch: _Batch = attrs.Factory(_Batch)
+    #: Withheld acknowledgements, in arrival order of their PUBLISH.
+    acks: collections.deque[Hold] = attrs.Factory(collections.deque)
+    _acks_wanted: anyio.Event = attrs.Factory(anyio.Event)
+    _ended_event: anyio.Event = attrs.Factory(anyio.Event)
+
+    # -- ownership -----------------------------------------------------------------
+
+    @property
+    def session(self) -> ClientSession:
+        """The session, while this link lives.
+
+        Raises:
+            ConnectionLost: the link ended (the session may serve another one now).
+        """
+        if self.ended is not None:
+            raise ConnectionLost(f"the connection to {self.where} ended")
+        return self._session
+
+    @property
+    def where(self) -> str:
+        """The endpoint, for messages."""
+        return self.endpoint.display()
+
+    def end(self, reason: BaseException) -> None:
+        """Record why the link ended (first reason wins) and stop its tasks."""
+        if self.ended is None:
+            self.ended = reason
+            for hold in self.acks:
+                hold.link = None
+            self.acks.clear()
+            self.on_end(self, reason)
+            self._ended_event.set()
+            for scope in self.scopes:
+                scope.cancel()
+
+    async def wait_ended(self) -> None:
+        """Wait until the link ended."""
+        await self._ended_event.wait()
+
+    async def close(self) -> None:
+        """Close the stream once, even from a cancelled task."""
+        if not self.closed:
+            self.closed = True
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(self.stream)
+
+    def new_scope(self, *, shield: bool = False) -> anyio.CancelScope:
+        """A cancel scope that ends with this link."""
+        scope = anyio.CancelScope(shield=shield)
+        if self.ended is not None:
+            scope.cancel()
+        self.scopes.append(scope)
+        return scope
+
+    # -- reading -------------------------------------------------------------------
+
+    async def receive(self) -> bytes:
+        """The next chunk from the broker.
+
+        Raises:
+            ConnectionLost: EOF or a broken stream; the reason names the endpoint once.
+        """
+        try:
+            data = await self.stream.receive(READ_SIZE)
+        except anyio.EndOfStream:
+            raise ConnectionLost("the broker closed the connection") from None
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            detail = str(exc) or type(exc).__name__
+            raise ConnectionLost(f"the connection broke: {detail}") from exc
+        self.last_heard = anyio.current_time()
+        self.counters.bytes_received += len(data)
+        return data
+
+    # -- acknowledgements ---------------------------------------------------------------
+
+    def write_acks(
+        self, out: bytes, held: dict[int, Hold], qos2_held: dict[int, Hold]
+    ) -> bytes:
+        """Take withheld PUBACK/PUBREC out of *out*; return what may go out now.
+
+        *held* maps packet ids of this chunk's parked or manually acknowledged
+        messages to their `Hold`, *qos2_held* the QoS 2 ids still held (from this
+        chunk or an earlier connection: a re-delivery's PUBREC waits too). Once one
+        ack waits, the PUBACK/PUBREC after it wait too (their order is the
+        PUBLISHes'); other packets (PUBREL, PUBCOMP) go at once.
+        """
+        if not held and not qos2_held and not self.acks:
+            return out
+        now = bytearray()
+        view = memoryview(out)
+        index = 0
+        size = len(out)
+        while index < size:
+            first = view[index]
+            length = 0
+            shift = 0
+            pos = index + 1
+            while True:
+                byte = view[pos]
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                pos += 1
+                if not byte & 0x80:
+                    break
+            end = pos + length
+            packet = bytes(view[index:end])
+            index = end
+            if first in (_PUBACK, _PUBREC) and length == 2:
+                packet_id = int.from_bytes(packet[2:4], "big")
+                hold = held.get(packet_id)
+                if hold is None and first == _PUBREC:
+                    hold = qos2_held.get(packet_id)
+                if hold is not None and hold.waiting > 0:
+                    if hold.link is not self:
+                        hold.link = self
+                        self.acks.append(hold)
+                    continue
+                if self.acks:
+                    self.acks.append(Hold(packet_id, packet, 0, link=self))
+                    continue
+            now += packet
+        return bytes(now)
+
+    def acks_ready(self) -> None:
+        """A hold was released: wake the ack writer."""
+        self._acks_wanted.set()
+
+    def take_ready_acks(self) -> bytes:
+        """The released acks at the head of the queue, in order."""
+        acks = self.acks
+        parts: list[bytes] = []
+        while acks and acks[0].waiting <= 0:
+            hold = acks.popleft()
+            hold.link = None
+            parts.append(hold.data)
+        return b"".join(parts)
+
+    async def ack_writer(self) -> None:
+        """Send released acknowledgements (a task per link)."""
+        try:
+            while True:
+                await self._acks_wanted.wait()
+                self._acks_wanted = anyio.Event()
+                data = self.take_ready_acks()
+                if data:
+                    await self.send(data, wait=False)
+        except ConnectionLost as exc:
+            self.end(exc)
+
+    # -- keepalive -------------------------------------------------------------------
+
+    async def keepalive_task(self) -> None:
+        """PINGREQ when due; end the link when the broker does not answer one."""
+        keepalive = self.keepalive
+        if keepalive <= 0:
+            return
+        try:
+            while True:
+                now = anyio.current_time()
+                if self.intake_paused:
+                    # We stopped reading on purpose: the broker is not silent.
+                    self.last_heard = now
+                ping = self.ping_sent_at
+                if ping is not None and self.last_heard >= ping:
+                    ping = self.ping_sent_at = None  # answered (any packet counts)
+                if ping is not None:
+                    dead_at = max(
+                        self.last_heard + 1.5 * keepalive, ping + keepalive / 2
+                    )
+                    if now >= dead_at:
+                        raise ConnectionLost(
+                            f"the broker did not answer for "
+                            f"{now - self.last_heard:g} s (keepalive {keepalive:g} s); "
+                            "the connection is dead"
+                        )
+                    wake = dead_at
+                else:
+                    wake = min(self.last_sent, self.last_heard) + keepalive
+                    if now >= wake:
+                        # [MQTT-3.1.2-20] PINGREQ; it joins the outbox when a write
+                        # is in progress, so a busy or stuck socket never hides it.
+                        self.ping_sent_at = now
+                        await self.send(self.session.ping(), wait=False)
+                        continue
+                await anyio.sleep(max(0.0, wake - now))
+        except ConnectionLost as exc:
+            self.end(exc)
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def send(self, data: bytes, *, wait: bool = True) -> None:
+        """Write *data*; one writer at a time, the others coalesced.
+
+        When no write is in progress the caller writes itself. Otherwise its bytes
+        join the outbox, which the active writer sends (all of it, in one write) as
+        soon as its own write is done; with *wait* the caller then waits for that
+        write, without it it returns at once.
+
+        A cancellation is only delivered where the stream waits: a write that fits
+        the socket (trio) or transport (asyncio) buffer is never cut. One that
+        arrives while the stream waits may have left part of a packet on the wire,
+        so the link ends; frames are never continued.
+
+        Raises:
+            ConnectionLost: the link ended, or the write failed.
+        """
+        if self.ended is not None:
+            raise ConnectionLost(f"the connection to {self.where} ended")
+        if self.writing:
+            self.outbox.append(data)
+            if not wait:
+                return
+            batch = self.batch
+            await batch.done.wait()
+            if batch.error is not None:
+                raise ConnectionLost(
+                    f"sending to {self.where} failed: {batch.error}"
+                ) from batch.error
+            return
+        sock = self.sock
+        if sock is None:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        else:
+            # Only ever set on trio (see direct_socket): its primitives directly.
+            import trio  # imported already: asyncio never gets here
+
+            await trio.lowlevel.checkpoint_if_cancelled()
+        self.writing = True
+        written = 0
+        try:
+            if await self._write(sock, data):
+                # Written without waiting (trio only). Still a schedule point, not
+                # a cancel point, taken while still the writer: what others queue
+                # meanwhile goes out in one write.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            written += len(data)
+            while self.outbox:
+                data = b"".join(self.outbox)
+                self.outbox.clear()
+                batch, self.batch = self.batch, _Batch()
+                try:
+                    await self._write(sock, data)
+                except BaseException as exc:
+                    batch.fail(exc)
+                    raise
+                written += len(data)
+                batch.done.set()
+        except BaseException as exc:
+            self.outbox.clear()
+            self.batch.fail(exc)
+            self.batch = _Batch()
+            if self.ended is None:
+                self._session.send_failed()
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                self.end(ConnectionLost("a write was interrupted by cancellation"))
+                raise
+            if isinstance(exc, ConnectionLost):
+                self.end(exc)
+                raise
+            detail = str(exc) or type(exc).__name__
+            reason = ConnectionLost(f"sending failed: {detail}")
+            reason.__cause__ = exc
+            self.end(reason)
+            raise ConnectionLost(f"sending to {self.where} failed: {detail}") from exc
+        finally:
+            self.writing = False
+            self.last_sent = (
+                anyio.current_time() if sock is None else trio.current_time()
+            )
+            self.counters.bytes_sent += written
+
+    async def _write(self, sock: socket.socket | None, data: bytes) -> bool:
+        """Write all of *data*; True if it went straight to the socket, unwaited."""
+        if sock is not None:
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return True
+            data = data[sent:]
+        await self.stream.send(data)
+        return False
+
+    async def violation(self, exc: ProtocolError, disconnect: bytes | None) -> None:
+        """Answer a protocol violation with DISCONNECT, through the write path.
+
+        The DISCONNECT goes after what was queued before it [MQTT-4.13.2-1]; the
+        link ends with *exc* either way.
+        """
+        if disconnect is not None:
+            with anyio.move_on_after(5.0):
+                try:
+                    await self.send(disconnect)
+                except (MqttError, OSError):
+                    pass
+        self.end(exc)

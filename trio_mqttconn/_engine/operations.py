@@ -1,0 +1,162 @@
+"""Operations: callers waiting for the broker's answer, and the publish path.
+
+Theory of operation
+-------------------
+A QoS 1/2 publish, a SUBSCRIBE or an UNSUBSCRIBE is an `Operation`: an event and a
+result, kept by packet id in ``MqttClient._pending`` until the session reports the
+answer. Packet ids come from the session, which never hands out an id that a
+pending publish, subscribe or unsubscribe still uses. Every session call goes
+through the ready `Link`; a caller that wakes after its link ended starts over on
+the next one.
+
+Cancellation: a caller is only cancelled *before* the session produced its packet
+(``checkpoint_if_cancelled`` first; from there to the write nothing yields), so a
+cancelled publish leaves no topic alias, packet id or send quota behind. Once its
+bytes are written (or queued behind the active writer: they go out), cancelling
+only stops the waiting; the session keeps a QoS 1/2 message in flight and re-sends
+it after a reconnect. A SUBSCRIBE/UNSUBSCRIBE lost with its connection is asked
+again on the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import anyio
+import attrs
+
+from .._enums import QoS
+from .._events import PublishCompleted
+from .._exceptions import ConnectionLost, PublishError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .._client import MqttClient
+    from .._events import Event
+    from .._groups import Event as _Event
+    from .._properties import Properties
+    from .._session import ClientSession
+
+__all__ = ["Operation", "publish", "request"]
+
+
+@attrs.define(eq=False)
+class Operation:
+    """A caller waiting for the broker's answer to one packet."""
+
+    packet_id: int
+    #: The running backend's event (``MqttClient._new_event``).
+    done: _Event
+    result: Event | None = None
+    error: BaseException | None = None
+    #: A SUBSCRIBE/UNSUBSCRIBE (asked again after a reconnect), not a PUBLISH.
+    request: bool = False
+    #: The request must be sent again on the next connection.
+    retry: bool = False
+    #: The filter of a re-subscription (its refusal ends the subscriptions on it).
+    topic_filter: str | None = None
+
+    def finish(self, result: Event) -> None:
+        self.result = result
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+    def ask_retry(self) -> None:
+        self.retry = True
+        self.done.set()
+
+
+async def publish(
+    client: MqttClient,
+    topic: str,
+    payload: bytes,
+    qos: QoS,
+    retain: bool,
+    properties: Properties,
+) -> None:
+    """The body of `MqttClient.publish` (arguments already checked)."""
+    if qos is QoS.AT_MOST_ONCE:
+        link = client._ready_link() or await client._wait_ready()
+        # Cancelled here, before the session made the packet: no trace (no alias).
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        _, data = link.session.publish(
+            topic, payload, qos=qos, retain=retain, properties=properties
+        )
+        await link.send(data)
+        client._counters.messages_published += 1
+        return
+    while True:
+        link = client._ready_link() or await client._wait_ready()
+        if link.session.send_quota > 0:
+            break
+        await client._wait_quota()
+    await anyio.lowlevel.checkpoint_if_cancelled()
+    packet_id, data = link.session.publish(
+        topic, payload, qos=qos, retain=retain, properties=properties
+    )
+    assert packet_id is not None
+    op = Operation(packet_id, done=client._new_event())
+    pending = client._pending
+    pending[packet_id] = op
+    try:
+        # Nothing yields between the session's publish and here: the bytes are
+        # written or queued behind the active writer (they go out either way).
+        with contextlib.suppress(ConnectionLost):
+            # The session keeps the message in flight: it is re-sent (or
+            # published again) after reconnecting.
+            await link.send(data, wait=False)
+        await op.done.wait()
+    finally:
+        if pending.get(op.packet_id) is op and not op.done.is_set():
+            del pending[op.packet_id]
+    if op.error is not None:
+        raise op.error
+    result = op.result
+    assert isinstance(result, PublishCompleted)
+    if result.error is not None:
+        # The session gave the re-send up: it breaks a limit of the new connection.
+        raise result.error
+    client._counters.messages_published += 1
+    if result.reason_code.is_failure:
+        raise PublishError(
+            f"the broker refused the message to {topic!r}: "
+            f"{result.reason_code.phrase} (reason code {result.reason_code.value:#04x})",
+            reason_code=result.reason_code,
+        )
+
+
+async def request(
+    client: MqttClient, make: Callable[[ClientSession], tuple[int, bytes]]
+) -> Event:
+    """Send a SUBSCRIBE/UNSUBSCRIBE made by *make* and wait for its answer.
+
+    A request lost with the connection is made and sent again on the next one.
+    """
+    pending = client._pending
+    while True:
+        link = await client._wait_ready()
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        try:
+            packet_id, data = make(link.session)
+        except ConnectionLost:
+            continue
+        op = Operation(packet_id, done=client._new_event(), request=True)
+        pending[packet_id] = op
+        try:
+            with contextlib.suppress(ConnectionLost):
+                await link.send(data, wait=False)
+            await op.done.wait()
+        finally:
+            if pending.get(packet_id) is op:
+                del pending[packet_id]
+        if op.retry:
+            continue
+        if op.error is not None:
+            raise op.error
+        assert op.result is not None
+        return op.result

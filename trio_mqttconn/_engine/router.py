@@ -1,0 +1,266 @@
+"""Router: subscriptions, the delivery of received messages, listeners.
+
+Theory of operation
+-------------------
+The reader hands every received message to `Router.deliver`, which never waits:
+the subscription tree (or the MQTT 5 subscription identifiers) names the matching
+subscriptions and each gets the message with ``send_nowait``. A subscription whose
+channel is full *parks* the message (``overflow="wait"``); for QoS 1/2 the message's
+PUBACK/PUBREC is then withheld (a `Hold` the link keeps in arrival order) until the
+consumer took it, so the broker stops sending at our Receive Maximum. Parked QoS 0
+bytes count against the client's intake; past its limit the reader stops reading
+until consumers caught up (TCP backpressure), and says so once at WARNING.
+Subscriptions with ``manual_ack=True`` get their own copy of a QoS 1/2 message whose
+``ack()`` releases the hold.
+
+A QoS 2 message's hold is also kept by packet id (`Router.qos2_held`) until it is
+released: when the connection drops and the broker re-delivers the message on a
+resumed session, the session answers with a PUBREC but does not deliver it again
+(it is parked here already); that PUBREC is withheld the same way. Exactly once.
+
+Synchronous listeners (``overflow="wait"``) share one channel and one dispatcher
+task (the hub); a hub subscription that parked is refilled by that task.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+import attrs
+
+from .._subscription import _STREAK, Subscription, _Intake
+from .._subtree import SubscriptionTree
+from .link import Hold, ack_bytes, make_ack
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from .._client import MqttClient
+    from .._message import Message
+    from .._packets import TopicSubscription
+    from .._properties import Properties
+    from .._subscription import Listener
+
+__all__ = ["HUB_BUFFER", "RUNNING_IN", "Router"]
+
+_LOGGER = logging.getLogger("trio_mqttconn.client")
+#: Capacity of the channel shared by synchronous listeners.
+HUB_BUFFER = 1024
+#: The client whose own task (a listener's dispatcher) is running, if any.
+RUNNING_IN: contextvars.ContextVar[MqttClient | None] = contextvars.ContextVar(
+    "trio_mqttconn_running_in", default=None
+)
+
+
+@attrs.define(eq=False)
+class Router:
+    """Where received messages go (see the module docstring)."""
+
+    intake: _Intake
+    tree: SubscriptionTree[Subscription] = attrs.Factory(SubscriptionTree)
+    subscriptions: list[Subscription] = attrs.Factory(list)
+    catch_all: list[Subscription] = attrs.Factory(list)
+    hub: MemoryObjectSendStream[tuple[Subscription, Message]] | None = None
+    #: Hub subscriptions with parked messages, in the order they parked.
+    hub_parked: dict[Subscription, None] = attrs.Factory(dict)
+    raw_filters: dict[str, tuple[TopicSubscription, Properties]] = attrs.Factory(dict)
+    filter_ids: dict[str, int] = attrs.Factory(dict)
+    by_id: dict[int, list[Subscription]] = attrs.Factory(dict)
+    next_sub_id: int = 1
+    #: Holds of received QoS 2 messages by packet id, until released.
+    qos2_held: dict[int, Hold] = attrs.Factory(dict)
+
+    # -- registry ------------------------------------------------------------------
+
+    def register(self, sub: Subscription) -> None:
+        """Route matching messages to *sub* from now on."""
+        sub._intake = self.intake
+        self.subscriptions.append(sub)
+        self.tree.add(sub.topic_filter, sub)
+        if sub._identifier:
+            self.filter_ids[sub.topic_filter] = sub._identifier
+            self.by_id.setdefault(sub._identifier, []).append(sub)
+
+    def unregister(self, sub: Subscription) -> bool:
+        """Forget *sub*; True when no other subscription uses its filter."""
+        self.hub_parked.pop(sub, None)
+        if sub in self.catch_all:
+            self.catch_all.remove(sub)
+            return False
+        if sub not in self.subscriptions:
+            return False
+        self.subscriptions.remove(sub)
+        self.tree.remove(sub.topic_filter, sub)
+        if sub._identifier:
+            subs = self.by_id.get(sub._identifier, [])
+            if sub in subs:
+                subs.remove(sub)
+            if not subs:
+                self.by_id.pop(sub._identifier, None)
+                self.filter_ids.pop(sub.topic_filter, None)
+        return all(
+            other.topic_filter != sub.topic_filter for other in self.subscriptions
+        )
+
+    def siblings(self, topic_filter: str) -> list[Subscription]:
+        """The live subscriptions on exactly *topic_filter*."""
+        return [sub for sub in self.subscriptions if sub.topic_filter == topic_filter]
+
+    def identifier_for(self, topic_filter: str) -> int:
+        """The subscription identifier of *topic_filter* (shared by its subscriptions)."""
+        identifier = self.filter_ids.get(topic_filter, 0)
+        if not identifier:
+            identifier = self.next_sub_id
+            self.next_sub_id = identifier % 268_435_455 + 1
+        return identifier
+
+    def clear(self) -> None:
+        """End every subscription (the client closed)."""
+        for sub in self.subscriptions:
+            sub._release()
+        for sub in self.catch_all:
+            sub._close()
+        self.subscriptions.clear()
+        self.catch_all.clear()
+        self.hub_parked.clear()
+        if self.hub is not None:
+            self.hub.close()
+        self.raw_filters.clear()
+        self.tree.clear()
+        self.by_id.clear()
+        self.filter_ids.clear()
+        self.qos2_held.clear()
+        room = self.intake.room
+        if room is not None:
+            self.intake.room = None
+            room.set()
+
+    def session_lost(self) -> None:
+        """The broker has no session: its QoS 2 ids are forgotten on both sides."""
+        self.qos2_held.clear()
+
+    # -- delivery ------------------------------------------------------------------
+
+    def route(self, message: Message) -> list[Subscription]:
+        """The subscriptions *message* goes to."""
+        identifiers = message.properties.subscription_identifiers
+        if identifiers and self.by_id:
+            if len(identifiers) == 1:
+                found = self.by_id.get(identifiers[0], [])
+            else:
+                found = []
+                for identifier in identifiers:
+                    for sub in self.by_id.get(identifier, ()):
+                        if sub not in found:
+                            found.append(sub)
+        else:
+            found = self.tree.match(message.topic)
+        if self.catch_all:
+            return [*self.catch_all, *found]
+        return found
+
+    def deliver(self, message: Message, held: dict[int, Hold]) -> None:
+        """Hand *message* to every matching subscription without waiting.
+
+        A QoS 1/2 message that some subscription parked, or that a manually
+        acknowledging one received, gets a `Hold` in *held* (by packet id): its
+        acknowledgement is withheld until every holder let it go.
+        """
+        qos = message.qos
+        hold: Hold | None = None
+        for sub in self.route(message):
+            copy = message
+            if qos and sub._manual_ack:
+                if hold is None:
+                    hold = self._hold(message, held)
+                copy = attrs.evolve(message, acker=make_ack(hold))
+            if not sub._offer(copy):
+                if qos:
+                    if hold is None:
+                        hold = self._hold(message, held)
+                    sub._hold_last(hold)
+                elif self.intake.is_full() and not self.intake.warned:
+                    self.intake.warned = True
+                    _LOGGER.warning(
+                        "the subscription to %r is not keeping up: %d bytes of QoS 0 "
+                        "messages wait for it and reading from the broker pauses "
+                        "until it catches up (intake_limit=%d)",
+                        sub.topic_filter,
+                        self.intake.used,
+                        self.intake.limit,
+                    )
+
+    def _hold(self, message: Message, held: dict[int, Hold]) -> Hold:
+        packet_id = message.packet_id
+        assert packet_id is not None
+        hold = Hold(packet_id, ack_bytes(message.qos, packet_id), message.qos)
+        held[packet_id] = hold
+        if message.qos == 2:
+            self.qos2_held[packet_id] = hold
+            hold.table = self.qos2_held
+        return hold
+
+    # -- synchronous listeners -------------------------------------------------------
+
+    def hub_parked_sub(self, sub: Subscription) -> None:
+        """A hub subscription parked: the hub task refills it."""
+        self.hub_parked[sub] = None
+
+    async def run_hub(
+        self,
+        client: MqttClient,
+        receive: MemoryObjectReceiveStream[tuple[Subscription, Message]],
+    ) -> None:
+        """Call synchronous listeners (one task for all of them).
+
+        Drains with receive_nowait and checkpoints every _STREAK messages, like
+        Subscription iteration. A listener of an unsubscribed subscription is not
+        called again.
+        """
+        RUNNING_IN.set(client)
+        hub_parked = self.hub_parked
+        with receive:
+            streak = 0
+            while True:
+                if streak < _STREAK:
+                    try:
+                        sub, message = receive.receive_nowait()
+                    except anyio.WouldBlock:
+                        streak = _STREAK
+                        continue
+                    except (anyio.EndOfStream, anyio.ClosedResourceError):
+                        return
+                    streak += 1
+                else:
+                    streak = 0
+                    try:
+                        sub, message = await receive.receive()
+                    except (anyio.EndOfStream, anyio.ClosedResourceError):
+                        return
+                if hub_parked:
+                    for parked in list(hub_parked):
+                        parked._refill()
+                        if parked._parked:
+                            break
+                        del hub_parked[parked]
+                listener = sub._listener
+                if listener is None or sub._client is None:
+                    continue
+                result = listener(message)
+                if inspect.isawaitable(result):
+                    await result
+
+
+async def run_listener(
+    client: MqttClient, sub: Subscription, listener: Listener
+) -> None:
+    """Feed *listener* from *sub* (a task per async listener)."""
+    RUNNING_IN.set(client)
+    async for message in sub:
+        result = listener(message)
+        if inspect.isawaitable(result):
+            await result
