@@ -837,3 +837,30 @@ def test_received_publish_with_wildcard_topic_is_protocol_error(
     assert str(info.value) == (
         f"PUBLISH has a wildcard ('+' or '#') in its topic name {topic!r}"
     )
+
+
+def test_resend_given_up_is_reported_right_after_connected() -> None:
+    # CONNACK and an acknowledgement in one read: the given-up re-send comes
+    # between Connected and the acknowledgement's event.
+    session, broker = make_session()
+    session.publish("a", b"", qos=QOS1)
+    session.publish("b", b"z" * 64, qos=QOS1)
+    session.connection_lost()
+    broker.new_connection()
+    broker.receive_one(
+        session.connect(ConnectPacket(client_id="client", clean_start=False))
+    )
+    events = broker.send(
+        session,
+        ConnAckPacket(
+            session_present=True, properties=Properties(maximum_packet_size=40)
+        ),
+        PubAckPacket(packet_id=1),
+    )
+    assert [type(e).__name__ for e in events] == [
+        "Connected",
+        "PublishCompleted",
+        "PublishCompleted",
+    ]
+    assert [e.packet_id for e in events[1:]] == [2, 1]  # type: ignore[union-attr]
+    assert session.inflight == 0
