@@ -64,6 +64,7 @@ from ._events import (
 )
 from ._exceptions import (
     ConnectionLost,
+    InvalidStateError,
     MqttError,
     MqttInternalError,
     NotOpenError,
@@ -109,6 +110,8 @@ _HUB_BUFFER = HUB_BUFFER
 _FATAL_CONNACK = connector.FATAL_CONNACK
 _Operation = Operation
 _Connection = Link
+#: Connections in a row lost with nothing completed before a message is given up.
+POISON_TRIES = 3
 
 
 @final
@@ -234,6 +237,10 @@ class MqttClient:
         topic_alias_maximum: Topic aliases the broker may use towards us.
         outgoing_topic_aliases: Use topic aliases for our publishes when allowed.
         disconnect_timeout: Seconds granted to the DISCONNECT on close.
+        maximum_outgoing_packet_size: Largest packet this client sends, bytes
+            (None: only the broker's announced limit). For MQTT 3.1.1 brokers,
+            which announce none and drop the connection instead: a publish above
+            it fails at once with `PublishError`.
         intake_limit: Bytes of QoS 0 messages that may wait beside full
             subscription buffers (``overflow="wait"``) before the client stops
             reading from the broker until consumers caught up (TCP backpressure).
@@ -303,6 +310,8 @@ class MqttClient:
     """Seconds granted to the DISCONNECT on close."""
     intake_limit: int = attrs.field(default=1 << 20, kw_only=True)
     """Bytes of parked QoS 0 messages past which reading pauses."""
+    maximum_outgoing_packet_size: int | None = attrs.field(default=None, kw_only=True)
+    """Largest packet we send (MQTT 3.1.1 brokers announce no limit); None: none."""
 
     _websocket_headers: dict[str, str] | None = attrs.field(
         default=None, kw_only=True, alias="websocket_headers"
@@ -355,6 +364,9 @@ class MqttClient:
         init=False, factory=list
     )
     _router: Router = attrs.field(init=False)
+    #: Connections in a row that ended with QoS 1/2 publishes in flight and none
+    #: of them completed (see ``_poison_check``).
+    _poison_strikes: int = attrs.field(init=False, default=0)
     #: Filters unsubscribed while offline, for a resumed session.
     _offline_unsubscribes: set[str] = attrs.field(init=False, factory=set)
     _endpoint_index: int = attrs.field(init=False, default=0)
@@ -380,6 +392,7 @@ class MqttClient:
             maximum_packet_size=self.maximum_packet_size,
             topic_alias_maximum=self.topic_alias_maximum,
             outgoing_topic_aliases=self.outgoing_topic_aliases,
+            maximum_outgoing_packet_size=self.maximum_outgoing_packet_size,
         )
         self._router = Router(intake=_Intake(limit=self.intake_limit))
 
@@ -815,7 +828,52 @@ class MqttClient:
             self._session.connection_lost()
         self._lost_requests()
         await link.close()
-        return link.ended or ConnectionLost("the connection ended")
+        reason = link.ended or ConnectionLost("the connection ended")
+        if self._state == "running":
+            self._poison_check(link, reason)
+        return reason
+
+    def _poison_check(self, link: Link, reason: BaseException) -> None:
+        """Give up a message the broker drops the connection for, every time.
+
+        A broker that closes the connection right after a (re-)sent message (too
+        large for an MQTT 3.1.1 broker, an ACL that disconnects) would otherwise
+        get it again after every reconnect, forever. After `POISON_TRIES`
+        connections in a row ended with publishes in flight and none of them
+        completed, the oldest one fails with `PublishError`.
+        """
+        inflight = self._session.pending_publishes()
+        if link.completions or (not inflight and not self._unpublished):
+            self._poison_strikes = 0
+            return
+        if getattr(reason, "reason_code", None) == ReasonCode.SESSION_TAKEN_OVER:
+            return
+        self._poison_strikes += 1
+        if self._poison_strikes < POISON_TRIES:
+            return
+        self._poison_strikes = 0
+        op: Operation | None = None
+        topic = ""
+        if inflight:
+            packet = inflight[0]
+            assert packet.packet_id is not None
+            try:
+                self._session.withdraw(packet.packet_id)
+            except InvalidStateError:
+                return  # the broker has it (PUBREC): only PUBREL is re-sent
+            op = self._pending.pop(packet.packet_id, None)
+            topic = packet.topic
+        else:
+            packet, op = self._unpublished.pop(0)
+            topic = packet.topic
+        error = PublishError(
+            f"the broker closed the connection each time the message to {topic!r} "
+            f"was sent ({POISON_TRIES} times); it may be larger than the broker "
+            "accepts (see maximum_outgoing_packet_size) or not allowed by its ACL"
+        )
+        _LOGGER.warning("%s", error)
+        if op is not None:
+            op.fail(error)
 
     def _lost_requests(self) -> None:
         """SUBSCRIBE/UNSUBSCRIBE in flight are asked again on the next connection."""
@@ -893,6 +951,7 @@ class MqttClient:
                 assert isinstance(event, PublishCompleted)
                 self._complete(event.packet_id, event)
                 self._quota.set()
+                link.completions += 1
             elif kind is Subscribed or kind is Unsubscribed:
                 assert isinstance(event, Subscribed | Unsubscribed)
                 self._complete(event.packet_id, event)

@@ -147,6 +147,8 @@ class Link:
     scopes: list[anyio.CancelScope] = attrs.Factory(list)
     #: When our unanswered PINGREQ went out (None: none outstanding).
     ping_sent_at: float | None = None
+    #: Outgoing QoS 1/2 publishes completed on this link.
+    completions: int = 0
     #: The reader stopped reading on purpose (QoS 0 intake full): not silence.
     intake_paused: bool = False
     ended: BaseException | None = None
