@@ -48,7 +48,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from ._engine import connector, operations, restore
+from ._engine import connector, operations, restore, trace
 from ._engine.link import Counters, Hold, Link
 from ._engine.operations import Operation
 from ._engine.router import HUB_BUFFER, RUNNING_IN, Router, run_listener
@@ -95,7 +95,7 @@ if TYPE_CHECKING:
 
     from anyio.streams.memory import MemoryObjectSendStream
 
-    from ._events import Connected, Event
+    from ._events import ConnAckInfo, Connected, Event
     from ._message import Message
 
 __all__ = ["ClientStatistics", "MqttClient", "Transport"]
@@ -372,7 +372,7 @@ class MqttClient:
     _endpoint_index: int = attrs.field(init=False, default=0)
     _fatal: BaseException | None = attrs.field(init=False, default=None)
     _counters: Counters = attrs.field(init=False, factory=Counters)
-    _connack: object = attrs.field(init=False, default=None)
+    _connack: ConnAckInfo | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.client_id is None:
@@ -421,7 +421,7 @@ class MqttClient:
         return self._endpoints
 
     @property
-    def connack(self) -> object:
+    def connack(self) -> ConnAckInfo | None:
         """What the last CONNACK said (session present, the broker's limits).
 
         A read-only record (``ConnAckInfo``) with ``session_present``,
@@ -737,7 +737,7 @@ class MqttClient:
     def _attach(self, link: Link, connected: Connected) -> None:
         """Make *link* the client's connection (before anyone may use it)."""
         self._conn = link
-        self._connack = getattr(connected, "info", None)
+        self._connack = connected.info
         if not connected.session_present:
             self._router.session_lost()
         counters = self._counters
@@ -792,7 +792,15 @@ class MqttClient:
             name=f"mqtt-acks[{self.client_id}]",
             scope=link.new_scope(shield=shield),
         )
+        # What came with the CONNACK is routed first, so that the session's
+        # output (re-sends, and the acks of those messages) is filtered too.
+        held: dict[int, Hold] = {}
+        early = self._handle(link, rest, held) if rest else None
         data = self._session.data_to_send()
+        if data:
+            data = link.write_acks(data, held, self._router.qos2_held)
+        if early is not None:
+            link.end(early)
         if not connected.session_present:
             self._offline_unsubscribes.clear()
         if (
@@ -815,7 +823,7 @@ class MqttClient:
         else:
             self._set_ready(link)
         with link.new_scope():
-            await self._reader(link, rest)
+            await self._reader(link)
         # The link is over: nothing may use it again.
         if self._conn is link:
             self._conn = None
@@ -902,16 +910,16 @@ class MqttClient:
 
     # -- the reader --------------------------------------------------------------------
 
-    async def _reader(self, link: Link, rest: list[Event]) -> None:
+    async def _reader(self, link: Link) -> None:
         session = self._session  # used by this link's reader only while it lives
         intake = self._router.intake
         try:
-            if rest:
-                await self._dispatch(link, rest)
             while True:
                 data = await link.receive()
                 session.receive_data(data)
                 events = session.events()
+                if trace.enabled():
+                    trace.received(link.where, len(data), events)
                 if events:
                     await self._dispatch(link, events)
                 else:
@@ -938,9 +946,21 @@ class MqttClient:
             link.end(exc)
 
     async def _dispatch(self, link: Link, events: list[Event]) -> None:
+        held: dict[int, Hold] = {}
+        error = self._handle(link, events, held)
+        await self._flush(link, held)
+        if error is not None:
+            raise error
+
+    def _handle(
+        self, link: Link, events: list[Event], held: dict[int, Hold]
+    ) -> ConnectionLost | None:
+        """Route *events* (never waits); the error that ends the link, if any.
+
+        Holds of messages whose acknowledgement is withheld go into *held*.
+        """
         router = self._router
         counters = self._counters
-        held: dict[int, Hold] = {}
         for event in events:
             kind = type(event)
             if kind is MessageReceived:
@@ -959,8 +979,7 @@ class MqttClient:
                 pass
             elif kind is Disconnected:
                 assert isinstance(event, Disconnected)
-                await self._flush(link, held)
-                raise ConnectionLost(
+                return ConnectionLost(
                     reason_code=event.reason_code,
                     message="the broker closed the connection: "
                     f"{event.reason_code.phrase} (reason code {event.reason_code.value:#04x})"
@@ -971,13 +990,13 @@ class MqttClient:
                     ),
                 )
             elif kind is AuthReceived:
-                raise ConnectionLost(
+                return ConnectionLost(
                     "the broker started enhanced authentication, "
                     "which this client does not support"
                 )
             else:  # pragma: no cover - the session yields nothing else here
                 raise MqttInternalError(f"unexpected event {event!r}; please report")
-        await self._flush(link, held)
+        return None
 
     async def _flush(self, link: Link, held: dict[int, Hold]) -> None:
         out = self._session.data_to_send()
@@ -1154,12 +1173,7 @@ class MqttClient:
 
     def _identifiers_available(self) -> bool:
         info = self._connack
-        available = getattr(info, "subscription_identifier_available", None)
-        if available is None:
-            available = getattr(
-                self._session, "subscription_identifier_available", None
-            )
-        return available is None or bool(available)
+        return info is None or info.subscription_identifier_available
 
     async def subscribe(
         self,

@@ -32,6 +32,7 @@ from .._exceptions import ConnectError, ConnectionLost, ConnectTimeout, Protocol
 from .._packets import ConnectPacket
 from .._session import SessionState
 from .._transports import connect_stream, direct_socket
+from . import trace
 from .link import READ_SIZE, Link
 
 if TYPE_CHECKING:
@@ -132,7 +133,17 @@ async def handshake(
     try:
         with anyio.fail_after(client.connect_timeout or math.inf):
             stream = await open_stream(client, endpoint)
-            connect = session.connect(connect_packet(client, endpoint))
+            packet = connect_packet(client, endpoint)
+            connect = session.connect(packet)
+            if trace.enabled():
+                trace.sent(
+                    "CONNECT",
+                    len(connect),
+                    client_id=packet.client_id,
+                    clean_start=packet.clean_start,
+                    keepalive=packet.keepalive,
+                    username=packet.username,
+                )
             await stream.send(connect)
             counters.bytes_sent += len(connect)
             sent_at = anyio.current_time()

@@ -40,6 +40,7 @@ import anyio.abc
 import attrs
 
 from .._exceptions import ConnectionLost, MqttError, ProtocolError
+from . import trace
 
 if TYPE_CHECKING:
     import socket
@@ -300,6 +301,8 @@ class Link:
                 await self._acks_wanted.wait()
                 self._acks_wanted = anyio.Event()
                 data = self.take_ready_acks()
+                if data and trace.enabled():
+                    trace.sent("withheld PUBACK/PUBREC", len(data))
                 if data:
                     await self.send(data, wait=False)
         except ConnectionLost as exc:
@@ -338,6 +341,8 @@ class Link:
                         # [MQTT-3.1.2-20] PINGREQ; it joins the outbox when a write
                         # is in progress, so a busy or stuck socket never hides it.
                         self.ping_sent_at = now
+                        if trace.enabled():
+                            trace.sent("PINGREQ", 2)
                         await self.send(self.session.ping(), wait=False)
                         continue
                 await anyio.sleep(max(0.0, wake - now))

@@ -29,6 +29,7 @@ import attrs
 from .._enums import QoS
 from .._events import PublishCompleted
 from .._exceptions import ConnectionLost, PublishError
+from . import trace
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -87,6 +88,8 @@ async def publish(
         _, data = link.session.publish(
             topic, payload, qos=qos, retain=retain, properties=properties
         )
+        if trace.enabled():
+            trace.sent("PUBLISH", len(data), topic=topic, qos=0, payload=len(payload))
         await link.send(data)
         client._counters.messages_published += 1
         return
@@ -100,6 +103,15 @@ async def publish(
         topic, payload, qos=qos, retain=retain, properties=properties
     )
     assert packet_id is not None
+    if trace.enabled():
+        trace.sent(
+            "PUBLISH",
+            len(data),
+            id=packet_id,
+            topic=topic,
+            qos=int(qos),
+            payload=len(payload),
+        )
     op = Operation(packet_id, done=client._new_event())
     pending = client._pending
     pending[packet_id] = op
@@ -145,6 +157,8 @@ async def request(
             packet_id, data = make(link.session)
         except ConnectionLost:
             continue
+        if trace.enabled():
+            trace.sent("SUBSCRIBE/UNSUBSCRIBE", len(data), id=packet_id)
         op = Operation(packet_id, done=client._new_event(), request=True)
         pending[packet_id] = op
         try:
