@@ -29,6 +29,8 @@ from trio_mqttconn._events import (
 )
 from trio_mqttconn._exceptions import (
     InvalidStateError,
+    MalformedPacketError,
+    ProtocolError,
     PublishError,
     PublishLimitError,
 )
@@ -819,8 +821,6 @@ TestPacketIdMachine.settings = settings(max_examples=60, stateful_step_count=40)
 def test_received_publish_with_wildcard_topic_is_protocol_error(
     version: ProtocolVersion, topic: str
 ) -> None:
-    from trio_mqttconn._exceptions import MalformedPacketError, ProtocolError
-
     session, _ = make_session(version)
     # Our encoder refuses such a topic only in the session; write it by hand.
     raw = topic.encode()
