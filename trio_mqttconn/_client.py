@@ -51,7 +51,7 @@ import attrs
 from ._engine import connector, operations, restore, trace
 from ._engine.link import Counters, Hold, Link
 from ._engine.operations import Operation
-from ._engine.router import HUB_BUFFER, RUNNING_IN, Router, run_listener
+from ._engine.router import HUB_BUFFER, RUNNING_IN, Hub, Router, run_listener
 from ._enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
 from ._events import (
     AuthReceived,
@@ -93,10 +93,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
-    from anyio.streams.memory import MemoryObjectSendStream
-
     from ._events import ConnAckInfo, Connected, Event
-    from ._message import Message
 
 __all__ = ["ClientStatistics", "MqttClient", "Transport"]
 
@@ -243,7 +240,8 @@ class MqttClient:
             it fails at once with `PublishError`.
         intake_limit: Bytes of QoS 0 messages that may wait beside full
             subscription buffers (``overflow="wait"``) before the client stops
-            reading from the broker until consumers caught up (TCP backpressure).
+            reading from the broker until consumers caught up (TCP backpressure);
+            each counts its topic and payload plus 512 bytes. Default 256 KiB.
             QoS 1/2 messages are bounded by *receive_maximum* instead.
         websocket_headers: Extra HTTP headers for the WebSocket handshake.
         local_address: ``(host, port)`` to bind the local end of TCP connections to.
@@ -308,7 +306,7 @@ class MqttClient:
         default=5.0, kw_only=True, validator=_positive_or_zero("disconnect_timeout")
     )
     """Seconds granted to the DISCONNECT on close."""
-    intake_limit: int = attrs.field(default=1 << 20, kw_only=True)
+    intake_limit: int = attrs.field(default=256 * 1024, kw_only=True)
     """Bytes of parked QoS 0 messages past which reading pauses."""
     maximum_outgoing_packet_size: int | None = attrs.field(default=None, kw_only=True)
     """Largest packet we send (MQTT 3.1.1 brokers announce no limit); None: none."""
@@ -1239,7 +1237,6 @@ class MqttClient:
             # message per subscription would cost more than most listeners do.
             sub._listener = listener
             sub._hub = self._listener_hub()
-            sub._on_park = self._router.hub_parked_sub
         options = self._filter_subscription(topic_filter, sub.options)
         self._router.register(sub)
         try:
@@ -1263,17 +1260,12 @@ class MqttClient:
             )
         return sub
 
-    def _listener_hub(self) -> MemoryObjectSendStream[tuple[Subscription, Message]]:
-        """The shared dispatch channel of synchronous listeners (made on first use)."""
+    def _listener_hub(self) -> Hub:
+        """The shared dispatch queue of synchronous listeners (made on first use)."""
         router = self._router
         if router.hub is None:
-            send, receive = anyio.create_memory_object_stream[
-                tuple[Subscription, "Message"]
-            ](HUB_BUFFER)
-            router.hub = send
-            self._spawn(
-                router.run_hub, self, receive, name=f"mqtt-dispatch[{self.client_id}]"
-            )
+            router.hub = Hub(intake=router.intake)
+            self._spawn(router.hub.run, self, name=f"mqtt-dispatch[{self.client_id}]")
         return router.hub
 
     @contextlib.asynccontextmanager

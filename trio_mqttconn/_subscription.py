@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal, Self, TypeAlias, final
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias, final
 
 import anyio
 import attrs
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from ._client import MqttClient
     from ._engine.link import Hold
+    from ._engine.router import Hub
     from ._enums import QoS
     from ._packets import TopicSubscription
 
@@ -40,6 +41,9 @@ __all__ = ["Listener", "Overflow", "Subscription", "SubscriptionStatistics"]
 
 #: Messages an iterator may hand out without a full checkpoint.
 _STREAK = 64
+#: What a parked message costs beyond its topic and payload (the Message, its
+#: properties, the queue entry), in bytes: the intake counts memory, not payload.
+PARKED_OVERHEAD = 512
 
 Overflow: TypeAlias = Literal["wait", "drop_oldest"]
 #: A message listener: a callable taking a Message, sync or async.
@@ -114,25 +118,19 @@ class Subscription:
     _dropped: int = attrs.field(init=False, default=0, repr=False)
     _active: bool = attrs.field(init=False, default=True, repr=False)
     _streak: int = attrs.field(init=False, default=0, repr=False)
-    #: For a synchronous listener: the client's shared dispatch channel, which
-    #: carries (subscription, message) pairs to one task for all such listeners.
-    _hub: MemoryObjectSendStream[tuple[Subscription, Message]] | None = attrs.field(
-        init=False, default=None, repr=False
-    )
+    #: For a synchronous listener: the client's shared dispatch queue, which
+    #: carries messages to one task for all such listeners.
+    _hub: Hub | None = attrs.field(init=False, default=None, repr=False)
     _listener: Listener | None = attrs.field(init=False, default=None, repr=False)
     #: ``manual_ack=True``: QoS 1/2 acknowledgements wait for ``message.ack()``.
     _manual_ack: bool = attrs.field(default=False, repr=False, alias="manual_ack")
-    #: Messages that found the channel full: [message, hold, QoS 0 bytes].
-    _parked: collections.deque[list[object]] = attrs.field(
+    #: Messages that found the channel full: [message, hold, QoS 0 bytes, sub].
+    _parked: collections.deque[list[Any]] = attrs.field(
         init=False, factory=collections.deque, repr=False
     )
     _intake: _Intake | None = attrs.field(init=False, default=None, repr=False)
     #: Why the subscription ended, when the broker ended it (its iterator raises).
     _error: BaseException | None = attrs.field(init=False, default=None, repr=False)
-    #: Called once a hub subscription parked a message (the hub refills it).
-    _on_park: Callable[[Subscription], None] | None = attrs.field(
-        init=False, default=None, repr=False
-    )
 
     def __attrs_post_init__(self) -> None:
         if self.overflow not in ("wait", "drop_oldest"):
@@ -151,22 +149,16 @@ class Subscription:
         """Put *message* without waiting; False when it was parked (channel full)."""
         if not self._active:
             return True
-        if self._parked:
+        hub = self._hub
+        if hub is None and self._parked:
             # Behind what is parked already: order is kept.
             self._park(message)
             return False
-        hub = self._hub
         if hub is not None:
-            try:
-                hub.send_nowait((self, message))
-            except anyio.WouldBlock:
-                self._park(message)
-                return False
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._active = False
-                return True
+            # The hub's queue is the channel and the park of every synchronous
+            # listener: one deque, no task switch, no channel machinery.
             self._delivered += 1
-            return True
+            return hub.put(self, message)
         try:
             self._send.send_nowait(message)
         except anyio.WouldBlock:
@@ -190,49 +182,61 @@ class Subscription:
         size = 0
         intake = self._intake
         if not message.qos and intake is not None:
-            size = len(message.payload) + len(message.topic)
+            size = len(message.payload) + len(message.topic) + PARKED_OVERHEAD
             intake.used += size
-        self._parked.append([message, None, size])
-        if len(self._parked) == 1 and self._on_park is not None:
-            self._on_park(self)
+        self._parked.append([message, None, size, self])
 
     def _hold_last(self, hold: Hold) -> None:
         """The message parked last withholds *hold* until it is taken."""
         hold.waiting += 1
-        self._parked[-1][1] = hold
+        if self._hub is not None:
+            self._hub.queue[-1][1] = hold
+        else:
+            self._parked[-1][1] = hold
 
     def _refill(self) -> None:
-        """Move parked messages into the channel while it has room."""
-        parked = self._parked
-        hub = self._hub
-        while parked:
-            entry = parked[0]
-            message = entry[0]
-            assert isinstance(message, Message)
-            try:
-                if hub is not None:
-                    hub.send_nowait((self, message))
-                else:
-                    self._send.send_nowait(message)
-            except anyio.WouldBlock:
-                return
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._drop_parked()
-                return
-            parked.popleft()
-            self._delivered += 1
-            self._let_go(entry)
+        """Move parked messages into the channel while it has room.
 
-    def _let_go(self, entry: list[object]) -> None:
+        Called when the consumer found the channel empty: parked messages move in
+        as a batch, not one per message taken.
+        """
+        parked = self._parked
+        send = self._send
+        freed = 0
+        try:
+            while parked:
+                entry = parked[0]
+                try:
+                    send.send_nowait(entry[0])
+                except anyio.WouldBlock:
+                    return
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._drop_parked()
+                    return
+                parked.popleft()
+                self._delivered += 1
+                hold = entry[1]
+                if hold is not None:
+                    hold.release()
+                freed += entry[2]
+        finally:
+            if freed and self._intake is not None:
+                self._intake.taken(freed)
+
+    def _let_go(self, entry: list[Any]) -> None:
         hold = entry[1]
         if hold is not None:
-            hold.release()  # type: ignore[attr-defined]  # a Hold
+            hold.release()
         size = entry[2]
         if size and self._intake is not None:
-            self._intake.taken(size)  # type: ignore[arg-type]  # an int
+            self._intake.taken(size)
 
     def _drop_parked(self) -> None:
-        """Nobody will take what is parked: let its acknowledgements go."""
+        """Nobody will take what this subscription parked: let its acks go.
+
+        (A hub subscription's entries stay in the hub's queue: the hub's task lets
+        them go without calling the listener.)
+        """
         parked = self._parked
         while parked:
             self._let_go(parked.popleft())
@@ -262,17 +266,16 @@ class Subscription:
             anyio.EndOfStream: the subscription ended (unsubscribed or client closed).
             SubscribeError: the broker refused it again after a reconnect.
         """
+        if self._parked and not self._receive.statistics().current_buffer_used:
+            self._refill()
         try:
-            message = await self._receive.receive()
+            return await self._receive.receive()
         except anyio.EndOfStream:
             self._receive.close()
             error = self._ended()
             if error is not None:
                 raise error from None
             raise
-        if self._parked:
-            self._refill()
-        return message
 
     def receive_nowait(self) -> Message:
         """Return a queued message without waiting.
@@ -281,10 +284,13 @@ class Subscription:
             anyio.WouldBlock: nothing is queued.
             anyio.EndOfStream: the subscription ended and nothing is queued.
         """
-        message = self._receive.receive_nowait()
-        if self._parked:
-            self._refill()
-        return message
+        try:
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            if not self._parked:
+                raise
+        self._refill()
+        return self._receive.receive_nowait()
 
     def __aiter__(self) -> Self:
         return self
@@ -293,13 +299,16 @@ class Subscription:
         # Drain what is queued with receive_nowait, a full checkpoint only every
         # _STREAK messages: a task switch per message would cost more than the
         # message itself. Cancellation is still checked before each message is
-        # taken, so a cancelled iteration never loses one.
+        # taken, so a cancelled iteration never loses one. Parked messages move
+        # in as a batch once the channel is empty.
         if self._streak < _STREAK:
             await anyio.lowlevel.checkpoint_if_cancelled()
             try:
                 message = self._receive.receive_nowait()
             except anyio.WouldBlock:
-                pass
+                if self._parked:
+                    self._refill()
+                    return await self.__anext__()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 self._receive.close()
                 error = self._ended()
@@ -308,21 +317,18 @@ class Subscription:
                 raise StopAsyncIteration from None
             else:
                 self._streak += 1
-                if self._parked:
-                    self._refill()
                 return message
         self._streak = 0
+        if self._parked and not self._receive.statistics().current_buffer_used:
+            self._refill()
         try:
-            message = await self._receive.receive()
+            return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._receive.close()
             error = self._ended()
             if error is not None:
                 raise error from None
             raise StopAsyncIteration from None
-        if self._parked:
-            self._refill()
-        return message
 
     def statistics(self) -> SubscriptionStatistics:
         """Counters of this subscription."""
@@ -332,7 +338,7 @@ class Subscription:
             delivered=self._delivered,
             dropped=self._dropped,
             buffer=self.buffer,
-            parked=len(self._parked),
+            parked=len(self._parked) if self._hub is None else self._hub.parked(self),
         )
 
     async def unsubscribe(self) -> None:

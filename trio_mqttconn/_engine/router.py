@@ -24,28 +24,27 @@ task (the hub); a hub subscription that parked is refilled by that task.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import inspect
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
 
-from .._subscription import _STREAK, Subscription, _Intake
+from .._subscription import _STREAK, PARKED_OVERHEAD, Subscription, _Intake
 from .._subtree import SubscriptionTree
 from .link import Hold, ack_bytes, make_ack
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
     from .._client import MqttClient
     from .._message import Message
     from .._packets import TopicSubscription
     from .._properties import Properties
     from .._subscription import Listener
 
-__all__ = ["HUB_BUFFER", "RUNNING_IN", "Router"]
+__all__ = ["HUB_BUFFER", "RUNNING_IN", "Hub", "Router"]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 #: Capacity of the channel shared by synchronous listeners.
@@ -64,9 +63,7 @@ class Router:
     tree: SubscriptionTree[Subscription] = attrs.Factory(SubscriptionTree)
     subscriptions: list[Subscription] = attrs.Factory(list)
     catch_all: list[Subscription] = attrs.Factory(list)
-    hub: MemoryObjectSendStream[tuple[Subscription, Message]] | None = None
-    #: Hub subscriptions with parked messages, in the order they parked.
-    hub_parked: dict[Subscription, None] = attrs.Factory(dict)
+    hub: Hub | None = None
     raw_filters: dict[str, tuple[TopicSubscription, Properties]] = attrs.Factory(dict)
     filter_ids: dict[str, int] = attrs.Factory(dict)
     by_id: dict[int, list[Subscription]] = attrs.Factory(dict)
@@ -87,7 +84,6 @@ class Router:
 
     def unregister(self, sub: Subscription) -> bool:
         """Forget *sub*; True when no other subscription uses its filter."""
-        self.hub_parked.pop(sub, None)
         if sub in self.catch_all:
             self.catch_all.remove(sub)
             return False
@@ -126,7 +122,6 @@ class Router:
             sub._close()
         self.subscriptions.clear()
         self.catch_all.clear()
-        self.hub_parked.clear()
         if self.hub is not None:
             self.hub.close()
         self.raw_filters.clear()
@@ -172,7 +167,14 @@ class Router:
         """
         qos = message.qos
         hold: Hold | None = None
-        for sub in self.route(message):
+        identifiers = message.properties.subscription_identifiers
+        if identifiers and self.by_id and len(identifiers) == 1:
+            targets = self.by_id.get(identifiers[0], ())
+            if self.catch_all:
+                targets = [*self.catch_all, *targets]
+        else:
+            targets = self.route(message)
+        for sub in targets:
             copy = message
             if qos and sub._manual_ack:
                 if hold is None:
@@ -206,53 +208,88 @@ class Router:
 
     # -- synchronous listeners -------------------------------------------------------
 
-    def hub_parked_sub(self, sub: Subscription) -> None:
-        """A hub subscription parked: the hub task refills it."""
-        self.hub_parked[sub] = None
 
-    async def run_hub(
-        self,
-        client: MqttClient,
-        receive: MemoryObjectReceiveStream[tuple[Subscription, Message]],
-    ) -> None:
-        """Call synchronous listeners (one task for all of them).
+@attrs.define(eq=False)
+class Hub:
+    """The queue of every synchronous listener, and the task that calls them.
 
-        Drains with receive_nowait and checkpoints every _STREAK messages, like
-        Subscription iteration. A listener of an unsubscribed subscription is not
-        called again.
+    A plain deque of ``[message, hold, QoS 0 bytes, subscription]``: the reader
+    appends without waiting and wakes the task only when it sleeps. Entries beyond
+    `capacity` count as parked: a QoS 1/2 message's acknowledgement is withheld
+    until the task took it, a QoS 0 message's bytes count against the intake.
+    """
+
+    intake: _Intake
+    capacity: int = HUB_BUFFER
+    queue: collections.deque[list[Any]] = attrs.Factory(collections.deque)
+    _waiter: anyio.Event | None = None
+    _closed: bool = False
+
+    def put(self, sub: Subscription, message: Message) -> bool:
+        """Queue *message* for *sub*'s listener; False when it is parked."""
+        queue = self.queue
+        size = 0
+        fits = len(queue) < self.capacity
+        if not fits and not message.qos:
+            size = len(message.payload) + len(message.topic) + PARKED_OVERHEAD
+            self.intake.used += size
+        queue.append([message, None, size, sub])
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+        return fits
+
+    def parked(self, sub: Subscription) -> int:
+        """How many of *sub*'s messages wait beyond the capacity."""
+        return sum(
+            1
+            for index, entry in enumerate(self.queue)
+            if index >= self.capacity and entry[3] is sub
+        )
+
+    def close(self) -> None:
+        """No more messages: the task ends once it has called what is queued."""
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    async def run(self, client: MqttClient) -> None:
+        """Call the listeners, in order (the hub's task).
+
+        Checkpoints every _STREAK messages (a task switch per message would cost
+        more than most listeners). A listener of an unsubscribed subscription is
+        not called again.
         """
         RUNNING_IN.set(client)
-        hub_parked = self.hub_parked
-        with receive:
-            streak = 0
-            while True:
-                if streak < _STREAK:
-                    try:
-                        sub, message = receive.receive_nowait()
-                    except anyio.WouldBlock:
-                        streak = _STREAK
-                        continue
-                    except (anyio.EndOfStream, anyio.ClosedResourceError):
-                        return
-                    streak += 1
-                else:
-                    streak = 0
-                    try:
-                        sub, message = await receive.receive()
-                    except (anyio.EndOfStream, anyio.ClosedResourceError):
-                        return
-                if hub_parked:
-                    for parked in list(hub_parked):
-                        parked._refill()
-                        if parked._parked:
-                            break
-                        del hub_parked[parked]
-                listener = sub._listener
-                if listener is None or sub._client is None:
-                    continue
-                result = listener(message)
-                if inspect.isawaitable(result):
-                    await result
+        queue = self.queue
+        intake = self.intake
+        streak = 0
+        while True:
+            if not queue:
+                if self._closed:
+                    return
+                waiter = self._waiter = anyio.Event()
+                await waiter.wait()
+                streak = 0
+                continue
+            message, hold, size, sub = queue.popleft()
+            if hold is not None:
+                hold.release()
+            if size:
+                intake.taken(size)
+            streak += 1
+            if streak >= _STREAK:
+                streak = 0
+                await anyio.lowlevel.checkpoint()
+            listener = sub._listener
+            if listener is None or sub._client is None:
+                continue
+            result = listener(message)
+            if inspect.isawaitable(result):
+                await result
 
 
 async def run_listener(
