@@ -1049,7 +1049,12 @@ class MqttClient:
     def _ready_link(self) -> Link | None:
         """The link, if a publish may use it right now (no await needed)."""
         link = self._link
-        if link is None or link.ended is not None or self._state != "running":
+        if (
+            link is None
+            or link.ended is not None
+            or self._state != "running"
+            or self._session.state is not SessionState.CONNECTED
+        ):
             return None
         return link
 

@@ -39,7 +39,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from .._exceptions import ConnectionLost, MqttError, ProtocolError
+from .._exceptions import ConnectionLost, InvalidStateError, MqttError, ProtocolError
 from . import trace
 
 if TYPE_CHECKING:
@@ -343,7 +343,12 @@ class Link:
                         self.ping_sent_at = now
                         if trace.enabled():
                             trace.sent("PINGREQ", 2)
-                        await self.send(self.session.ping(), wait=False)
+                        try:
+                            pingreq = self.session.ping()
+                        except InvalidStateError:
+                            # DISCONNECT from the broker: the reader ends the link.
+                            return
+                        await self.send(pingreq, wait=False)
                         continue
                 await anyio.sleep(max(0.0, wake - now))
         except ConnectionLost as exc:

@@ -28,7 +28,7 @@ import attrs
 
 from .._enums import QoS
 from .._events import PublishCompleted
-from .._exceptions import ConnectionLost, PublishError
+from .._exceptions import ConnectionLost, InvalidStateError, PublishError
 from . import trace
 
 if TYPE_CHECKING:
@@ -155,7 +155,10 @@ async def request(
         await anyio.lowlevel.checkpoint_if_cancelled()
         try:
             packet_id, data = make(link.session)
-        except ConnectionLost:
+        except (ConnectionLost, InvalidStateError):
+            # The link ended or the broker's DISCONNECT closed the session:
+            # wait for the next link.
+            await link.wait_ended()
             continue
         if trace.enabled():
             trace.sent("SUBSCRIBE/UNSUBSCRIBE", len(data), id=packet_id)

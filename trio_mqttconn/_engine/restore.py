@@ -17,7 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._events import PublishCompleted
-from .._exceptions import ConnectionLost, ProtocolError, PublishError
+from .._exceptions import (
+    ConnectionLost,
+    InvalidStateError,
+    ProtocolError,
+    PublishError,
+)
 from .operations import Operation
 
 if TYPE_CHECKING:
@@ -51,6 +56,10 @@ async def restore(
             await op.done.wait()
     except (ConnectionLost, ProtocolError) as exc:
         link.end(exc)
+    except InvalidStateError:
+        # The broker's DISCONNECT closed the session first: the reader ends the
+        # link with the broker's reason.
+        pass
 
 
 async def _republish(client: MqttClient, link: Link, connected: Connected) -> None:
