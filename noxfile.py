@@ -264,3 +264,14 @@ def interop(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.install("pip-services4-mqtt==0.0.1", "paho-mqtt>=1.6,<2")
     session.run("pytest", *(session.posargs or ["interop"]))
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Mixed QoS traffic through random network faults for 10 minutes (not in CI).
+
+    ``nox -s soak -- --duration 60 --seed 7`` for a shorter or repeated run.
+    """
+    ensure_mosquitto(session)
+    session.install("-e", ".[test]")
+    session.run("python", "bench/soak.py", *session.posargs)
