@@ -236,4 +236,7 @@ class FaultProxy:
             anyio.ClosedResourceError,
             OSError,
         ):
+            if direction in self._blackholed:
+                # A black hole delivers no FIN either: the other end sees nothing.
+                await anyio.sleep_forever()
             pipe.scope.cancel()

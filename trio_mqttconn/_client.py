@@ -1269,7 +1269,7 @@ class MqttClient:
         """The shared dispatch queue of synchronous listeners (made on first use)."""
         router = self._router
         if router.hub is None:
-            router.hub = Hub(intake=router.intake)
+            router.hub = Hub(intake=router.intake, new_event=self._new_event)
             self._spawn(router.hub.run, self, name=f"mqtt-dispatch[{self.client_id}]")
         return router.hub
 

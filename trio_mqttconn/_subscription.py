@@ -26,15 +26,11 @@ import attrs
 from ._message import Message
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import (
-        MemoryObjectReceiveStream,
-        MemoryObjectSendStream,
-    )
-
     from ._client import MqttClient
     from ._engine.link import Hold
     from ._engine.router import Hub
     from ._enums import QoS
+    from ._groups import Event
     from ._packets import TopicSubscription
 
 __all__ = ["Listener", "Overflow", "Subscription", "SubscriptionStatistics"]
@@ -112,8 +108,17 @@ class Subscription:
     """QoS granted by the broker in SUBACK (None until then)."""
     _client: MqttClient | None = attrs.field(default=None, repr=False, alias="client")
     _identifier: int = attrs.field(default=0, repr=False, alias="identifier")
-    _send: MemoryObjectSendStream[Message] = attrs.field(init=False, repr=False)
-    _receive: MemoryObjectReceiveStream[Message] = attrs.field(init=False, repr=False)
+    #: The channel: messages for the consumer, at most *buffer* of them.
+    _queue: collections.deque[Message] = attrs.field(
+        init=False, factory=collections.deque, repr=False
+    )
+    #: The producer may add messages (False once the subscription ended).
+    _open: bool = attrs.field(init=False, default=True, repr=False)
+    #: The consumer may take messages (False once released).
+    _readable: bool = attrs.field(init=False, default=True, repr=False)
+    #: Set when a message arrives or the subscription ends; made by a waiting
+    #: consumer only (the running backend's event: trio's own on trio).
+    _waiter: Event | None = attrs.field(init=False, default=None, repr=False)
     _delivered: int = attrs.field(init=False, default=0, repr=False)
     _dropped: int = attrs.field(init=False, default=0, repr=False)
     _active: bool = attrs.field(init=False, default=True, repr=False)
@@ -139,9 +144,6 @@ class Subscription:
             )
         if self.buffer < 1:
             raise ValueError(f"buffer must be at least 1, not {self.buffer!r}")
-        self._send, self._receive = anyio.create_memory_object_stream[Message](
-            self.buffer
-        )
 
     # -- producer side (the task reading the connection) -------------------------
 
@@ -159,23 +161,19 @@ class Subscription:
             # listener: one deque, no task switch, no channel machinery.
             self._delivered += 1
             return hub.put(self, message)
-        try:
-            self._send.send_nowait(message)
-        except anyio.WouldBlock:
+        queue = self._queue
+        if len(queue) >= self.buffer:
             if self.overflow == "wait":
                 self._park(message)
                 return False
-            try:
-                self._receive.receive_nowait()
-            except anyio.WouldBlock:  # pragma: no cover - a full buffer has one
-                pass
+            queue.popleft()
             self._dropped += 1
-            self._send.send_nowait(message)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            # The consumer closed its end: nobody will read this subscription again.
-            self._active = False
-            return True
+        queue.append(message)
         self._delivered += 1
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
         return True
 
     def _park(self, message: Message) -> None:
@@ -201,27 +199,20 @@ class Subscription:
         as a batch, not one per message taken.
         """
         parked = self._parked
-        send = self._send
+        queue = self._queue
+        room = self.buffer - len(queue)
         freed = 0
-        try:
-            while parked:
-                entry = parked[0]
-                try:
-                    send.send_nowait(entry[0])
-                except anyio.WouldBlock:
-                    return
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    self._drop_parked()
-                    return
-                parked.popleft()
-                self._delivered += 1
-                hold = entry[1]
-                if hold is not None:
-                    hold.release()
-                freed += entry[2]
-        finally:
-            if freed and self._intake is not None:
-                self._intake.taken(freed)
+        while parked and room > 0:
+            entry = parked.popleft()
+            queue.append(entry[0])
+            room -= 1
+            self._delivered += 1
+            hold = entry[1]
+            if hold is not None:
+                hold.release()
+            freed += entry[2]
+        if freed and self._intake is not None:
+            self._intake.taken(freed)
 
     def _let_go(self, entry: list[Any]) -> None:
         hold = entry[1]
@@ -254,10 +245,45 @@ class Subscription:
     def _close(self) -> None:
         """End the subscription: iteration stops once queued messages are consumed."""
         self._active = False
+        self._open = False
         self._drop_parked()
-        self._send.close()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
 
     # -- consumer side -------------------------------------------------------------
+
+    def _take(self) -> Message:
+        """The next message, without waiting (parked ones move in as a batch)."""
+        if not self._readable:
+            raise anyio.ClosedResourceError
+        queue = self._queue
+        if queue:
+            return queue.popleft()
+        if self._parked:
+            self._refill()
+            if queue:
+                return queue.popleft()
+        if not self._open:
+            error = self._ended()
+            if error is not None:
+                raise error
+            raise anyio.EndOfStream
+        raise anyio.WouldBlock
+
+    async def _wait(self) -> None:
+        """Wait until a message arrives or the subscription ends."""
+        waiter = self._waiter
+        if waiter is None:
+            client = self._client
+            waiter = self._waiter = (
+                client._new_event() if client is not None else anyio.Event()
+            )
+        await waiter.wait()
 
     async def receive(self) -> Message:
         """Wait for the next message.
@@ -266,16 +292,19 @@ class Subscription:
             anyio.EndOfStream: the subscription ended (unsubscribed or client closed).
             SubscribeError: the broker refused it again after a reconnect.
         """
-        if self._parked and not self._receive.statistics().current_buffer_used:
-            self._refill()
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            self._receive.close()
-            error = self._ended()
-            if error is not None:
-                raise error from None
-            raise
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                message = self._take()
+            except anyio.WouldBlock:
+                await self._wait()
+                continue
+            except anyio.ClosedResourceError:
+                raise anyio.EndOfStream from None
+            break
+        # A schedule point that cannot lose the message it returns.
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return message
 
     def receive_nowait(self) -> Message:
         """Return a queued message without waiting.
@@ -285,56 +314,39 @@ class Subscription:
             anyio.EndOfStream: the subscription ended and nothing is queued.
         """
         try:
-            return self._receive.receive_nowait()
-        except anyio.WouldBlock:
-            if not self._parked:
-                raise
-        self._refill()
-        return self._receive.receive_nowait()
+            return self._take()
+        except anyio.ClosedResourceError:
+            raise anyio.EndOfStream from None
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Message:
-        # Drain what is queued with receive_nowait, a full checkpoint only every
+        # Drain what is queued without a task switch, a full checkpoint only every
         # _STREAK messages: a task switch per message would cost more than the
         # message itself. Cancellation is still checked before each message is
-        # taken, so a cancelled iteration never loses one. Parked messages move
-        # in as a batch once the channel is empty.
-        if self._streak < _STREAK:
-            await anyio.lowlevel.checkpoint_if_cancelled()
+        # taken, so a cancelled iteration never loses one.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._streak >= _STREAK:
+            self._streak = 0
+            await anyio.lowlevel.checkpoint()
+        while True:
             try:
-                message = self._receive.receive_nowait()
+                message = self._take()
             except anyio.WouldBlock:
-                if self._parked:
-                    self._refill()
-                    return await self.__anext__()
+                self._streak = 0
+                await self._wait()
+                continue
             except (anyio.EndOfStream, anyio.ClosedResourceError):
-                self._receive.close()
-                error = self._ended()
-                if error is not None:
-                    raise error from None
                 raise StopAsyncIteration from None
-            else:
-                self._streak += 1
-                return message
-        self._streak = 0
-        if self._parked and not self._receive.statistics().current_buffer_used:
-            self._refill()
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self._receive.close()
-            error = self._ended()
-            if error is not None:
-                raise error from None
-            raise StopAsyncIteration from None
+            self._streak += 1
+            return message
 
     def statistics(self) -> SubscriptionStatistics:
         """Counters of this subscription."""
         return SubscriptionStatistics(
             topic_filter=self.topic_filter,
-            queued=self._receive.statistics().current_buffer_used,
+            queued=len(self._queue),
             delivered=self._delivered,
             dropped=self._dropped,
             buffer=self.buffer,
@@ -357,4 +369,5 @@ class Subscription:
     def _release(self) -> None:
         self._client = None
         self._close()
-        self._receive.close()
+        self._readable = False
+        self._queue.clear()

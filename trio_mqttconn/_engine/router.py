@@ -38,7 +38,10 @@ from .._subtree import SubscriptionTree
 from .link import Hold, ack_bytes, make_ack
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._client import MqttClient
+    from .._groups import Event
     from .._message import Message
     from .._packets import TopicSubscription
     from .._properties import Properties
@@ -220,9 +223,11 @@ class Hub:
     """
 
     intake: _Intake
+    #: Makes the task's wake-up event (the running backend's own).
+    new_event: Callable[[], Event] = anyio.Event
     capacity: int = HUB_BUFFER
     queue: collections.deque[list[Any]] = attrs.Factory(collections.deque)
-    _waiter: anyio.Event | None = None
+    _waiter: Event | None = None
     _closed: bool = False
 
     def put(self, sub: Subscription, message: Message) -> bool:
@@ -271,7 +276,7 @@ class Hub:
             if not queue:
                 if self._closed:
                     return
-                waiter = self._waiter = anyio.Event()
+                waiter = self._waiter = self.new_event()
                 await waiter.wait()
                 streak = 0
                 continue
