@@ -190,8 +190,8 @@ async def run(duration: float, seed: int, *, drain_limit: float = 60.0) -> int:
                 # Publishes cut short by the end of the run did not return: they
                 # are not counted as acknowledged, whether or not they arrive.
                 drained = await _drained(soak, tallies, drain_limit)
+                statistics = [client.statistics() for client in clients]
                 tg.cancel_scope.cancel()
-            statistics = [client.statistics() for client in clients]
     problems = _check(soak, tallies)
     _report(soak, tallies, statistics, drained)
     for problem in problems:
