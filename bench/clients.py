@@ -532,6 +532,40 @@ class Bench:
 
         found.append(("filters", filters))
 
+        def tasks(peer: Peer) -> None:
+            # trio_mqttconn: a task per subscription (the idiom the README shows);
+            # the others: their fastest, callbacks (as in "filters").
+            self.pair(
+                "tasks",
+                peer,
+                sub_role="tasks" if peer.key.startswith("tmc") else "filters",
+                qos=0,
+                size=64,
+                count=s.filters_count,
+                nfilters=s.filters,
+                publisher_too=False,
+            )
+
+        found.append(("tasks", tasks))
+
+        def slow(peer: Peer) -> None:
+            # One subscription read at half the pace of another on the same topic:
+            # the fast one's throughput (trio_mqttconn only: the others have no
+            # per-subscription buffers to hold the slow one's messages).
+            if not peer.key.startswith("tmc"):
+                return
+            self.pair(
+                "slow",
+                peer,
+                sub_role="slow",
+                qos=0,
+                size=64,
+                count=s.qos0_count,
+                publisher_too=False,
+            )
+
+        found.append(("slow", slow))
+
         def connects(peer: Peer) -> None:
             args = self.args(
                 "connect",
@@ -618,6 +652,34 @@ def rows(settings: Settings) -> list[Row]:
             cpu=True,
         ),
         Row(f"{n} filters: subscribe all, ms", "filters", "sub.subscribe_ms", False),
+        Row(
+            f"{n} filters, a task per subscription (others: callbacks): msg/s",
+            "tasks",
+            "sub.rate",
+            True,
+        ),
+        Row(
+            f"{n} filters, a task per subscription: subscriber CPU µs/msg",
+            "tasks",
+            "sub.cpu_us",
+            False,
+            digits=1,
+            cpu=True,
+        ),
+        Row(
+            "64 B QoS 0, a second subscription read at half speed: fast one msg/s",
+            "slow",
+            "sub.rate",
+            True,
+        ),
+        Row(
+            "64 B QoS 0, beside a half-speed subscription: CPU µs/msg",
+            "slow",
+            "sub.cpu_us",
+            False,
+            digits=1,
+            cpu=True,
+        ),
         Row(
             "connect+subscribe+disconnect: p50 ms", "connect", "p50_us", False, 1e-3, 2
         ),
@@ -746,8 +808,10 @@ def _verdict(misses: list[str], unjudged: int, total: int) -> str:
 
 
 def _expected(scenario: str, settings: Settings) -> int:
-    if scenario == "filters":
+    if scenario in ("filters", "tasks"):
         return settings.filters_count
+    if scenario == "slow":
+        return settings.qos0_count
     qos = int(scenario.rsplit("-", 1)[1])
     return settings.qos0_count if qos == 0 else settings.qos12_count
 

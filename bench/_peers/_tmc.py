@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import _common
 import anyio
+import anyio.abc
 
 from trio_mqttconn import Message, MqttClient, ProtocolVersion
 
@@ -83,6 +84,79 @@ async def filters(spec: _common.Spec) -> None:
         )
 
 
+async def tasks(spec: _common.Spec) -> None:
+    """Role ``tasks``: one ``async with client.subscription(f)`` task per filter."""
+    counts = [0] * spec.nfilters
+    done = anyio.Event()
+    counter: _common.Counter | None = None
+
+    async with _client(spec) as client, anyio.create_task_group() as tg:
+
+        async def consume(
+            index: int,
+            topic_filter: str,
+            *,
+            task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+        ) -> None:
+            async with client.subscription(topic_filter, qos=spec.qos) as subscription:
+                task_status.started()
+                async for _message in subscription:
+                    counts[index] += 1
+                    if counter is not None and counter.hit():
+                        done.set()
+
+        started = time.perf_counter()
+        for index, topic_filter in enumerate(spec.filters()):
+            await tg.start(consume, index, topic_filter)
+        subscribe_s = time.perf_counter() - started
+        _common.ready()
+        counter = _common.Counter(spec.count, spec.budget)
+        tg.start_soon(_watch, counter, tg.cancel_scope)
+        await done.wait()
+        tg.cancel_scope.cancel()
+    assert counter is not None
+    counter.report(
+        subscribe_ms=subscribe_s * 1e3,
+        spread=max(counts) - min(counts),
+    )
+
+
+async def slow(spec: _common.Spec) -> None:
+    """Role ``slow``: two subscriptions on TOPIC, one read at half the other's pace.
+
+    Counts (and reports) the fast one; the slow one takes a message only while it
+    has taken fewer than half of the fast one's.
+    """
+    async with (
+        _client(spec) as client,
+        client.subscription(spec.topic, qos=spec.qos) as fast,
+        client.subscription(spec.topic, qos=spec.qos) as laggard,
+    ):
+        _common.ready()
+        counter = _common.Counter(spec.count, spec.budget)
+        taken = [0, 0]
+        progress = anyio.Event()
+
+        async def read_slowly() -> None:
+            nonlocal progress
+            async for _message in laggard:
+                taken[1] += 1
+                while 2 * taken[1] > taken[0]:
+                    await progress.wait()
+                    progress = anyio.Event()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch, counter, tg.cancel_scope)
+            tg.start_soon(read_slowly)
+            async for _message in fast:
+                taken[0] += 1
+                progress.set()
+                if counter.hit():
+                    break
+            tg.cancel_scope.cancel()
+        counter.report()
+
+
 async def pub(spec: _common.Spec) -> None:
     """Role ``pub``."""
     topics = spec.topics()
@@ -135,7 +209,7 @@ async def connect(spec: _common.Spec) -> None:
         await cycle()
 
 
-ROLES = _common.roles(sub, filters, pub, pingpong, connect)
+ROLES = _common.roles(sub, filters, tasks, slow, pub, pingpong, connect)
 
 
 def main(backend: str) -> None:
