@@ -667,13 +667,13 @@ def rows(settings: Settings) -> list[Row]:
             cpu=True,
         ),
         Row(
-            "64 B QoS 0, a second subscription read at half speed: fast one msg/s",
+            "64 B QoS 0 beside a half-speed subscription (drop_oldest): msg/s",
             "slow",
             "sub.rate",
             True,
         ),
         Row(
-            "64 B QoS 0, beside a half-speed subscription: CPU µs/msg",
+            "64 B QoS 0 beside a half-speed subscription: CPU µs/msg",
             "slow",
             "sub.cpu_us",
             False,

@@ -125,12 +125,16 @@ async def slow(spec: _common.Spec) -> None:
     """Role ``slow``: two subscriptions on TOPIC, one read at half the other's pace.
 
     Counts (and reports) the fast one; the slow one takes a message only while it
-    has taken fewer than half of the fast one's.
+    has taken fewer than half of the fast one's. The slow one drops its oldest
+    messages when its buffer is full: with ``overflow="wait"`` it would hold the
+    whole connection back (the broker then drops QoS 0 messages for everyone).
     """
     async with (
         _client(spec) as client,
         client.subscription(spec.topic, qos=spec.qos) as fast,
-        client.subscription(spec.topic, qos=spec.qos) as laggard,
+        client.subscription(
+            spec.topic, qos=spec.qos, overflow="drop_oldest"
+        ) as laggard,
     ):
         _common.ready()
         counter = _common.Counter(spec.count, spec.budget)
