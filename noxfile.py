@@ -181,6 +181,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/codec.py", *session.posargs)
     if os.path.exists("bench/clients.py"):
         session.run("python", "bench/clients.py", *session.posargs)
+    session.run("python", "bench/shared.py", *session.posargs)
 
 
 @nox.session
