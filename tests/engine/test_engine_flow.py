@@ -19,13 +19,14 @@ from tests._fakes import (
     make_client,
     virtual_deadline_fixture,  # noqa: F401 - the virtual_deadline fixture
 )
-from trio_mqttconn import Message, QoS
+from trio_mqttconn import Message, ProtocolVersion, QoS
 from trio_mqttconn._packets import (
     PubAckPacket,
     PublishPacket,
     PubRecPacket,
     PubRelPacket,
     SubscribePacket,
+    encode_packet,
 )
 
 pytestmark = pytest.mark.trio
@@ -276,3 +277,64 @@ async def test_flow_same_filter_two_qos_subscribes_at_the_highest(
         ]
         assert high.granted_qos is QoS.AT_LEAST_ONCE
         assert low.granted_qos is QoS.AT_MOST_ONCE
+
+
+async def test_flow_sync_listeners_park_beyond_the_hub_and_withhold_acks(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    seen: list[bytes] = []
+    async with (
+        FakeBroker() as broker,
+        make_client(broker) as client,
+    ):
+        await client.subscribe("h/#", qos=1, listener=lambda m: seen.append(m.payload))
+        hub = client._router.hub
+        assert hub is not None
+        hub.capacity = 2  # white box: a small hub, so that one chunk overflows it
+        conn = broker.connections[0]
+        data = b"".join(
+            encode_packet(
+                PublishPacket(
+                    topic="h/x", payload=b"%d" % i, qos=QoS.AT_LEAST_ONCE, packet_id=i
+                ),
+                ProtocolVersion.V5,
+            )
+            for i in range(1, 6)
+        ) + encode_packet(PublishPacket(topic="h/y", payload=b"q0"), ProtocolVersion.V5)
+        await conn.send_raw(data)  # one chunk: 6 messages, room for 2
+        await conn.wait_for(PubAckPacket, count=5)
+        assert [p.packet_id for p in conn.packets(PubAckPacket)] == [1, 2, 3, 4, 5]
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen == [b"1", b"2", b"3", b"4", b"5", b"q0"]
+        assert client._router.intake.used == 0
+
+
+async def test_flow_drop_oldest_never_parks(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    async with (
+        FakeBroker() as broker,
+        make_client(broker) as client,
+        client.subscription("d", qos=1, buffer=2, overflow="drop_oldest") as sub,
+    ):
+        conn = broker.connections[0]
+        for index in range(5):
+            await conn.deliver("d", b"%d" % index, qos=1)
+        await conn.wait_for(PubAckPacket, count=5)
+        stats = sub.statistics()
+        assert (stats.queued, stats.dropped, stats.parked) == (2, 3, 0)
+        assert [(await sub.receive()).payload for _ in range(2)] == [b"3", b"4"]
+
+
+async def test_flow_unsubscribe_lets_parked_acks_go(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    async with FakeBroker() as broker, make_client(broker) as client:
+        sub = await client.subscribe("u", qos=1, buffer=1)
+        conn = broker.connections[0]
+        for index in range(3):
+            await conn.deliver("u", b"%d" % index, qos=1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(conn.packets(PubAckPacket)) == 1
+        await sub.unsubscribe()
+        await conn.wait_for(PubAckPacket, count=3)
