@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from trio_mqttconn import Subscription
-    from trio_mqttconn.testing import MosquittoFactory
+    from trio_mqttconn.testing import Mosquitto, MosquittoFactory
 
 pytestmark = [pytest.mark.anyio, pytest.mark.broker]
 
@@ -263,3 +263,38 @@ async def test_failover_loses_no_message_whose_publish_returned(
     assert [s.reconnects for s in stats] == [1, 1]
     assert connack is not None
     assert connack.session_present  # B kept the standby session's subscription
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the router trusts the subscription identifiers of a resumed session: a "
+    "stale subscription's identifier names another subscription of this process "
+    "(fix in trio_mqttconn/_engine/router.py, Router.route and Router.deliver)",
+)
+async def test_resumed_session_does_not_route_a_stale_subscription_by_its_identifier(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    # The session on a node outlives the process that made it (a restart with the
+    # same client id and clean_start=False, or a standby session): the broker keeps
+    # its subscriptions with *their* identifiers, which this process gives out anew.
+    client_id = f"stable-{uuid.uuid4().hex[:12]}"
+    old_filter, new_filter = f"{unique_topic}/old/#", f"{unique_topic}/new/#"
+    with anyio.fail_after(TIMEOUT):
+        async with MqttClient(
+            mosquitto.uri, client_id=client_id, clean_start=False, session_expiry=60
+        ) as before:
+            await before.subscribe(old_filter, qos=QOS1)  # identifier 1
+        async with (
+            MqttClient(
+                mosquitto.uri, client_id=client_id, clean_start=False, session_expiry=60
+            ) as after,
+            after.subscription(new_filter, qos=QOS1) as new,  # identifier 1 again
+        ):
+            connack = after.connack
+            assert connack is not None
+            assert connack.session_present
+            await after.publish(f"{unique_topic}/old/x", b"old", qos=QOS1)
+            await after.publish(f"{unique_topic}/new/x", b"new", qos=QOS1)
+            first = await new.receive()
+            await after.unsubscribe_filters([old_filter])
+    assert (first.topic, first.payload) == (f"{unique_topic}/new/x", b"new")
