@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from trio_mqttconn import Properties, Will
 
     from ._message import Message
-    from ._subscription import Subscription, SubscriptionStatistics
+    from ._subscription import Overflow, Subscription, SubscriptionStatistics
 
 __all__ = [
     "COUNTER_CONNECTS",
@@ -317,6 +317,9 @@ _SUBSCRIBE_KEYS: Final = frozenset(
         "rap",
         "rh",
         "properties",
+        "buffer",
+        "overflow",
+        "manual_ack",
     }
 )
 #: mqtt.js names of the MQTT 5 subscription options, which upstream passes through.
@@ -365,11 +368,26 @@ class _SubscribeOptions:
     retain_as_published: bool
     retain_handling: RetainHandling
     properties: Properties | None
+    buffer: int = 1000
+    overflow: Overflow = "wait"
+    manual_ack: bool = False
 
     @classmethod
     def parse(cls, options: Mapping[str, object] | None) -> _SubscribeOptions:
         options = options or {}
         _check_keys("subscribe", options, _SUBSCRIBE_KEYS)
+        buffer = options.get("buffer", 1000)
+        text = str(buffer).strip()
+        if isinstance(buffer, bool) or not text.isdecimal() or int(text) < 1:
+            raise ValueError(
+                f"buffer must be a whole number of messages, at least 1, not {buffer!r}"
+            )
+        overflow = str(options.get("overflow", "wait")).strip().lower()
+        if overflow not in ("wait", "drop_oldest"):
+            raise ValueError(
+                f"overflow must be 'wait' or 'drop_oldest', not "
+                f"{options.get('overflow')!r}"
+            )
         given_handling = _subscribe_option(options, "retain_handling", 0)
         handling = str(given_handling).strip()
         if isinstance(given_handling, bool) or handling not in ("0", "1", "2"):
@@ -385,6 +403,9 @@ class _SubscribeOptions:
             ),
             retain_handling=RetainHandling(int(handling)),
             properties=_properties(options.get("properties")),
+            buffer=int(text),
+            overflow="wait" if overflow == "wait" else "drop_oldest",
+            manual_ack=_flag("manual_ack", options.get("manual_ack", False)),
         )
 
 
@@ -909,17 +930,27 @@ class MqttConnection(OwnsTaskGroup):
         """Subscribe ``listener`` to ``topic``; return once the broker granted it.
 
         The listener gets ``(topic, data, packet)``: the topic name, the payload as
-        bytes and the whole `Message`. It runs in a dispatch task of its own, fed by
-        a bounded channel (a slow listener delays only itself); if it raises, the
-        error is logged ("Failed to process the message") and counted, and the
-        next message is delivered as usual. Calling ``subscribe`` twice with the
-        same topic and listener delivers every message twice.
+        bytes and the whole `Message`. Every call is an engine subscription of its
+        own, with its own bounded channel and dispatch task: the connection's reader
+        never waits for a listener, and a slow listener delays only its own
+        messages (until its unacknowledged QoS 1/2 messages fill the connection's
+        Receive Maximum, see the flow control page). If it raises, the error is
+        logged ("Failed to process the message") and counted, a ``manual_ack``
+        message is acknowledged, and the next message is delivered as usual.
+        Calling ``subscribe`` twice with the same topic and listener delivers every
+        message twice.
 
         Args:
             topic: a topic name or filter (``+`` and ``#`` wildcards, ``$share/...``).
-            options: ``qos`` (default 0), and the MQTT 5 options ``no_local``,
+            options: ``qos`` (default 0), the MQTT 5 options ``no_local``,
                 ``retain_as_published``, ``retain_handling`` (0, 1, 2) and
-                ``properties``; None for the defaults.
+                ``properties`` (``nl``, ``rap``, ``rh`` as mqtt.js names them), and
+                the engine's flow control: ``buffer`` (messages the channel holds,
+                default 1000), ``overflow`` (``"wait"``, the default: lossless,
+                QoS 1/2 acknowledgements withheld while the channel is full; or
+                ``"drop_oldest"``) and ``manual_ack`` (true: a QoS 1/2 message is
+                acknowledged only when the listener calls ``packet.ack()``); None
+                for the defaults.
             listener: an `IMqttMessageListener` or a callable ``(topic, data,
                 packet)``, plain or ``async``.
 
@@ -965,6 +996,9 @@ class MqttConnection(OwnsTaskGroup):
             retain_as_published=parsed.retain_as_published,
             retain_handling=parsed.retain_handling,
             properties=parsed.properties,
+            buffer=parsed.buffer,
+            overflow=parsed.overflow,
+            manual_ack=parsed.manual_ack,
             listener=functools.partial(self._deliver, sub),
         )
 
@@ -979,6 +1013,10 @@ class MqttConnection(OwnsTaskGroup):
         except Exception as exc:
             self._counters.increment(COUNTER_ERRORS)
             self._log.error(None, exc, "Failed to process the message")
+            # With manual_ack, an unacknowledged message would hold back every
+            # later acknowledgement on the connection (they go out in arrival
+            # order, [MQTT-4.6.0-2]): the failure is logged, the message let go.
+            message.ack()
         finally:
             _DISPATCHING.reset(token)
 

@@ -14,19 +14,39 @@ is removed at once. By default one rule picks the topic for both directions: the
 *name* and subscribe to ``topic``; ``options.topic_rule=upstream`` does the same,
 for queues that must talk to them when the two differ.
 
-Messages are kept in arrival order in a bounded buffer (``options.max_buffered``)
-until `MqttMessageQueue.receive` takes them, or handed to the receiver while
-`MqttMessageQueue.listen` runs. When the buffer is full, ``options.overflow`` says
-which message is dropped (the oldest or the newest); drops are counted
-(`MqttMessageQueue.statistics`, counter ``queue.<name>.dropped_messages``) and
-logged once per overflow. ``receive`` waits on an event with a real timeout (no
-polling). The queue's messages arrive through the connection's dispatch task for
-its subscription, so a message the broker sent is counted by
-`MqttMessageQueue.read_message_count` once that task handed it over.
+The queue's subscription is an engine subscription of its own (buffer
+``options.max_buffered``), whose dispatch task calls `MqttMessageQueue.on_message`.
+That never waits: it puts the message in the queue's buffer, in arrival order, and
+returns. So neither the connection's reader nor another queue's subscription ever
+waits for this queue's application. `MqttMessageQueue.receive` takes messages from
+the buffer, and `MqttMessageQueue.listen` runs a loop in the caller's task (or
+`begin_listen`'s) that hands them to the receiver one at a time: a receiver that
+sends on the same connection with QoS 1 waits for its PUBACK, which the reader
+reads whatever the queues do.
 
-`listen` installs the receiver after handing over the buffered messages, and
-removes it however it ends: `end_listen` (also from inside the receiver, during the
-hand-over), `close`, another `listen`, or cancellation.
+Acknowledgement (``options.acknowledge=receive``, the default): with QoS 1 or 2 the
+subscription acknowledges manually (``manual_ack``), and the queue acknowledges a
+message once the application has it: when `receive` returns it, or when the
+receiver returned (raised too: that is logged and counted). A message in the buffer is not acknowledged, so a program that
+stops, or a link that drops, loses none (the broker sends it again on a resumed
+session). Messages the queue lets go unread are acknowledged: dropped by
+``options.overflow``, removed by `clear`, and those buffered when the queue closes
+on a shared connection (MQTT cannot give a message back while the connection stays
+up, and an unacknowledged one would hold back every later acknowledgement on it,
+[MQTT-4.6.0-2]). Unread QoS 1/2 messages count against the connection's Receive
+Maximum. With ``options.acknowledge=arrival`` the engine acknowledges each message
+as it arrives, and ``packet.ack()`` does nothing.
+
+When the buffer is full, ``options.overflow`` says which message is dropped (the
+oldest or the newest); drops are counted (`MqttMessageQueue.statistics`, counter
+``queue.<name>.dropped_messages``) and logged once per overflow. ``receive`` waits
+on an event with a real timeout (no polling). A message the broker sent is counted
+by `MqttMessageQueue.read_message_count` once the dispatch task handed it over.
+
+`listen` hands over the buffered messages before it says it listens
+(`begin_listen` returns), then every new one; however it ends (`end_listen`, also
+from inside the receiver; `close`; another `listen`; cancellation), nothing more is
+handed to that receiver.
 
 With ``options.serialize_envelope`` the whole `MessageEnvelope` travels as JSON,
 the format of the pip-services ports (see ``_envelope.py``); without it only the
@@ -39,6 +59,7 @@ import collections
 import datetime
 import enum
 import inspect
+import itertools
 import json
 from typing import TYPE_CHECKING, Final, Protocol, final, runtime_checkable
 
@@ -119,6 +140,17 @@ QUEUE_CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
         "are kept. When false, the first receive, peek or listen subscribes.",
     ),
     ConfigKey("options.qos", "0", "QoS of sent messages and of the subscription."),
+    ConfigKey(
+        "options.acknowledge",
+        "receive",
+        "When a received QoS 1/2 message is acknowledged to the broker. "
+        "``receive``: once the application has it (``receive()`` returned it, or "
+        "the ``listen`` receiver returned), so a program that stops loses none; "
+        "unread messages count against the connection's Receive Maximum, shared "
+        "by every queue on it. ``arrival``: as soon as the queue buffered it, so "
+        "a queue that falls far behind never holds up the others on its "
+        "connection, but what is buffered is lost if the program stops.",
+    ),
     ConfigKey("options.retain", "false", "Whether sent messages are retained."),
     ConfigKey(
         "options.max_buffered",
@@ -250,6 +282,7 @@ class MqttMessageQueue(OwnsTaskGroup):
     _topic: str | None = attrs.field(init=False, default=None)
     _upstream_topics: bool = attrs.field(init=False, default=False, repr=False)
     _qos: int = attrs.field(init=False, default=0, repr=False)
+    _ack_on_arrival: bool = attrs.field(init=False, default=False, repr=False)
     _retain: bool = attrs.field(init=False, default=False, repr=False)
     _serialize_envelope: bool = attrs.field(init=False, default=False, repr=False)
     _message_as_text: bool = attrs.field(init=False, default=False, repr=False)
@@ -272,14 +305,12 @@ class MqttMessageQueue(OwnsTaskGroup):
     _subscribe_lock: anyio.Lock | None = attrs.field(
         init=False, default=None, repr=False
     )
-    _messages: collections.deque[MessageEnvelope] = attrs.field(
+    #: The buffer: each envelope with the message it came in (to acknowledge it).
+    _messages: collections.deque[tuple[MessageEnvelope, Message | None]] = attrs.field(
         init=False, factory=collections.deque, repr=False
     )
     _dropped: int = attrs.field(init=False, default=0, repr=False)
     _overflowing: bool = attrs.field(init=False, default=False, repr=False)
-    _receiver: IMessageReceiver | None = attrs.field(
-        init=False, default=None, repr=False
-    )
     _arrived: anyio.Event | None = attrs.field(init=False, default=None, repr=False)
     _listen_ended: anyio.Event | None = attrs.field(
         init=False, default=None, repr=False
@@ -336,6 +367,7 @@ class MqttMessageQueue(OwnsTaskGroup):
         message_as_text = _queue_flag(config, "options.message_as_text")
         autosubscribe = _queue_flag(config, "options.autosubscribe")
         rule = _choice(config, "options.topic_rule", ("same", "upstream"))
+        acknowledge = _choice(config, "options.acknowledge", ("receive", "arrival"))
         overflow = _Overflow(
             _choice(config, "options.overflow", ("drop_oldest", "drop_newest"))
         )
@@ -352,6 +384,7 @@ class MqttMessageQueue(OwnsTaskGroup):
             self._connection.configure(config)
         warn_unknown_options(config, QUEUE_CONFIG_KEYS)
         self._qos = int(qos)
+        self._ack_on_arrival = acknowledge == "arrival"
         self._retain = retain
         self._serialize_envelope = serialize_envelope
         self._message_as_text = message_as_text
@@ -491,9 +524,11 @@ class MqttMessageQueue(OwnsTaskGroup):
         self._epoch += 1
         connection = self._connection
         subscribed, self._subscribed = self._subscribed, False
+        if not self._local:
+            # The shared connection stays up: let go of what nobody will read.
+            self._acknowledge_all()
         self._messages.clear()
         self._overflowing = False
-        self._receiver = None
         self._wake()
         if self._listen_ended is not None:
             self._listen_ended.set()
@@ -505,6 +540,11 @@ class MqttMessageQueue(OwnsTaskGroup):
             if self._local:
                 await connection.close(context)
         self._log.debug(context, "Closed queue %s", self.get_name())
+
+    def _acknowledge_all(self) -> None:
+        for _, packet in self._messages:
+            if packet is not None:
+                packet.ack()
 
     async def _unsubscribe(self, connection: MqttConnection, context: object) -> None:
         try:
@@ -527,7 +567,15 @@ class MqttMessageQueue(OwnsTaskGroup):
             connection = self._connection
             assert connection is not None
             epoch = self._epoch
-            await connection.subscribe(self._get_topic(), {"qos": self._qos}, self)
+            await connection.subscribe(
+                self._get_topic(),
+                {
+                    "qos": self._qos,
+                    "buffer": self._max_buffered,
+                    "manual_ack": self._qos > 0 and not self._ack_on_arrival,
+                },
+                self,
+            )
             if epoch != self._epoch:
                 # Closed (perhaps reopened) while the broker granted it: the close
                 # could not remove a registration it did not know about.
@@ -554,40 +602,47 @@ class MqttMessageQueue(OwnsTaskGroup):
     async def on_message(self, topic: str, data: bytes, packet: Message) -> None:
         """Take a message from the connection (the `IMqttMessageListener` side).
 
+        Never waits: the message goes into the buffer (or is dropped, and then
+        acknowledged, when it cannot be read or the queue is closed).
+
         Args:
             topic: the topic name.
             data: the payload.
-            packet: the whole message.
+            packet: the whole message; acknowledged once the application has it.
         """
         try:
             envelope = self._to_envelope(topic, data)
             if envelope is None:
                 self._counters.increment(COUNTER_ERRORS)
                 self._log.error(None, None, "Failed to read received message")
+                packet.ack()
                 return
             self._counters.increment(f"queue.{self.get_name()}.received_messages")
             self._log.debug(
                 envelope.trace_id, "Received message %s via %s", envelope, topic
             )
-            receiver = self._receiver
-            if receiver is not None:
-                await self._hand_over(receiver, envelope)
-            elif self._opened:
-                self._buffer(envelope)
+            if self._opened:
+                self._buffer(envelope, packet)
+            else:
+                packet.ack()
         finally:
             self._wake()
 
-    def _buffer(self, envelope: MessageEnvelope) -> None:
+    def _buffer(self, envelope: MessageEnvelope, packet: Message) -> None:
         messages = self._messages
         if len(messages) < self._max_buffered:
-            messages.append(envelope)
+            messages.append((envelope, packet))
             self._overflowing = False
             return
         self._dropped += 1
         self._counters.increment(f"queue.{self.get_name()}.dropped_messages")
         if self._overflow is _Overflow.DROP_OLDEST:
-            messages.popleft()
-            messages.append(envelope)
+            _, dropped = messages.popleft()
+            messages.append((envelope, packet))
+        else:
+            dropped = packet
+        if dropped is not None:
+            dropped.ack()
         if not self._overflowing:
             self._overflowing = True
             self._log.warn(
@@ -599,7 +654,7 @@ class MqttMessageQueue(OwnsTaskGroup):
                 "oldest" if self._overflow is _Overflow.DROP_OLDEST else "newest",
             )
 
-    def _take(self) -> MessageEnvelope:
+    def _take(self) -> tuple[MessageEnvelope, Message | None]:
         self._overflowing = False
         return self._messages.popleft()
 
@@ -646,7 +701,7 @@ class MqttMessageQueue(OwnsTaskGroup):
         """
         self._check_open()
         await self._subscribe(context)
-        return self._messages[0] if self._messages else None
+        return self._messages[0][0] if self._messages else None
 
     async def peek_batch(
         self, context: object, message_count: int
@@ -662,7 +717,10 @@ class MqttMessageQueue(OwnsTaskGroup):
         """
         self._check_open()
         await self._subscribe(context)
-        return list(self._messages)[: max(0, message_count)]
+        return [
+            envelope
+            for envelope, _ in itertools.islice(self._messages, max(0, message_count))
+        ]
 
     async def receive(
         self, context: object, wait_timeout: float
@@ -688,7 +746,10 @@ class MqttMessageQueue(OwnsTaskGroup):
                 if not self._opened:
                     return None
                 await self._wait_arrival()
-            return self._take()
+            envelope, packet = self._take()
+            if packet is not None:
+                packet.ack()  # the application has it now
+            return envelope
         return None
 
     async def clear(self, context: object = None) -> None:
@@ -698,6 +759,7 @@ class MqttMessageQueue(OwnsTaskGroup):
             context: pip-services context or trace id.
         """
         del context
+        self._acknowledge_all()
         self._messages.clear()
         self._overflowing = False
         await anyio.lowlevel.checkpoint()
@@ -705,11 +767,14 @@ class MqttMessageQueue(OwnsTaskGroup):
     async def listen(self, context: object, receiver: IMessageReceiver) -> None:
         """Hand every message to ``receiver`` until `end_listen` or `close`.
 
-        Buffered messages are handed over first. The receiver runs in the
-        connection's dispatch task; if it raises, the error is logged ("Failed to
+        Buffered messages are handed over first, then each new one, one at a time,
+        in this task: the connection never waits for the receiver, which may send
+        on the same connection with any QoS. A QoS 1/2 message is acknowledged
+        once the receiver returned; if it raises, the error is logged ("Failed to
         process the message") and counted. However `listen` ends (`end_listen`,
-        also from the receiver; `close`; another `listen`; cancellation), the
-        receiver is removed: later messages are buffered for `receive`.
+        also from the receiver; `close`; another `listen`; cancellation), nothing
+        more is handed to the receiver: later messages are buffered for
+        `receive`.
 
         Args:
             context: pip-services context or trace id.
@@ -752,22 +817,30 @@ class MqttMessageQueue(OwnsTaskGroup):
         self._log.debug(context, "Started listening messages at %s", self.get_name())
         if self._listen_ended is not None:
             self._listen_ended.set()  # one listener at a time: the new one wins
+            self._wake()
         # Made before the hand-over, so end_listen() during it is seen.
         ended = self._listen_ended = anyio.Event()
+        listening = False
         try:
-            while self._opened and self._messages and not ended.is_set():
-                await self._hand_over(receiver, self._take())
-            if not self._opened or ended.is_set():
-                task_status.started()
-                return
-            self._receiver = receiver
-            task_status.started()
-            await ended.wait()
+            while self._opened and not ended.is_set():
+                if self._messages:
+                    envelope, packet = self._take()
+                    try:
+                        await self._hand_over(receiver, envelope)
+                    finally:
+                        if packet is not None:
+                            packet.ack()
+                    continue
+                if not listening:
+                    # What was buffered is handed over: begin_listen returns.
+                    listening = True
+                    task_status.started()
+                await self._wait_arrival()
         finally:
-            if self._receiver is receiver and self._listen_ended is ended:
-                self._receiver = None
             if self._listen_ended is ended:
                 self._listen_ended = None
+        if not listening:
+            task_status.started()
 
     def end_listen(self, context: object = None) -> None:
         """Stop handing messages to the receiver; `listen` returns.
@@ -778,9 +851,9 @@ class MqttMessageQueue(OwnsTaskGroup):
             context: pip-services context or trace id.
         """
         del context
-        self._receiver = None
         if self._listen_ended is not None:
             self._listen_ended.set()
+            self._wake()
 
     # -- sending ------------------------------------------------------------------------
 

@@ -618,11 +618,36 @@ async def test_connection_option_errors(
             with pytest.raises(
                 ValueError,
                 match=exactly(
-                    "unknown subscribe option 'buffer': use nl, no_local, "
-                    "properties, qos, rap, retain_as_published, retain_handling, rh"
+                    "unknown subscribe option 'bufer': use buffer, manual_ack, nl, "
+                    "no_local, overflow, properties, qos, rap, retain_as_published, "
+                    "retain_handling, rh"
                 ),
             ):
-                await connection.subscribe(unique_topic, {"buffer": 5}, Collector())
+                await connection.subscribe(unique_topic, {"bufer": 5}, Collector())
+            for bad in (0, "ten", True):
+                with pytest.raises(
+                    ValueError,
+                    match=exactly(
+                        f"buffer must be a whole number of messages, at least 1, "
+                        f"not {bad!r}"
+                    ),
+                ):
+                    await connection.subscribe(
+                        unique_topic, {"buffer": bad}, Collector()
+                    )
+            with pytest.raises(
+                ValueError,
+                match=exactly("overflow must be 'wait' or 'drop_oldest', not 'block'"),
+            ):
+                await connection.subscribe(
+                    unique_topic, {"overflow": "block"}, Collector()
+                )
+            with pytest.raises(
+                ValueError, match=exactly("manual_ack must be true or false, not 'x'")
+            ):
+                await connection.subscribe(
+                    unique_topic, {"manual_ack": "x"}, Collector()
+                )
             with pytest.raises(
                 ValueError, match=exactly("retain_handling must be 0, 1 or 2, not 7")
             ):

@@ -226,6 +226,7 @@ def test_queue_config_keys_table() -> None:
         "options.message_as_text",
         "options.autosubscribe",
         "options.qos",
+        "options.acknowledge",
         "options.retain",
         "options.max_buffered",
         "options.overflow",
@@ -243,6 +244,11 @@ def test_queue_configure_rejects_bad_values() -> None:
         match=exactly("options.serialize_envelope must be true or false, not 'maybe'"),
     ):
         queue.configure({"options.serialize_envelope": "maybe"})
+    with pytest.raises(
+        ConfigError,
+        match=exactly("options.acknowledge must be receive or arrival, not 'never'"),
+    ):
+        queue.configure({"options.acknowledge": "never"})
     queue.set_references(None)  # a local connection, configured from now on
     with pytest.raises(
         ConfigError,
