@@ -306,7 +306,7 @@ class MqttMessageQueue(OwnsTaskGroup):
         init=False, default=None, repr=False
     )
     #: The buffer: each envelope with the message it came in (to acknowledge it).
-    _messages: collections.deque[tuple[MessageEnvelope, Message | None]] = attrs.field(
+    _messages: collections.deque[tuple[MessageEnvelope, Message]] = attrs.field(
         init=False, factory=collections.deque, repr=False
     )
     _dropped: int = attrs.field(init=False, default=0, repr=False)
@@ -543,8 +543,7 @@ class MqttMessageQueue(OwnsTaskGroup):
 
     def _acknowledge_all(self) -> None:
         for _, packet in self._messages:
-            if packet is not None:
-                packet.ack()
+            packet.ack()
 
     async def _unsubscribe(self, connection: MqttConnection, context: object) -> None:
         try:
@@ -641,8 +640,7 @@ class MqttMessageQueue(OwnsTaskGroup):
             messages.append((envelope, packet))
         else:
             dropped = packet
-        if dropped is not None:
-            dropped.ack()
+        dropped.ack()
         if not self._overflowing:
             self._overflowing = True
             self._log.warn(
@@ -654,7 +652,7 @@ class MqttMessageQueue(OwnsTaskGroup):
                 "oldest" if self._overflow is _Overflow.DROP_OLDEST else "newest",
             )
 
-    def _take(self) -> tuple[MessageEnvelope, Message | None]:
+    def _take(self) -> tuple[MessageEnvelope, Message]:
         self._overflowing = False
         return self._messages.popleft()
 
@@ -747,8 +745,7 @@ class MqttMessageQueue(OwnsTaskGroup):
                     return None
                 await self._wait_arrival()
             envelope, packet = self._take()
-            if packet is not None:
-                packet.ack()  # the application has it now
+            packet.ack()  # the application has it now
             return envelope
         return None
 
@@ -828,8 +825,7 @@ class MqttMessageQueue(OwnsTaskGroup):
                     try:
                         await self._hand_over(receiver, envelope)
                     finally:
-                        if packet is not None:
-                            packet.ack()
+                        packet.ack()
                     continue
                 if not listening:
                     # What was buffered is handed over: begin_listen returns.

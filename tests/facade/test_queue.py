@@ -814,7 +814,7 @@ async def test_queue_closed_by_its_receiver(
         async def receive_message(
             self, message: MessageEnvelope, queue: MqttMessageQueue
         ) -> None:
-            await queue.close(None)  # runs in the local connection's dispatch task
+            await queue.close(None)  # runs in the listen task, begin_listen's
             self.closed.set()
 
     queue, closer = make_queue(mosquitto, unique_topic), Closer()

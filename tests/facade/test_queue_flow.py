@@ -2,10 +2,17 @@
 
 Queue A's receiver forwards every message to queue B with QoS 1 on the same
 connection (it waits for each PUBACK while A's messages keep coming); a slow receiver
-on A does not hold up B; and a QoS 1 message the queue holds is acknowledged to the
-broker only once the application has it, so a dropped link loses none of them.
-Each test failed on 7f953d6 (the first two by hanging until their ``fail_after``).
-Progress is proven with events and counters, never with timing.
+on A does not hold up B; a QoS 1 message the queue holds is acknowledged to the
+broker only once the application has it, so a dropped link loses none, and what the
+queue lets go unread is acknowledged so that it holds up nothing;
+``MqttConnection.subscribe`` passes ``buffer`` and ``manual_ack`` to the engine.
+
+On 7f953d6 the forwarding tests hung (stopped by their ``fail_after``), B got none
+of its messages behind A's backlog of 1500, nothing was sent again after the drop,
+and the flow control options were refused. Two cases pass there too: a backlog
+within the Receive Maximum, and a queue closed on a shared connection (7f953d6
+acknowledged every message on arrival). Progress is proven with events and
+counters, never with timing.
 """
 
 from __future__ import annotations
