@@ -14,8 +14,8 @@ is removed at once. By default one rule picks the topic for both directions: the
 *name* and subscribe to ``topic``; ``options.topic_rule=upstream`` does the same,
 for queues that must talk to them when the two differ.
 
-The queue's subscription is an engine subscription of its own (buffer
-``options.max_buffered``), whose dispatch task calls `MqttMessageQueue.on_message`.
+The queue's subscription is an engine subscription of its own, whose dispatch task
+calls `MqttMessageQueue.on_message`.
 That never waits: it puts the message in the queue's buffer, in arrival order, and
 returns. So neither the connection's reader nor another queue's subscription ever
 waits for this queue's application. `MqttMessageQueue.receive` takes messages from
@@ -104,6 +104,12 @@ __all__ = [
 ]
 
 _DEFAULT_MAX_BUFFERED: Final = 10_000
+#: The buffer of the queue's engine subscription, a transit: its dispatch task moves
+#: each message into the queue's own buffer at once. At least any Receive Maximum,
+#: so that an unacknowledged (manual_ack) message is never parked beside it: the
+#: engine does not let go of a parked manual_ack message's acknowledgement when the
+#: subscription ends, which would hold back every later one on a shared connection.
+_ENGINE_BUFFER: Final = 65_535
 
 QUEUE_CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
     ConfigKey(
@@ -570,7 +576,7 @@ class MqttMessageQueue(OwnsTaskGroup):
                 self._get_topic(),
                 {
                     "qos": self._qos,
-                    "buffer": self._max_buffered,
+                    "buffer": _ENGINE_BUFFER,
                     "manual_ack": self._qos > 0 and not self._ack_on_arrival,
                 },
                 self,
