@@ -15,9 +15,8 @@ is removed at once. By default one rule picks the topic for both directions: the
 for queues that must talk to them when the two differ.
 
 The queue's subscription is an engine subscription of its own, whose dispatch task
-calls `MqttMessageQueue.on_message`.
-That never waits: it puts the message in the queue's buffer, in arrival order, and
-returns. So neither the connection's reader nor another queue's subscription ever
+calls `MqttMessageQueue.on_message`. That never waits: it puts the message in the
+queue's buffer, in arrival order, and returns. So neither the connection's reader nor another queue's subscription ever
 waits for this queue's application. `MqttMessageQueue.receive` takes messages from
 the buffer, and `MqttMessageQueue.listen` runs a loop in the caller's task (or
 `begin_listen`'s) that hands them to the receiver one at a time: a receiver that
@@ -27,9 +26,9 @@ reads whatever the queues do.
 Acknowledgement (``options.acknowledge=receive``, the default): with QoS 1 or 2 the
 subscription acknowledges manually (``manual_ack``), and the queue acknowledges a
 message once the application has it: when `receive` returns it, or when the
-receiver returned (raised too: that is logged and counted). A message in the buffer is not acknowledged, so a program that
-stops, or a link that drops, loses none (the broker sends it again on a resumed
-session). Messages the queue lets go unread are acknowledged: dropped by
+receiver returned (raised too: that is logged and counted). A message in the buffer
+is not acknowledged, so a program that stops, or a link that drops, loses none (the
+broker sends it again on a resumed session). Messages the queue lets go unread are acknowledged: dropped by
 ``options.overflow``, removed by `clear`, and those buffered when the queue closes
 on a shared connection (MQTT cannot give a message back while the connection stays
 up, and an unacknowledged one would hold back every later acknowledgement on it,
@@ -110,6 +109,8 @@ _DEFAULT_MAX_BUFFERED: Final = 10_000
 #: engine does not let go of a parked manual_ack message's acknowledgement when the
 #: subscription ends, which would hold back every later one on a shared connection.
 _ENGINE_BUFFER: Final = 65_535
+#: Messages `MqttMessageQueue.listen` hands over between two checkpoints.
+_STREAK: Final = 64
 
 QUEUE_CONFIG_KEYS: Final[tuple[ConfigKey, ...]] = (
     ConfigKey(
@@ -792,6 +793,8 @@ class MqttMessageQueue(OwnsTaskGroup):
     async def begin_listen(self, context: object, receiver: IMessageReceiver) -> None:
         """Start `listen` in the queue's nursery; return once it listens.
 
+        The messages buffered before are handed over by then.
+
         Args:
             context: pip-services context or trace id.
             receiver: an `IMessageReceiver`.
@@ -824,9 +827,17 @@ class MqttMessageQueue(OwnsTaskGroup):
         # Made before the hand-over, so end_listen() during it is seen.
         ended = self._listen_ended = anyio.Event()
         listening = False
+        streak = 0
         try:
             while self._opened and not ended.is_set():
+                if streak >= _STREAK:
+                    # A plain receiver never yields: let the others (and a
+                    # cancellation) in now and then, with no message in hand.
+                    streak = 0
+                    await anyio.lowlevel.checkpoint()
+                    continue
                 if self._messages:
+                    streak += 1
                     envelope, packet = self._take()
                     try:
                         await self._hand_over(receiver, envelope)
@@ -837,6 +848,7 @@ class MqttMessageQueue(OwnsTaskGroup):
                     # What was buffered is handed over: begin_listen returns.
                     listening = True
                     task_status.started()
+                streak = 0
                 await self._wait_arrival()
         finally:
             if self._listen_ended is ended:

@@ -390,3 +390,44 @@ async def test_queue_acknowledges_what_it_drops_and_clears(
     assert after.message == b"after"
     assert left == []
     assert queue.statistics().dropped == 3
+
+
+async def test_queue_long_hand_over_lets_other_tasks_run(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    # A plain receiver never yields; listen does, every 64 messages.
+    queue = MqttMessageQueue("q")
+    queue.configure(
+        ConfigParams.from_tuples("connection.uri", mosquitto.uri, "topic", unique_topic)
+    )
+    handled: list[bytes | None] = []
+    first = anyio.Event()
+    seen: list[int] = []
+
+    @attrs.define(eq=False)
+    class Plain:
+        def receive_message(
+            self, message: MessageEnvelope, queue: MqttMessageQueue
+        ) -> None:
+            handled.append(message.message)
+            first.set()
+            if len(handled) == 200:
+                queue.end_listen(None)
+
+    async def other() -> None:
+        await first.wait()
+        seen.append(len(handled))
+
+    with anyio.fail_after(LIMIT):
+        async with queue:
+            await queue.read_message_count()  # subscribes
+            for n in range(200):
+                payload = str(n).encode()
+                await queue.on_message(
+                    unique_topic, payload, Message(topic=unique_topic, payload=payload)
+                )
+            async with anyio.create_task_group() as group:
+                group.start_soon(other)
+                await queue.listen(None, Plain())
+    assert handled == [str(n).encode() for n in range(200)]
+    assert seen == [64]
