@@ -28,7 +28,10 @@ messages in flight when A dies have their PUBACKs swallowed by a proxy (so their
 ``publish()`` has not returned, as in a real crash between receive and ack), and A's
 deliveries of those messages to the subscriber are swallowed too (so they can only
 come from B). ``test_failover_restores_the_subscribers_filters`` shows the other
-half: with no session on B, the client subscribes again there by itself.
+half: with no session on B, the client subscribes again there by itself. The last
+test (an expected failure until the router is fixed) shows why a resumed session's
+subscriptions must be the ones the process subscribes to again: today a stale
+subscription's identifier routes its messages to another subscription.
 
 No sleeps: waiting is on received messages and connection events only.
 """
@@ -40,7 +43,6 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 import anyio
-import anyio.abc
 import pytest
 
 from tests._faultproxy import FaultProxy
