@@ -226,19 +226,25 @@ class Hub:
     #: Makes the task's wake-up event (the running backend's own).
     new_event: Callable[[], Event] = anyio.Event
     capacity: int = HUB_BUFFER
-    queue: collections.deque[list[Any]] = attrs.Factory(collections.deque)
+    #: ``(message, hold, QoS 0 bytes, subscription)``: a tuple when it fitted, a
+    #: list (which may get a hold) when parked.
+    queue: collections.deque[Any] = attrs.Factory(collections.deque)
     _waiter: Event | None = None
     _closed: bool = False
 
     def put(self, sub: Subscription, message: Message) -> bool:
         """Queue *message* for *sub*'s listener; False when it is parked."""
         queue = self.queue
-        size = 0
         fits = len(queue) < self.capacity
-        if not fits and not message.qos:
-            size = len(message.payload) + len(message.topic) + PARKED_OVERHEAD
-            self.intake.used += size
-        queue.append([message, None, size, sub])
+        if fits:
+            queue.append((message, None, 0, sub))
+        else:
+            # Parked: a list, so that a withheld ack can be attached to it.
+            size = 0
+            if not message.qos:
+                size = len(message.payload) + len(message.topic) + PARKED_OVERHEAD
+                self.intake.used += size
+            queue.append([message, None, size, sub])
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
