@@ -188,7 +188,7 @@ class Router:
                     if hold is None:
                         hold = self._hold(message, held)
                     sub._hold_last(hold)
-                elif self.intake.is_full() and not self.intake.warned:
+                elif not self.intake.warned and self.intake.is_full():
                     self.intake.warned = True
                     _LOGGER.warning(
                         "the subscription to %r is not keeping up: %d bytes of QoS 0 "
