@@ -65,6 +65,8 @@ class Router:
     intake: _Intake
     tree: SubscriptionTree[Subscription] = attrs.Factory(SubscriptionTree)
     subscriptions: list[Subscription] = attrs.Factory(list)
+    #: The live subscriptions by exact filter.
+    by_filter: dict[str, list[Subscription]] = attrs.Factory(dict)
     catch_all: list[Subscription] = attrs.Factory(list)
     hub: Hub | None = None
     raw_filters: dict[str, tuple[TopicSubscription, Properties]] = attrs.Factory(dict)
@@ -80,6 +82,7 @@ class Router:
         """Route matching messages to *sub* from now on."""
         sub._intake = self.intake
         self.subscriptions.append(sub)
+        self.by_filter.setdefault(sub.topic_filter, []).append(sub)
         self.tree.add(sub.topic_filter, sub)
         if sub._identifier:
             self.filter_ids[sub.topic_filter] = sub._identifier
@@ -93,6 +96,10 @@ class Router:
         if sub not in self.subscriptions:
             return False
         self.subscriptions.remove(sub)
+        siblings = self.by_filter[sub.topic_filter]
+        siblings.remove(sub)
+        if not siblings:
+            del self.by_filter[sub.topic_filter]
         self.tree.remove(sub.topic_filter, sub)
         if sub._identifier:
             subs = self.by_id.get(sub._identifier, [])
@@ -101,13 +108,11 @@ class Router:
             if not subs:
                 self.by_id.pop(sub._identifier, None)
                 self.filter_ids.pop(sub.topic_filter, None)
-        return all(
-            other.topic_filter != sub.topic_filter for other in self.subscriptions
-        )
+        return not siblings
 
     def siblings(self, topic_filter: str) -> list[Subscription]:
-        """The live subscriptions on exactly *topic_filter*."""
-        return [sub for sub in self.subscriptions if sub.topic_filter == topic_filter]
+        """The live subscriptions on exactly *topic_filter* (a copy)."""
+        return list(self.by_filter.get(topic_filter, ()))
 
     def identifier_for(self, topic_filter: str) -> int:
         """The subscription identifier of *topic_filter* (shared by its subscriptions)."""
@@ -124,6 +129,7 @@ class Router:
         for sub in self.catch_all:
             sub._close()
         self.subscriptions.clear()
+        self.by_filter.clear()
         self.catch_all.clear()
         if self.hub is not None:
             self.hub.close()
