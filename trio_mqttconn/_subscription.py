@@ -229,8 +229,12 @@ class Subscription:
         them go without calling the listener.)
         """
         parked = self._parked
+        manual = self._manual_ack
         while parked:
-            self._let_go(parked.popleft())
+            entry = parked.popleft()
+            self._let_go(entry)
+            if manual:
+                entry[0].ack()  # never handed out: nobody else will
 
     def _fail(self, error: BaseException) -> None:
         """The broker ended the subscription: iteration raises *error* once drained."""
@@ -370,4 +374,9 @@ class Subscription:
         self._client = None
         self._close()
         self._readable = False
+        if self._manual_ack:
+            # Messages the application never got: their acknowledgements go, or
+            # they would hold back every later one of the connection.
+            for message in self._queue:
+                message.ack()
         self._queue.clear()

@@ -338,3 +338,24 @@ async def test_flow_unsubscribe_lets_parked_acks_go(
         assert len(conn.packets(PubAckPacket)) == 1
         await sub.unsubscribe()
         await conn.wait_for(PubAckPacket, count=3)
+
+
+async def test_flow_manual_ack_subscription_ending_acks_what_it_never_handed_out(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    # Parked or queued messages of a manual_ack subscription that ends were never
+    # given to the application: their PUBACKs go (else every later ack waits).
+    async with FakeBroker() as broker, make_client(broker) as client:
+        conn = broker.connections[0]
+        async with client.subscription("m", qos=1, buffer=1, manual_ack=True) as sub:
+            for index in range(3):
+                await conn.deliver("m", b"%d" % index, qos=1)
+            taken = await sub.receive()
+            await trio.testing.wait_all_tasks_blocked()
+            assert conn.packets(PubAckPacket) == []
+        taken.ack()
+        await conn.wait_for(PubAckPacket, count=3)
+        async with client.subscription("other", qos=1) as other:
+            await conn.deliver("other", b"x", qos=1)
+            await other.receive()
+            await conn.wait_for(PubAckPacket, count=4)
