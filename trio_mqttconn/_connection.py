@@ -20,8 +20,11 @@ counts that, and the component stays *open but disconnected*: ``publish`` and
 new engine and subscribes every registration again.
 
 Each ``subscribe(topic, options, listener)`` is one engine subscription with a
-listener, hence its own bounded channel and dispatch task: a slow listener delays
-only its own messages, and one that raises is logged ("Failed to process the
+listener, hence its own bounded channel and dispatch task (``options`` may set its
+``buffer``, ``overflow`` and ``manual_ack``): the engine's reader never waits for a
+listener, a slow listener delays only its own messages (until the QoS 1/2 messages
+it holds unacknowledged fill the connection's Receive Maximum, which every
+subscription shares), and one that raises is logged ("Failed to process the
 message") and counted while the others keep running. Messages are routed by the
 engine's subscription tree, so wildcards follow MQTT rules (upstream compared topic
 strings, which made wildcard subscriptions deliver nothing).
