@@ -430,4 +430,8 @@ async def test_queue_long_hand_over_lets_other_tasks_run(
                 group.start_soon(other)
                 await queue.listen(None, Plain())
     assert handled == [str(n).encode() for n in range(200)]
-    assert seen == [64]
+    # It ran during the hand-over, at one of its checkpoints (the schedulers may
+    # run the listening task first at any of them).
+    assert len(seen) == 1
+    assert seen[0] < 200
+    assert seen[0] % 64 == 0
