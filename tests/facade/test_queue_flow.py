@@ -9,8 +9,9 @@ queue lets go unread is acknowledged so that it holds up nothing;
 
 On 7f953d6 the forwarding tests hung (stopped by their ``fail_after``), B got none
 of its messages behind A's backlog of 1500, nothing was sent again after the drop,
-and the flow control options were refused. Two cases pass there too: a backlog
-within the Receive Maximum, and a queue closed on a shared connection (7f953d6
+the flow control options were refused, the drop-and-clear case failed and a long
+hand-over never let another task in. Two cases pass there too: a backlog within
+the Receive Maximum, and a queue closed on a shared connection (7f953d6
 acknowledged every message on arrival). Progress is proven with events and
 counters, never with timing.
 """
