@@ -922,6 +922,12 @@ class MqttClient:
                     await self._dispatch(link, events)
                 else:
                     await self._flush(link, {})
+                if session.receive_maximum_excess and not link.excess_reported:
+                    self._report_excess(link)
+                if session.failed:
+                    # A bad packet behind the events just handled: act on it now,
+                    # not when (if ever) the broker sends more.
+                    session.events()
                 if intake.is_full():
                     # QoS 0 messages wait beside full buffers beyond the intake
                     # limit: stop reading (TCP backpressure) until consumers took
@@ -942,6 +948,22 @@ class MqttClient:
             await link.violation(exc, disconnect)
         except ConnectionLost as exc:
             link.end(exc)
+
+    def _report_excess(self, link: Link) -> None:
+        """Warn once per connection that the broker exceeds our Receive Maximum."""
+        link.excess_reported = True
+        limit = self._session.receive_maximum
+        _LOGGER.warning(
+            "%s sent %d unacknowledged QoS 1/2 messages at once, more than "
+            "receive_maximum=%d allows [MQTT-3.3.4-9]; tolerated up to %d "
+            "(twice receive_maximum), beyond that the client disconnects with "
+            "0x93 (Receive Maximum exceeded). Known with mosquitto 2.0.11 after a "
+            "resumed session with a backlog.",
+            link.where,
+            limit + self._session.receive_maximum_excess,
+            limit,
+            min(2 * limit, 65535),
+        )
 
     async def _dispatch(self, link: Link, events: list[Event]) -> None:
         held: dict[int, Hold] = {}

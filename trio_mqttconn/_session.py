@@ -262,7 +262,12 @@ class ClientSession:
     receive_maximum: int = attrs.field(
         default=_DEFAULT_RECEIVE_MAXIMUM, validator=_check_receive_maximum
     )
-    """How many unacknowledged QoS 1/2 PUBLISH the broker may send us (MQTT 5)."""
+    """How many unacknowledged QoS 1/2 PUBLISH the broker may send us (MQTT 5).
+
+    A broker that sends more is tolerated up to twice as many (see
+    `receive_maximum_excess`); beyond that the session raises `ProtocolError` with
+    reason code 0x93 (Receive Maximum exceeded).
+    """
     maximum_packet_size: int | None = attrs.field(
         default=None, validator=_check_maximum_packet_size
     )
@@ -310,6 +315,22 @@ class ClientSession:
     Identifiers Available (MQTT 5, default yes); never with MQTT 3.1.1. `subscribe`
     refuses identifiers while it is False."""
 
+    receive_maximum_excess: int = attrs.field(default=0, init=False)
+    """The most unacknowledged QoS 1/2 PUBLISH the broker had at once on this
+    connection beyond `receive_maximum` (MQTT 5); 0 while it keeps to it.
+
+    A broker must not exceed our Receive Maximum [v5:MQTT-3.3.4-9]; a client
+    that receives more "uses DISCONNECT with Reason Code 0x93", which the
+    specification states without a numbered MUST (CONFORMANCE.md lists it under
+    3.3.4-9 as the broker's obligation the client detects). Some brokers exceed it
+    by a bounded amount (mosquitto 2.0.11 after a resumed session with a backlog,
+    when acknowledgements arrive out of its send order), so the session accepts
+    up to twice `receive_maximum` (at most 65535) and only then raises
+    `ProtocolError` (0x93): memory stays bounded and a tolerable excess does not
+    make the client reconnect in a loop. Reset by `connect`; the engine logs it
+    once per connection.
+    """
+
     _state: SessionState = attrs.field(default=_DISCONNECTED, init=False)
     _handlers: _HandlerTable | None = attrs.field(default=None, init=False, repr=False)
     _decoder: PacketDecoder = attrs.field(
@@ -354,6 +375,8 @@ class ClientSession:
     _out_aliases: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
     _use_out_aliases: bool = attrs.field(default=False, init=False, repr=False)
     _incoming_limit: int = attrs.field(default=_NO_LIMIT, init=False, repr=False)
+    # Hard cap of the tolerated excess: twice the limit (see receive_maximum_excess).
+    _incoming_cap: int = attrs.field(default=_NO_LIMIT, init=False, repr=False)
     _clean_start: bool = attrs.field(default=True, init=False, repr=False)
     _session_expiry: int = attrs.field(default=0, init=False, repr=False)
     _auth_method: str | None = attrs.field(default=None, init=False, repr=False)
@@ -378,6 +401,15 @@ class ClientSession:
         for a `PublishCompleted` while it is 0. QoS 0 is never limited.
         """
         return max(0, self.broker_receive_maximum - len(self._outgoing))
+
+    @property
+    def failed(self) -> bool:
+        """Whether the broker broke the protocol: the next `events` raises the error.
+
+        `events` returns the events decoded before a bad packet first; a caller that
+        has no more data to pass checks this to act on the error now.
+        """
+        return self._error is not None
 
     @property
     def inflight(self) -> int:
@@ -439,10 +471,13 @@ class ClientSession:
             self._session_expiry = properties.session_expiry_interval or 0
             self._auth_method = properties.authentication_method
             self._incoming_limit = self.receive_maximum
+            self._incoming_cap = min(2 * self.receive_maximum, _MAX_PACKET_ID)
         else:
             self._session_expiry = 0
             self._auth_method = None
             self._incoming_limit = _NO_LIMIT
+            self._incoming_cap = _NO_LIMIT
+        self.receive_maximum_excess = 0
         self._decoder = PacketDecoder(
             version, max_packet_size=self.maximum_packet_size if v5 else None
         )
@@ -1260,12 +1295,9 @@ class ClientSession:
                 # A re-delivery before PUBREL: acknowledge, do not deliver again.
                 self._out += _ACK.pack(_PUBREC, 2, packet_id)
                 return None
-            if len(self._incoming_qos2) + self._acks_queued >= self._incoming_limit:
-                raise ProtocolError(  # [v5:MQTT-3.3.4-9]
-                    f"the broker sent more than receive_maximum="
-                    f"{self.receive_maximum} unacknowledged QoS 1/2 PUBLISH packets",
-                    reason_code=ReasonCode.RECEIVE_MAXIMUM_EXCEEDED,
-                )
+            unacked = len(self._incoming_qos2) + self._acks_queued
+            if unacked >= self._incoming_limit:
+                self._over_receive_maximum(unacked + 1)
             if qos == QoS.AT_LEAST_ONCE:
                 self._out += _ACK.pack(_PUBACK, 2, packet_id)
                 self._acks_queued += 1
@@ -1283,6 +1315,19 @@ class ClientSession:
                 properties=properties,
             )
         )
+
+    def _over_receive_maximum(self, unacked: int) -> None:
+        """The broker has *unacked* QoS 1/2 PUBLISH outstanding, above our limit."""
+        if unacked > self._incoming_cap:
+            raise ProtocolError(  # [v5:MQTT-3.3.4-9]
+                f"the broker sent {unacked} unacknowledged QoS 1/2 PUBLISH packets, "
+                f"more than twice receive_maximum={self.receive_maximum} "
+                f"(up to {self._incoming_cap} are tolerated)",
+                reason_code=ReasonCode.RECEIVE_MAXIMUM_EXCEEDED,
+            )
+        excess = unacked - self.receive_maximum
+        if excess > self.receive_maximum_excess:
+            self.receive_maximum_excess = excess
 
     def _resolve_alias(self, topic: str, alias: int) -> str:
         if alias > self.topic_alias_maximum:  # [v5:MQTT-3.3.2-11]

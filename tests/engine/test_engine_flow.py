@@ -7,7 +7,9 @@ messages, there was no manual acknowledgement).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 
 import pytest
 import trio
@@ -20,7 +22,9 @@ from tests._fakes import (
     virtual_deadline_fixture,  # noqa: F401 - the virtual_deadline fixture
 )
 from trio_mqttconn import Message, ProtocolVersion, QoS
+from trio_mqttconn._enums import ReasonCode
 from trio_mqttconn._packets import (
+    DisconnectPacket,
     PubAckPacket,
     PublishPacket,
     PubRecPacket,
@@ -359,3 +363,75 @@ async def test_flow_manual_ack_subscription_ending_acks_what_it_never_handed_out
             await conn.deliver("other", b"x", qos=1)
             await other.receive()
             await conn.wait_for(PubAckPacket, count=4)
+
+
+async def test_flow_broker_beyond_receive_maximum_is_tolerated_up_to_twice_it(
+    autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # mosquitto 2.0.11 sends more than our Receive Maximum after a resumed session
+    # with a backlog. On d1f0c2e the first one over ended the connection (0x93),
+    # and the next connection the same way: a reconnect loop that lost messages.
+    # [v5:MQTT-3.3.4-9] binds the broker; the client's 0x93 is a "uses", no MUST.
+    caplog.set_level(logging.WARNING, "trio_mqttconn.client")
+    async with (
+        FakeBroker() as broker,
+        make_client(broker, receive_maximum=2) as client,
+        client.subscription("r", qos=2) as sub,
+    ):
+        broker.release_deliveries = False
+        conn = broker.connections[0]
+        # QoS 2 without PUBREL: all of them stay unacknowledged.
+        for index in range(4):  # twice receive_maximum
+            await conn.deliver("r", b"%d" % index, qos=2)
+        taken = [await sub.receive() for _ in range(4)]
+        assert [m.payload for m in taken] == [b"0", b"1", b"2", b"3"]
+        assert client.is_connected
+        assert len(broker.connections) == 1
+        warnings = [
+            r.getMessage()
+            for r in caplog.records
+            if "receive_maximum" in r.getMessage()
+        ]
+        assert len(warnings) == 1
+        # (As many as had arrived when the reader looked: 3 or 4.)
+        assert re.search(
+            "sent [34] unacknowledged QoS 1/2 messages at once", warnings[0]
+        )
+        assert "receive_maximum=2" in warnings[0]
+        assert "tolerated up to 4" in warnings[0]
+        # Beyond the hard cap: DISCONNECT 0x93 (Receive Maximum exceeded).
+        await conn.deliver("r", b"4", qos=2)
+        disconnect = await conn.wait_for(DisconnectPacket)
+        assert disconnect.reason_code is ReasonCode.RECEIVE_MAXIMUM_EXCEEDED
+
+
+async def test_flow_repeated_receive_maximum_violations_back_off(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    # A connection that ended with our protocol violation does not reset the
+    # reconnect backoff, however long it lived: the same broker state would end
+    # the next one too. On d1f0c2e every reconnect came after reconnect_delay.
+    async with (
+        FakeBroker() as broker,
+        make_client(
+            broker, receive_maximum=1, reconnect_delay=1.0, max_reconnect_delay=60.0
+        ) as client,
+        client.subscription("r", qos=2),
+    ):
+        broker.release_deliveries = False  # QoS 2 stays unacknowledged
+        for index in range(4):
+            conn = await broker.wait_connection(index)
+            await conn.wait_for(SubscribePacket)
+            await trio.sleep(100)  # long enough to count as stable otherwise
+            for _ in range(3):  # beyond twice receive_maximum
+                await conn.deliver("r", b"x", qos=2)
+            await conn.wait_for(DisconnectPacket)
+        await broker.wait_connection(4)
+        times = broker.attempt_times()
+        gaps = [
+            round(later - earlier - 100, 3)
+            for earlier, later in itertools.pairwise(times)
+        ]
+        assert gaps[1:] == [2.0, 4.0, 8.0]

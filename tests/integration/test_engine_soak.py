@@ -46,7 +46,7 @@ def _client(uri: str, name: str) -> MqttClient:
     )
 
 
-@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.parametrize("anyio_backend", ["trio", "asyncio"])
 async def test_engine_soak_mixed_qos_with_random_drops(
     mosquitto: Mosquitto, unique_topic: str
 ) -> None:

@@ -276,7 +276,11 @@ async def supervise(
                 jitter=client.reconnect_jitter,
                 rng=client._random or _random.Random(),
             )
-        if anyio.current_time() - started >= max(
+        # A connection that ended with a protocol violation (ours to detect, such
+        # as a broker far beyond our Receive Maximum) is never "stable": the same
+        # broker state would end the next one too, so the delay keeps growing
+        # instead of looping at reconnect speed.
+        if link.violated is None and anyio.current_time() - started >= max(
             STABLE_FACTOR * delay, client.reconnect_delay
         ):
             backoff.reset()

@@ -152,6 +152,10 @@ class Link:
     completions: int = 0
     #: The reader stopped reading on purpose (QoS 0 intake full): not silence.
     intake_paused: bool = False
+    #: The broker's excess over our Receive Maximum was logged on this link.
+    excess_reported: bool = False
+    #: The protocol violation that ends this link (even if another reason wins).
+    violated: ProtocolError | None = None
     ended: BaseException | None = None
     closed: bool = False
     writing: bool = False
@@ -456,6 +460,7 @@ class Link:
         The DISCONNECT goes after what was queued before it [MQTT-4.13.2-1]; the
         link ends with *exc* either way.
         """
+        self.violated = exc
         if disconnect is not None:
             with anyio.move_on_after(5.0):
                 try:
