@@ -32,6 +32,7 @@ from trio_mqttconn._packets import (
     TopicSubscription,
     UnsubscribePacket,
 )
+from trio_mqttconn._properties import Properties
 
 pytestmark = pytest.mark.trio
 
@@ -456,3 +457,57 @@ def _drained_into(sub: Subscription, into: list[Message]) -> bool:
     except anyio.WouldBlock:
         return True
     return False
+
+
+async def test_subscribe_routing_by_identifier_checks_the_topic(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    # A resumed session may hold an earlier process's subscriptions, with
+    # identifiers this process gives out again: on d1f0c2e a message for a stale
+    # subscription went to whichever subscription has its identifier now.
+    async with (
+        FakeBroker() as broker,
+        make_client(broker) as client,
+        client.subscription("a/#") as sub_a,
+        client.subscription("b/+") as sub_b,
+        client.subscription("$share/g/c") as sub_c,
+    ):
+        conn = broker.connections[0]
+        id_a = conn.subscription_identifier("a/#")
+        id_b = conn.subscription_identifier("b/+")
+        id_c = conn.subscription_identifier("$share/g/c")
+        assert id_a is not None
+        assert id_b is not None
+        assert id_c is not None
+
+        def ids(*identifiers: int) -> Properties:
+            return Properties(subscription_identifiers=identifiers)
+
+        # A stale identifier: its subscription's filter does not match the topic.
+        await conn.deliver("old/x", b"stale", properties=ids(id_a))
+        # A stale identifier whose topic another subscription matches: the tree.
+        await conn.deliver("b/x", b"to b", properties=ids(id_a))
+        # An identifier this process never gave out.
+        await conn.deliver("a/y", b"unknown id", properties=ids(9999))
+        # Trusted: the filter matches (twice, the second time from the cache).
+        await conn.deliver("a/z", b"by id", properties=ids(id_a))
+        await conn.deliver("a/z", b"by id again", properties=ids(id_a))
+        await conn.deliver("c", b"shared", properties=ids(id_c))
+        # Two identifiers, both matching: each subscription once.
+        await conn.deliver("b/a", b"both", properties=ids(id_b, id_b))
+        await trio.testing.wait_all_tasks_blocked()
+        assert [m.payload for m in drain(sub_a)] == [
+            b"unknown id",
+            b"by id",
+            b"by id again",
+        ]
+        assert [m.payload for m in drain(sub_b)] == [b"to b", b"both"]
+        assert [m.payload for m in drain(sub_c)] == [b"shared"]
+
+
+def drain(sub: Subscription) -> list[Message]:
+    """The messages waiting in *sub*, taken without waiting."""
+    taken: list[Message] = []
+    while sub.statistics().queued:
+        taken.append(sub.receive_nowait())
+    return taken

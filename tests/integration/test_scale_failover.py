@@ -29,9 +29,8 @@ messages in flight when A dies have their PUBACKs swallowed by a proxy (so their
 deliveries of those messages to the subscriber are swallowed too (so they can only
 come from B). ``test_failover_restores_the_subscribers_filters`` shows the other
 half: with no session on B, the client subscribes again there by itself. The last
-test (an expected failure until the router is fixed) shows why a resumed session's
-subscriptions must be the ones the process subscribes to again: today a stale
-subscription's identifier routes its messages to another subscription.
+test shows that a resumed session's stale subscription (of an earlier process) does
+not route its messages, by its identifier, to another subscription of this one.
 
 No sleeps: waiting is on received messages and connection events only.
 """
@@ -267,12 +266,6 @@ async def test_failover_loses_no_message_whose_publish_returned(
     assert connack.session_present  # B kept the standby session's subscription
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the router trusts the subscription identifiers of a resumed session: a "
-    "stale subscription's identifier names another subscription of this process "
-    "(fix in trio_mqttconn/_engine/router.py, Router.route and Router.deliver)",
-)
 async def test_resumed_session_does_not_route_a_stale_subscription_by_its_identifier(
     mosquitto: Mosquitto, unique_topic: str
 ) -> None:

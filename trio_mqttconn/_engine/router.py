@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 The reader hands every received message to `Router.deliver`, which never waits:
-the subscription tree (or the MQTT 5 subscription identifiers) names the matching
+the subscription tree (or the MQTT 5 subscription identifiers, checked against
+the topic: a resumed session may carry an earlier process's) names the matching
 subscriptions and each gets the message with ``send_nowait``. A subscription whose
 channel is full *parks* the message (``overflow="wait"``); for QoS 1/2 the message's
 PUBACK/PUBREC is then withheld (a `Hold` the link keeps in arrival order) until the
@@ -35,6 +36,7 @@ import attrs
 
 from .._subscription import _STREAK, PARKED_OVERHEAD, Subscription, _Intake
 from .._subtree import SubscriptionTree
+from .._topics import topic_matches
 from .link import Hold, ack_bytes, make_ack
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ __all__ = ["HUB_BUFFER", "RUNNING_IN", "Hub", "Router"]
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 #: Capacity of the channel shared by synchronous listeners.
 HUB_BUFFER = 1024
+#: Entries of the (filter, topic) match cache before it starts over.
+_MATCH_CACHE_SIZE = 4096
 #: The client whose own task (a listener's dispatcher) is running, if any.
 RUNNING_IN: contextvars.ContextVar[MqttClient | None] = contextvars.ContextVar(
     "trio_mqttconn_running_in", default=None
@@ -75,6 +79,8 @@ class Router:
     next_sub_id: int = 1
     #: Holds of received QoS 2 messages by packet id, until released.
     qos2_held: dict[int, Hold] = attrs.Factory(dict)
+    #: (filter, topic) -> whether the filter matches (checks of identifiers).
+    match_cache: dict[tuple[str, str], bool] = attrs.Factory(dict)
 
     # -- registry ------------------------------------------------------------------
 
@@ -138,6 +144,7 @@ class Router:
         self.by_id.clear()
         self.filter_ids.clear()
         self.qos2_held.clear()
+        self.match_cache.clear()
         room = self.intake.room
         if room is not None:
             self.intake.room = None
@@ -150,22 +157,58 @@ class Router:
     # -- delivery ------------------------------------------------------------------
 
     def route(self, message: Message) -> list[Subscription]:
-        """The subscriptions *message* goes to."""
+        """The subscriptions *message* goes to.
+
+        On MQTT 5 the message's subscription identifiers name them, but only the
+        ones whose filter matches the topic count: a resumed session may hold
+        subscriptions of an earlier process whose identifiers this process gives
+        out again. When none of the named ones matches (or an identifier is
+        unknown to this process), the subscription tree decides.
+        """
         identifiers = message.properties.subscription_identifiers
+        found: list[Subscription] | None = None
         if identifiers and self.by_id:
-            if len(identifiers) == 1:
-                found = self.by_id.get(identifiers[0], [])
-            else:
-                found = []
-                for identifier in identifiers:
-                    for sub in self.by_id.get(identifier, ()):
-                        if sub not in found:
-                            found.append(sub)
-        else:
+            found = self._by_identifiers(identifiers, message.topic)
+        if found is None:
             found = self.tree.match(message.topic)
         if self.catch_all:
             return [*self.catch_all, *found]
         return found
+
+    def _by_identifiers(
+        self, identifiers: tuple[int, ...], topic: str
+    ) -> list[Subscription] | None:
+        """The subscriptions named by *identifiers* whose filter matches *topic*.
+
+        None (ask the tree) when an identifier is unknown or names no subscription
+        whose filter matches: the identifier may be a stale subscription's.
+        """
+        by_id = self.by_id
+        found: list[Subscription] = []
+        for identifier in identifiers:
+            subs = by_id.get(identifier)
+            if not subs:
+                return None
+            # Subscriptions of one identifier share one filter: one check.
+            if not self._matches(subs[0].topic_filter, topic):
+                return None
+            for sub in subs:
+                if sub not in found:
+                    found.append(sub)
+        return found
+
+    def _matches(self, topic_filter: str, topic: str) -> bool:
+        """`topic_matches`, remembered for the last topics seen per filter."""
+        if topic_filter == topic:
+            return True
+        key = (topic_filter, topic)
+        cache = self.match_cache
+        known = cache.get(key)
+        if known is None:
+            if len(cache) >= _MATCH_CACHE_SIZE:
+                cache.clear()
+            known = cache[key] = topic_matches(topic_filter, topic)
+        return known
 
     def deliver(self, message: Message, held: dict[int, Hold]) -> None:
         """Hand *message* to every matching subscription without waiting.
@@ -176,13 +219,7 @@ class Router:
         """
         qos = message.qos
         hold: Hold | None = None
-        identifiers = message.properties.subscription_identifiers
-        if identifiers and self.by_id and len(identifiers) == 1:
-            targets = self.by_id.get(identifiers[0], ())
-            if self.catch_all:
-                targets = [*self.catch_all, *targets]
-        else:
-            targets = self.route(message)
+        targets = self.route(message)
         for sub in targets:
             copy = message
             if qos and sub._manual_ack:
