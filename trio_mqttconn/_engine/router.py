@@ -340,6 +340,8 @@ class Hub:
                 await anyio.lowlevel.checkpoint()
             listener = sub._listener
             if listener is None or sub._client is None:
+                if sub._manual_ack:
+                    message.ack()  # never handed out: nobody else will
                 continue
             result = listener(message)
             if inspect.isawaitable(result):
