@@ -952,17 +952,17 @@ class MqttClient:
     def _report_excess(self, link: Link) -> None:
         """Warn once per connection that the broker exceeds our Receive Maximum."""
         link.excess_reported = True
-        limit = self._session.receive_maximum
+        session = self._session
+        limit = session.receive_maximum
         _LOGGER.warning(
             "%s sent %d unacknowledged QoS 1/2 messages at once, more than "
-            "receive_maximum=%d allows [MQTT-3.3.4-9]; tolerated up to %d "
-            "(twice receive_maximum), beyond that the client disconnects with "
-            "0x93 (Receive Maximum exceeded). Known with mosquitto 2.0.11 after a "
-            "resumed session with a backlog.",
+            "receive_maximum=%d allows [MQTT-3.3.4-9]; tolerated up to %d, beyond "
+            "that the client disconnects with 0x93 (Receive Maximum exceeded). "
+            "Known with mosquitto 2.0.11 after a resumed session with a backlog.",
             link.where,
-            limit + self._session.receive_maximum_excess,
+            limit + session.receive_maximum_excess,
             limit,
-            min(2 * limit, 65535),
+            session.receive_maximum_cap,
         )
 
     async def _dispatch(self, link: Link, events: list[Event]) -> None:

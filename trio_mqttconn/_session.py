@@ -264,9 +264,16 @@ class ClientSession:
     )
     """How many unacknowledged QoS 1/2 PUBLISH the broker may send us (MQTT 5).
 
-    A broker that sends more is tolerated up to twice as many (see
+    A broker that sends more is tolerated up to `receive_maximum_cap` (see
     `receive_maximum_excess`); beyond that the session raises `ProtocolError` with
     reason code 0x93 (Receive Maximum exceeded).
+    """
+    tolerated_excess: int = 1000
+    """How far beyond `receive_maximum` a broker may go at least (MQTT 5).
+
+    The tolerated excess is the larger of this and `receive_maximum` itself (see
+    `receive_maximum_excess`). 1000 is mosquitto's default ``max_queued_messages``,
+    which bounds how far mosquitto 2.0.11 goes beyond it.
     """
     maximum_packet_size: int | None = attrs.field(
         default=None, validator=_check_maximum_packet_size
@@ -323,12 +330,16 @@ class ClientSession:
     that receives more "uses DISCONNECT with Reason Code 0x93", which the
     specification states without a numbered MUST (CONFORMANCE.md lists it under
     3.3.4-9 as the broker's obligation the client detects). Some brokers exceed it
-    by a bounded amount (mosquitto 2.0.11 after a resumed session with a backlog,
-    when acknowledgements arrive out of its send order), so the session accepts
-    up to twice `receive_maximum` (at most 65535) and only then raises
-    `ProtocolError` (0x93): memory stays bounded and a tolerable excess does not
-    make the client reconnect in a loop. Reset by `connect`; the engine logs it
-    once per connection.
+    by a bounded amount: mosquitto 2.0.11, after a resumed session with a
+    backlog, moves queued messages into flight on each acknowledgement up to its
+    limit minus the acknowledged message's position in its in-flight list (not
+    minus the number in flight), so its excess is bounded only by its queue
+    (``max_queued_messages``, 1000 by default). Disconnecting does not help: it
+    sends every message in flight again on the next connection. So the session
+    accepts up to `receive_maximum_cap` and only then raises `ProtocolError`
+    (0x93): memory stays bounded and a tolerable excess does not make the client
+    reconnect in a loop. Reset by `connect`; the engine logs it once per
+    connection.
     """
 
     _state: SessionState = attrs.field(default=_DISCONNECTED, init=False)
@@ -375,7 +386,7 @@ class ClientSession:
     _out_aliases: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
     _use_out_aliases: bool = attrs.field(default=False, init=False, repr=False)
     _incoming_limit: int = attrs.field(default=_NO_LIMIT, init=False, repr=False)
-    # Hard cap of the tolerated excess: twice the limit (see receive_maximum_excess).
+    # receive_maximum_cap while connected with MQTT 5 (see receive_maximum_excess).
     _incoming_cap: int = attrs.field(default=_NO_LIMIT, init=False, repr=False)
     _clean_start: bool = attrs.field(default=True, init=False, repr=False)
     _session_expiry: int = attrs.field(default=0, init=False, repr=False)
@@ -401,6 +412,16 @@ class ClientSession:
         for a `PublishCompleted` while it is 0. QoS 0 is never limited.
         """
         return max(0, self.broker_receive_maximum - len(self._outgoing))
+
+    @property
+    def receive_maximum_cap(self) -> int:
+        """The most unacknowledged QoS 1/2 PUBLISH accepted before 0x93 (MQTT 5).
+
+        `receive_maximum` plus the larger of itself and `tolerated_excess`, at most
+        65535 (no more packet ids exist).
+        """
+        limit = self.receive_maximum
+        return min(limit + max(limit, self.tolerated_excess), _MAX_PACKET_ID)
 
     @property
     def failed(self) -> bool:
@@ -471,7 +492,7 @@ class ClientSession:
             self._session_expiry = properties.session_expiry_interval or 0
             self._auth_method = properties.authentication_method
             self._incoming_limit = self.receive_maximum
-            self._incoming_cap = min(2 * self.receive_maximum, _MAX_PACKET_ID)
+            self._incoming_cap = self.receive_maximum_cap
         else:
             self._session_expiry = 0
             self._auth_method = None
@@ -1321,8 +1342,8 @@ class ClientSession:
         if unacked > self._incoming_cap:
             raise ProtocolError(  # [v5:MQTT-3.3.4-9]
                 f"the broker sent {unacked} unacknowledged QoS 1/2 PUBLISH packets, "
-                f"more than twice receive_maximum={self.receive_maximum} "
-                f"(up to {self._incoming_cap} are tolerated)",
+                f"more than receive_maximum={self.receive_maximum} allows even "
+                f"with the tolerated excess (up to {self._incoming_cap})",
                 reason_code=ReasonCode.RECEIVE_MAXIMUM_EXCEEDED,
             )
         excess = unacked - self.receive_maximum

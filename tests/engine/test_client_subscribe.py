@@ -463,7 +463,7 @@ async def test_subscribe_routing_by_identifier_checks_the_topic(
     autojump_clock: trio.testing.MockClock, virtual_deadline: None
 ) -> None:
     # A resumed session may hold an earlier process's subscriptions, with
-    # identifiers this process gives out again: on d1f0c2e a message for a stale
+    # identifiers this process gives out again: on 25bce1b a message for a stale
     # subscription went to whichever subscription has its identifier now.
     async with (
         FakeBroker() as broker,
