@@ -391,6 +391,7 @@ class MqttClient:
             topic_alias_maximum=self.topic_alias_maximum,
             outgoing_topic_aliases=self.outgoing_topic_aliases,
             maximum_outgoing_packet_size=self.maximum_outgoing_packet_size,
+            defer_acks=True,  # the link releases them (see Link.acks)
         )
         self._router = Router(intake=_Intake(limit=self.intake_limit))
 
@@ -794,9 +795,8 @@ class MqttClient:
         # output (re-sends, and the acks of those messages) is filtered too.
         held: dict[int, Hold] = {}
         early = self._handle(link, rest, held) if rest else None
+        link.owe_acks(held, self._router.qos2_held)
         data = self._session.data_to_send()
-        if data:
-            data = link.write_acks(data, held, self._router.qos2_held)
         if early is not None:
             link.end(early)
         if not connected.session_present:
@@ -1019,12 +1019,11 @@ class MqttClient:
         return None
 
     async def _flush(self, link: Link, held: dict[int, Hold]) -> None:
+        link.owe_acks(held, self._router.qos2_held)
         out = self._session.data_to_send()
         if out:
-            out = link.write_acks(out, held, self._router.qos2_held)
-            if out:
-                # Acknowledgements need no wait: a write in progress takes them.
-                await link.send(out, wait=False)
+            # Acknowledgements need no wait: a write in progress takes them.
+            await link.send(out, wait=False)
 
     def _complete(self, packet_id: int, event: Event) -> None:
         op = self._pending.pop(packet_id, None)

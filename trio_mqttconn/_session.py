@@ -67,6 +67,10 @@ wsproto).
 #   _out            acknowledgements and re-sends produced while decoding, taken by
 #                   data_to_send(); _acks_queued counts the PUBACK/PUBCOMP in it,
 #                   which the broker cannot yet have received.
+#   _owed           with defer_acks: (packet id, QoS) of the PUBACK/PUBREC decoding
+#                   called for, in arrival order, until take_owed_acks();
+#                   _owed_qos1 counts the QoS 1 ones not yet released (release_ack),
+#                   which the broker has not received either.
 #   _held           ids of _outgoing whose re-send waits for send quota (below).
 #
 # Packet ids come from one allocator shared by PUBLISH, SUBSCRIBE and UNSUBSCRIBE:
@@ -268,6 +272,18 @@ class ClientSession:
     `receive_maximum_excess`); beyond that the session raises `ProtocolError` with
     reason code 0x93 (Receive Maximum exceeded).
     """
+    defer_acks: bool = False
+    """Leave the PUBACK/PUBREC of received messages to the caller (an engine that
+    withholds them while a message waits for its consumer).
+
+    Decoding then queues no PUBACK (QoS 1) or PUBREC (QoS 2, a re-delivery too) in
+    `data_to_send`: `take_owed_acks` hands out their ``(packet_id, qos)`` in arrival
+    order, and `release_ack` (or `release_owed_acks`) queues each when the caller
+    decides, in the order [v5:MQTT-4.6.0-2] [v5:MQTT-4.6.0-3] ask for. Until then a
+    QoS 1 message counts against `receive_maximum` (a QoS 2 one does until its
+    PUBREL anyway). Acks owed on a connection that ended are forgotten: the broker
+    sends those messages again.
+    """
     tolerated_excess: int = 1000
     """How far beyond `receive_maximum` a broker may go at least (MQTT 5).
 
@@ -372,6 +388,8 @@ class ClientSession:
     # withdrawn, so the next one carries the topic with the alias again.
     _alias_unsure: set[str] = attrs.field(factory=set, init=False, repr=False)
     _acks_queued: int = attrs.field(default=0, init=False, repr=False)
+    _owed: list[tuple[int, int]] = attrs.field(factory=list, init=False, repr=False)
+    _owed_qos1: int = attrs.field(default=0, init=False, repr=False)
     _eof: bool = attrs.field(default=False, init=False, repr=False)
     _error: ProtocolError | None = attrs.field(default=None, init=False, repr=False)
     _next_id: int = attrs.field(default=1, init=False, repr=False)
@@ -867,6 +885,44 @@ class ClientSession:
             self.connection_lost()
         return events
 
+    def take_owed_acks(self) -> list[tuple[int, int]]:
+        """The ``(packet_id, qos)`` of acks decoding called for since the last call.
+
+        Only with `defer_acks`: in arrival order; each must be passed to
+        `release_ack` once its message may be acknowledged (on this connection).
+        """
+        owed = self._owed
+        if not owed:
+            return []
+        self._owed = []
+        return owed
+
+    def release_owed_acks(self) -> None:
+        """`release_ack` every ack `take_owed_acks` would return, in order."""
+        owed = self._owed
+        if owed:
+            self._owed = []
+            for packet_id, qos in owed:
+                self.release_ack(packet_id, qos)
+
+    def release_ack(self, packet_id: int, qos: int) -> None:
+        """Queue the PUBACK (*qos* 1) or PUBREC (*qos* 2) of a received message.
+
+        With `defer_acks`, for an ack `take_owed_acks` handed out on this
+        connection; it goes out with `data_to_send`.
+
+        Raises:
+            InvalidStateError: Not connected (the ack belonged to a connection that
+                ended: the broker sends the message again).
+        """
+        self._require("PubAckPacket" if qos == 1 else "PubRecPacket", _CONNECTED)
+        if qos == 1:
+            self._out += _ACK.pack(_PUBACK, 2, packet_id)
+            self._owed_qos1 -= 1
+            self._acks_queued += 1
+        else:
+            self._out += _ACK.pack(_PUBREC, 2, packet_id)
+
     def data_to_send(self) -> bytes:
         """Return (and forget) the acknowledgements and re-sends queued so far.
 
@@ -985,6 +1041,8 @@ class ClientSession:
     def _reset_connection(self) -> None:
         self._out.clear()
         self._acks_queued = 0
+        self._owed.clear()
+        self._owed_qos1 = 0
         self._late.clear()
         self._eof = False
         self._error = None
@@ -1314,17 +1372,27 @@ class ClientSession:
             assert packet_id is not None  # the decoder guarantees it for QoS > 0
             if qos == QoS.EXACTLY_ONCE and packet_id in self._incoming_qos2:
                 # A re-delivery before PUBREL: acknowledge, do not deliver again.
-                self._out += _ACK.pack(_PUBREC, 2, packet_id)
+                if self.defer_acks:
+                    self._owed.append((packet_id, 2))
+                else:
+                    self._out += _ACK.pack(_PUBREC, 2, packet_id)
                 return None
-            unacked = len(self._incoming_qos2) + self._acks_queued
+            unacked = len(self._incoming_qos2) + self._acks_queued + self._owed_qos1
             if unacked >= self._incoming_limit:
                 self._over_receive_maximum(unacked + 1)
             if qos == QoS.AT_LEAST_ONCE:
-                self._out += _ACK.pack(_PUBACK, 2, packet_id)
-                self._acks_queued += 1
+                if self.defer_acks:
+                    self._owed.append((packet_id, 1))
+                    self._owed_qos1 += 1
+                else:
+                    self._out += _ACK.pack(_PUBACK, 2, packet_id)
+                    self._acks_queued += 1
             else:
                 self._incoming_qos2.add(packet_id)
-                self._out += _ACK.pack(_PUBREC, 2, packet_id)
+                if self.defer_acks:
+                    self._owed.append((packet_id, 2))
+                else:
+                    self._out += _ACK.pack(_PUBREC, 2, packet_id)
         return MessageReceived(
             message=Message(
                 topic=topic,

@@ -1277,6 +1277,67 @@ def test_our_receive_maximum_counts_until_acks_are_taken() -> None:
     assert len(broker.send(session, *[incoming(None, QOS0)] * 5)) == 5
 
 
+def test_deferred_acks_are_owed_until_released_in_arrival_order() -> None:
+    # [v5:MQTT-4.6.0-2] [v5:MQTT-4.6.0-3] the caller releases them in this order.
+    session, broker = make_session(defer_acks=True)
+    subscribe_all(session, broker)
+    assert session.take_owed_acks() == []
+    events = broker.send(session, incoming(1, QOS1), incoming(2, QOS2))
+    assert len(events) == 2
+    assert session.data_to_send() == b""  # nothing until released
+    assert session.take_owed_acks() == [(1, 1), (2, 2)]
+    assert session.take_owed_acks() == []
+    session.release_ack(1, 1)
+    session.release_ack(2, 2)
+    assert session.data_to_send() == puback(1) + pubrec(2)
+    # A re-delivery of a QoS 2 message before PUBREL owes its PUBREC again.
+    assert broker.send(session, attrs.evolve(incoming(2, QOS2), dup=True)) == []
+    assert session.take_owed_acks() == [(2, 2)]
+    # release_owed_acks releases everything owed, in order.
+    broker.send(session, incoming(3, QOS1), incoming(4, QOS1))
+    session.release_owed_acks()
+    session.release_owed_acks()  # nothing more owed
+    assert session.data_to_send() == puback(3) + puback(4)
+
+
+def test_deferred_qos1_acks_count_against_receive_maximum_until_released() -> None:
+    session, broker = make_session(
+        defer_acks=True, receive_maximum=1, tolerated_excess=0
+    )
+    subscribe_all(session, broker)
+    broker.send(session, incoming(1, QOS1), incoming(2, QOS1))
+    session.data_to_send()  # taking the output does not acknowledge them
+    assert session.receive_maximum_excess == 1
+    session.receive_data(broker.encode(incoming(3, QOS1)))
+    with pytest.raises(ProtocolError):
+        session.events()
+
+    session, broker = make_session(
+        defer_acks=True, receive_maximum=1, tolerated_excess=0
+    )
+    subscribe_all(session, broker)
+    broker.send(session, incoming(1, QOS1), incoming(2, QOS1))
+    session.release_owed_acks()
+    session.data_to_send()
+    assert len(broker.send(session, incoming(3, QOS1), incoming(4, QOS1))) == 2
+
+
+def test_deferred_acks_of_a_lost_connection_are_forgotten() -> None:
+    session, broker = make_session(defer_acks=True)
+    subscribe_all(session, broker)
+    broker.send(session, incoming(1, QOS1))
+    session.connection_lost()
+    with pytest.raises(
+        InvalidStateError,
+        match=exactly("cannot send PubAckPacket in state DISCONNECTED"),
+    ):
+        session.release_ack(1, 1)
+    with pytest.raises(InvalidStateError, match="cannot send PubRecPacket"):
+        session.release_ack(2, 2)
+    reconnect(session, broker, session_present=True)
+    assert session.take_owed_acks() == []
+
+
 def _two_qos2_received() -> tuple[ClientSession, ScriptedBroker]:
     """A session with receive maximum 1 that was sent QoS 2 messages 1 and 2.
 

@@ -19,10 +19,11 @@ A `Link` is made by the connector for each CONNACK and ends exactly once
   only when it has not answered a PINGREQ (PINGRESP or any packet) in time. Our
   own writing never counts as a sign of life, and a PINGREQ never waits behind a
   write: it joins the outbox;
-* the **withheld acknowledgements** of received QoS 1/2 messages (`Hold`): a
-  PUBACK/PUBREC whose message waits in a full subscription buffer, or for the
-  application's ``message.ack()``, is taken out of the session's output and kept
-  in arrival order; it goes out when its message was taken, and the ones behind it
+* the **withheld acknowledgements** of received QoS 1/2 messages (`Hold`): the
+  session runs with ``defer_acks`` and hands out the acks each chunk calls for
+  (``take_owed_acks``); one whose message waits in a full subscription buffer, or
+  for the application's ``message.ack()``, is kept in arrival order and released
+  to the session (``release_ack``) when its message was taken, the ones behind it
   with it [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Acks are never sent on a later connection,
   except the PUBREC of a QoS 2 message the broker re-delivered there (its id is
   still ours: exactly once across resets).
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import struct
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -53,9 +53,6 @@ __all__ = ["Counters", "Hold", "Link", "READ_SIZE"]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 READ_SIZE: Final = 65536
-_ACK: Final = struct.Struct("!BBH")
-_PUBACK: Final = 0x40
-_PUBREC: Final = 0x50
 
 
 @attrs.define(eq=False)
@@ -73,10 +70,9 @@ class Counters:
 
 @attrs.define(eq=False)
 class Hold:
-    """A withheld PUBACK/PUBREC: sent once *waiting* holders have let it go."""
+    """A withheld PUBACK/PUBREC: released once *waiting* holders have let it go."""
 
     packet_id: int
-    data: bytes
     qos: int
     waiting: int = 0
     #: The link whose queue holds it (None once sent or dropped with its link).
@@ -111,11 +107,6 @@ def make_ack(hold: Hold) -> Callable[[], None]:
     """The callable behind ``Message.ack()`` for one delivery held by *hold*."""
     hold.waiting += 1
     return _Ack(hold)
-
-
-def ack_bytes(qos: int, packet_id: int) -> bytes:
-    """The PUBACK (QoS 1) or PUBREC (QoS 2) of a received message, as the session writes it."""
-    return _ACK.pack(_PUBACK if qos == 1 else _PUBREC, 2, packet_id)
 
 
 @attrs.define(eq=False)
@@ -236,67 +227,55 @@ class Link:
 
     # -- acknowledgements ---------------------------------------------------------------
 
-    def write_acks(
-        self, out: bytes, held: dict[int, Hold], qos2_held: dict[int, Hold]
-    ) -> bytes:
-        """Take withheld PUBACK/PUBREC out of *out*; return what may go out now.
+    def owe_acks(self, held: dict[int, Hold], qos2_held: dict[int, Hold]) -> None:
+        """Release or withhold the acks the session owes for the chunk just routed.
 
         *held* maps packet ids of this chunk's parked or manually acknowledged
         messages to their `Hold`, *qos2_held* the QoS 2 ids still held (from this
         chunk or an earlier connection: a re-delivery's PUBREC waits too). Once one
-        ack waits, the PUBACK/PUBREC after it wait too (their order is the
-        PUBLISHes'); other packets (PUBREL, PUBCOMP) go at once.
+        ack waits, the ones after it wait too (their order is the PUBLISHes').
         """
-        if not held and not qos2_held and not self.acks:
-            return out
-        now = bytearray()
-        view = memoryview(out)
-        index = 0
-        size = len(out)
-        while index < size:
-            first = view[index]
-            length = 0
-            shift = 0
-            pos = index + 1
-            while True:
-                byte = view[pos]
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                pos += 1
-                if not byte & 0x80:
-                    break
-            end = pos + length
-            packet = bytes(view[index:end])
-            index = end
-            if first in (_PUBACK, _PUBREC) and length == 2:
-                packet_id = int.from_bytes(packet[2:4], "big")
+        session = self._session
+        try:
+            if not held and not self.acks and not qos2_held:
+                session.release_owed_acks()  # the common case: all of them, now
+                return
+            acks = self.acks
+            for packet_id, qos in session.take_owed_acks():
                 hold = held.get(packet_id)
-                if hold is None and first == _PUBREC:
+                if hold is None and qos == 2:
                     hold = qos2_held.get(packet_id)
                 if hold is not None and hold.waiting > 0:
                     if hold.link is not self:
                         hold.link = self
-                        self.acks.append(hold)
-                    continue
-                if self.acks:
-                    self.acks.append(Hold(packet_id, packet, 0, link=self))
-                    continue
-            now += packet
-        return bytes(now)
+                        acks.append(hold)
+                elif acks:
+                    acks.append(Hold(packet_id, qos, link=self))
+                else:
+                    session.release_ack(packet_id, qos)
+        except InvalidStateError:
+            # The broker sent DISCONNECT in this chunk: no acks any more (the
+            # reader ends the link).
+            session.take_owed_acks()
 
     def acks_ready(self) -> None:
         """A hold was released: wake the ack writer."""
         self._acks_wanted.set()
 
     def take_ready_acks(self) -> bytes:
-        """The released acks at the head of the queue, in order."""
+        """The released acks at the head of the queue, in order (with what else the
+        session has to send).
+
+        Raises:
+            ConnectionLost: the link ended.
+        """
+        session = self.session
         acks = self.acks
-        parts: list[bytes] = []
         while acks and acks[0].waiting <= 0:
             hold = acks.popleft()
             hold.link = None
-            parts.append(hold.data)
-        return b"".join(parts)
+            session.release_ack(hold.packet_id, hold.qos)
+        return session.data_to_send()
 
     async def ack_writer(self) -> None:
         """Send released acknowledgements (a task per link)."""
@@ -304,7 +283,11 @@ class Link:
             while True:
                 await self._acks_wanted.wait()
                 self._acks_wanted = anyio.Event()
-                data = self.take_ready_acks()
+                try:
+                    data = self.take_ready_acks()
+                except InvalidStateError:
+                    # The broker sent DISCONNECT: the reader ends the link.
+                    return
                 if data and trace.enabled():
                     trace.sent("withheld PUBACK/PUBREC", len(data))
                 if data:

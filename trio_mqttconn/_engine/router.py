@@ -37,7 +37,7 @@ import attrs
 from .._subscription import _STREAK, PARKED_OVERHEAD, Subscription, _Intake
 from .._subtree import SubscriptionTree
 from .._topics import topic_matches
-from .link import Hold, ack_bytes, make_ack
+from .link import Hold, make_ack
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -245,7 +245,7 @@ class Router:
     def _hold(self, message: Message, held: dict[int, Hold]) -> Hold:
         packet_id = message.packet_id
         assert packet_id is not None
-        hold = Hold(packet_id, ack_bytes(message.qos, packet_id), message.qos)
+        hold = Hold(packet_id, message.qos)
         held[packet_id] = hold
         if message.qos == 2:
             self.qos2_held[packet_id] = hold
