@@ -446,3 +446,35 @@ def _strict(client: MqttClient) -> MqttClient:
     """
     client._session.tolerated_excess = 0
     return client
+
+
+async def test_flow_disconnect_behind_messages_in_one_chunk_ends_the_link_cleanly(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    # The session owes the PUBACKs of the chunk's messages when it reads the
+    # broker's DISCONNECT behind them: they are not sent any more (the session can
+    # no longer send), and the client reconnects instead of failing with
+    # InvalidStateError.
+    lost: list[BaseException] = []
+    async with (
+        FakeBroker() as broker,
+        make_client(broker, on_connection_lost=lost.append) as client,
+        client.subscription("d", qos=1) as sub,
+    ):
+        conn = broker.connections[0]
+        await conn.send_raw(
+            encode_packet(
+                PublishPacket(
+                    topic="d", payload=b"1", qos=QoS.AT_LEAST_ONCE, packet_id=77
+                ),
+                ProtocolVersion.V5,
+            )
+            + encode_packet(
+                DisconnectPacket(reason_code=ReasonCode.SERVER_SHUTTING_DOWN),
+                ProtocolVersion.V5,
+            )
+        )
+        assert (await sub.receive()).payload == b"1"
+        await broker.wait_connection(1)
+        assert conn.packets(PubAckPacket) == []
+        assert "server shutting down (reason code 0x8b)" in str(lost[0])
