@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox`` runs lint, typecheck, tests and docs; see README.md."""
+"""Developer sessions: ``nox`` runs lint, typecheck, tests, interop and docs; see README.md."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "interop", "docs"]
 
 CORE_MODULES = ",".join(
     f"trio_mqttconn/{name}.py"
@@ -259,7 +259,8 @@ def interop(session: nox.Session) -> None:
 
     The upstream queue is ``pip-services4-mqtt`` from the package index; it needs
     paho-mqtt 1.x, which conflicts with the bench extra (paho 2.2), hence a session
-    of its own, outside the default run and outside ``tests/``.
+    (and a venv) of its own, outside ``tests/``. Part of the default run: interop
+    with the upstream ports is a promise, so CI keeps it.
     """
     ensure_mosquitto(session)
     session.install("-e", ".[test]")
