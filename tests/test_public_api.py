@@ -70,3 +70,17 @@ def test_public_api_exports_the_pip_services_components() -> None:
         "MqttMessageQueueFactory",
     ):
         assert PUBLIC[name].__module__ == "trio_mqttconn", name
+
+
+def test_public_api_exports_request_response() -> None:
+    # MQTT 5 request/response (#11): the types a responder and a requester see.
+    for name in (
+        "Request",
+        "RequestStatistics",
+        "RequestTimeout",
+        "Responder",
+        "ResponderStatistics",
+    ):
+        assert PUBLIC[name].__module__ == "trio_mqttconn", name
+    assert issubclass(trio_mqttconn.RequestTimeout, TimeoutError)
+    assert issubclass(trio_mqttconn.RequestTimeout, trio_mqttconn.MqttError)

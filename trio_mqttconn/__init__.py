@@ -40,6 +40,7 @@ from ._exceptions import (
     PacketTooLargeError as PacketTooLargeError,
     ProtocolError as ProtocolError,
     PublishError as PublishError,
+    RequestTimeout as RequestTimeout,
     SubscribeError as SubscribeError,
     UnsubscribeError as UnsubscribeError,
 )
@@ -71,6 +72,12 @@ from ._resolver import (
     ConfigKey as ConfigKey,
     MqttConnectionResolver as MqttConnectionResolver,
     ResolvedConnection as ResolvedConnection,
+)
+from ._rpc import (
+    Request as Request,
+    RequestStatistics as RequestStatistics,
+    Responder as Responder,
+    ResponderStatistics as ResponderStatistics,
 )
 from ._subscription import (
     Listener as Listener,

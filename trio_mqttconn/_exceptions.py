@@ -16,6 +16,7 @@
     │   └── PublishLimitError(PublishError, ValueError)  breaks a limit in force; .limit
     ├── SubscribeError(MqttError)                 negative SUBACK; .reason_code
     ├── UnsubscribeError(MqttError)               negative UNSUBACK; .reason_code
+    ├── RequestTimeout(MqttError, TimeoutError)   request() got no response in time
     └── MqttInternalError(MqttError)              a bug in us: please report
 
 Every error has a ``code`` attribute, the pip-services error code
@@ -41,6 +42,7 @@ __all__ = [
     "ProtocolError",
     "PublishError",
     "PublishLimitError",
+    "RequestTimeout",
     "SubscribeError",
     "UnsubscribeError",
 ]
@@ -219,3 +221,13 @@ class MqttInternalError(MqttError):
     """Something happened that should not: a bug in trio_mqttconn, please report it."""
 
     default_code = "INTERNAL_ERROR"
+
+
+class RequestTimeout(MqttError, TimeoutError):
+    """``request()`` got no response within its *timeout*.
+
+    The request was published (or the timeout struck before); a response that
+    arrives later is dropped and counted in ``RequestStatistics.dropped_responses``.
+    """
+
+    default_code = "REQUEST_TIMEOUT"

@@ -1,0 +1,274 @@
+"""Request/response (MQTT 5) against the real mosquitto, on trio and asyncio (#11).
+
+Every test synchronises on events and on message order: responses to one
+requester travel on one topic from one responder connection, so they arrive in
+the order they were published ([v5:MQTT-4.6.0-6]); a later request's response
+therefore proves that an earlier, late one was already handled.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from trio_mqttconn import (
+    ConfigError,
+    MqttClient,
+    MqttError,
+    Properties,
+    ProtocolVersion,
+    QoS,
+    RequestTimeout,
+    _rpc as rpc,
+)
+
+if TYPE_CHECKING:
+    from trio_mqttconn import Request, Responder
+    from trio_mqttconn.testing import Mosquitto
+
+pytestmark = [pytest.mark.anyio, pytest.mark.broker]
+
+TIMEOUT = 20
+
+
+async def echo(requests: Responder, *, prefix: bytes = b"re:") -> None:
+    """Answer every request with its payload behind *prefix*."""
+    async for request in requests:
+        await request.respond(prefix + request.payload)
+
+
+async def test_request_round_trip(mosquitto: Mosquitto, unique_topic: str) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            MqttClient(mosquitto.uri) as server,
+            MqttClient(mosquitto.uri, client_id="rr-client") as client,
+            rpc.responder(server, f"{unique_topic}/+/get") as requests,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(echo, requests)
+            response = await rpc.request(
+                client,
+                f"{unique_topic}/7/get",
+                b"ping",
+                properties=Properties(content_type="text/plain"),
+            )
+            assert response.payload == b"re:ping"
+            assert response.topic == "trio_mqttconn/responses/rr-client"
+            stats = rpc.request_statistics(client)
+            assert stats.response_topic == "trio_mqttconn/responses/rr-client"
+            assert (stats.requests, stats.responses, stats.pending) == (1, 1, 0)
+            assert requests.statistics().requests == 1
+            tg.cancel_scope.cancel()
+
+
+async def test_request_response_copies_correlation_data(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    seen: list[Request] = []
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            MqttClient(mosquitto.uri) as server,
+            MqttClient(mosquitto.uri) as client,
+            rpc.responder(server, unique_topic) as requests,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def serve() -> None:
+                async for request in requests:
+                    seen.append(request)
+                    await request.respond(
+                        b"ok", properties=Properties(content_type="text/plain")
+                    )
+
+            tg.start_soon(serve)
+            response = await rpc.request(
+                client, unique_topic, b"x", qos=QoS.EXACTLY_ONCE
+            )
+            (request,) = seen
+            assert request.topic == unique_topic
+            assert request.message.qos is QoS.AT_LEAST_ONCE  # the responder's QoS
+            assert request.correlation_data is not None
+            assert response.properties.correlation_data == request.correlation_data
+            assert response.properties.content_type == "text/plain"
+            assert request.response_topic == response.topic
+            tg.cancel_scope.cancel()
+
+
+async def test_request_200_concurrent_each_get_their_own(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    results: dict[int, bytes] = {}
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            MqttClient(mosquitto.uri) as server,
+            MqttClient(mosquitto.uri) as client,
+            rpc.responder(server, f"{unique_topic}/#") as requests,
+            anyio.create_task_group() as serving,
+        ):
+            serving.start_soon(echo, requests)
+
+            async def one(i: int) -> None:
+                response = await rpc.request(client, f"{unique_topic}/{i}", str(i))
+                results[i] = response.payload
+
+            async with anyio.create_task_group() as tg:
+                for i in range(200):
+                    tg.start_soon(one, i)
+            assert results == {i: b"re:%d" % i for i in range(200)}
+            stats = rpc.request_statistics(client)
+            assert (stats.requests, stats.responses) == (200, 200)
+            assert (stats.dropped_responses, stats.pending) == (0, 0)
+            serving.cancel_scope.cancel()
+
+
+async def test_request_late_response_is_dropped_and_counted(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            MqttClient(mosquitto.uri) as server,
+            MqttClient(mosquitto.uri) as client,
+            rpc.responder(server, unique_topic) as requests,
+            anyio.create_task_group() as tg,
+        ):
+            arrived = anyio.Event()
+            gave_up = anyio.Event()
+
+            async def slow_then_echo() -> None:
+                first = await requests.__anext__()
+                arrived.set()
+                await gave_up.wait()
+                await first.respond(b"too late")
+                await echo(requests)
+
+            tg.start_soon(slow_then_echo)
+            with anyio.CancelScope() as scope:
+
+                async def give_up() -> None:
+                    await arrived.wait()
+                    scope.cancel()
+
+                tg.start_soon(give_up)
+                await rpc.request(client, unique_topic, b"first")
+            assert scope.cancelled_caught
+            assert rpc.request_statistics(client).pending == 0
+            gave_up.set()
+            # Published after the late one by the same responder: arrives after it.
+            response = await rpc.request(client, unique_topic, b"second")
+            assert response.payload == b"re:second"
+            stats = rpc.request_statistics(client)
+            assert (stats.requests, stats.responses, stats.dropped_responses) == (
+                2,
+                1,
+                1,
+            )
+            tg.cancel_scope.cancel()
+
+
+async def test_request_cancelled_leaves_no_waiter(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            MqttClient(mosquitto.uri) as server,
+            MqttClient(mosquitto.uri) as client,
+            rpc.responder(server, unique_topic) as requests,
+            anyio.create_task_group() as tg,
+        ):
+            received = anyio.Event()
+
+            async def requester() -> None:
+                await rpc.request(client, unique_topic, b"never answered")
+
+            async def watch() -> None:
+                await requests.__anext__()
+                received.set()
+
+            tg.start_soon(watch)
+            async with anyio.create_task_group() as inner:
+                inner.start_soon(requester)
+                await received.wait()
+                # The request is out and its caller waits for the response.
+                assert rpc.request_statistics(client).pending == 1
+                inner.cancel_scope.cancel()
+            assert rpc.request_statistics(client).pending == 0
+            tg.cancel_scope.cancel()
+
+
+async def test_request_timeout_raises_request_timeout(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with MqttClient(mosquitto.uri) as client:
+            with pytest.raises(RequestTimeout) as info:
+                await rpc.request(client, f"{unique_topic}/nobody", b"?", timeout=0.2)
+            assert isinstance(info.value, TimeoutError)
+            assert isinstance(info.value, MqttError)
+            assert info.value.code == "REQUEST_TIMEOUT"
+            assert str(info.value) == (
+                f"no response to the request on '{unique_topic}/nobody' within "
+                "0.2 s: is a responder subscribed to it? raise timeout= if it is slow"
+            )
+            stats = rpc.request_statistics(client)
+            assert (stats.timeouts, stats.pending) == (1, 0)
+
+
+async def test_responder_skips_requests_without_response_topic(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            MqttClient(mosquitto.uri) as server,
+            MqttClient(mosquitto.uri) as client,
+            rpc.responder(server, unique_topic) as requests,
+        ):
+            await client.publish(unique_topic, b"no reply wanted", qos=1)
+            await client.publish(unique_topic, b"no reply either", qos=1)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rpc.request, client, unique_topic, b"answer me")
+                request = await requests.__anext__()
+                assert request.payload == b"answer me"
+                await request.respond(b"done")
+            stats = requests.statistics()
+            assert (stats.topic_filter, stats.requests, stats.skipped) == (
+                unique_topic,
+                1,
+                2,
+            )
+
+
+async def test_request_rejects_own_correlation_properties(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with MqttClient(mosquitto.uri) as client:
+            with pytest.raises(
+                ValueError,
+                match=r"^properties must not set response_topic or correlation_data: "
+                r"request\(\) sets both itself$",
+            ):
+                await rpc.request(
+                    client,
+                    unique_topic,
+                    b"",
+                    properties=Properties(correlation_data=b"1"),
+                )
+
+
+async def test_request_and_responder_need_mqtt5(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    message = (
+        r"^{} needs MQTT 5 \(Response Topic and Correlation Data\), but this client "
+        r"speaks MQTT 3\.1\.1: create it with protocol=ProtocolVersion\.V5$"
+    )
+    with anyio.fail_after(TIMEOUT):
+        async with MqttClient(mosquitto.uri, protocol=ProtocolVersion.V311) as client:
+            with pytest.raises(ConfigError, match=message.format(r"request\(\)")):
+                await rpc.request(client, unique_topic, b"?")
+            with pytest.raises(ConfigError, match=message.format(r"responder\(\)")):
+                async with rpc.responder(client, unique_topic):
+                    pass  # pragma: no cover - never entered
+            assert isinstance(ConfigError("x"), ValueError)

@@ -1,0 +1,393 @@
+"""Request/response over MQTT 5: Response Topic and Correlation Data.
+
+Theory of operation
+-------------------
+The requesting side of a client is one `_Requester`, made on the first request
+and kept by the client. It owns one response topic, ``trio_mqttconn/responses/
+<client id>`` ([MQTT-4.10.0] request/response), subscribed once, lazily, by the
+first request (under a lock, so concurrent first requests subscribe once). The
+subscription has a synchronous listener: the client's shared dispatcher task calls
+it for every response, so request/response adds no task of its own and nothing
+outlives the client.
+
+Each request carries fresh Correlation Data (8 random bytes per requester, then a
+counter: unique for the requester's life, and a response meant for an earlier
+process with the same client id does not match). The request registers a waiter
+under it *before* the PUBLISH goes out, so a fast response cannot overtake it; the
+listener pops the waiter and wakes only that caller. A response whose correlation
+has no waiter (its caller timed out, was cancelled, or it was never ours) is
+dropped and counted. Whatever ends a request (response, timeout, cancellation,
+error) removes its waiter in ``finally``: nothing is left behind. When the client
+closes, waiting callers fail with `NotOpenError` at once.
+
+The responding side is a plain subscription whose messages are wrapped as
+`Request`; ``respond()`` publishes to the request's Response Topic and copies its
+Correlation Data ([MQTT-3.3.2.3.6]). A message without a Response Topic cannot be
+answered: it is counted and skipped.
+
+Both sides need MQTT 5 (MQTT 3.1.1 has no properties): on a 3.1.1 client they
+raise `ConfigError`, a ValueError, naming the ``protocol`` option.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import secrets
+import weakref
+from typing import TYPE_CHECKING, final
+
+import anyio
+import attrs
+
+from ._enums import ProtocolVersion, QoS
+from ._exceptions import ConfigError, NotOpenError, RequestTimeout
+from ._properties import EMPTY_PROPERTIES, Properties
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from typing import Self
+
+    from ._client import MqttClient
+    from ._message import Message
+    from ._subscription import Subscription
+
+__all__ = [
+    "Request",
+    "RequestStatistics",
+    "Responder",
+    "ResponderStatistics",
+    "request",
+    "request_statistics",
+    "responder",
+]
+
+_logger = logging.getLogger("trio_mqttconn.client")
+
+#: The response topic is this prefix plus the client id.
+RESPONSE_PREFIX = "trio_mqttconn/responses/"
+
+
+@final
+@attrs.frozen(kw_only=True)
+class RequestStatistics:
+    """Counters of a client's requesting side (``client.request_statistics()``)."""
+
+    response_topic: str | None
+    """The topic responses come back on; None before the first request."""
+    requests: int
+    """Requests published."""
+    responses: int
+    """Responses handed to their waiting caller."""
+    dropped_responses: int
+    """Responses nobody waited for (the caller gave up, or not ours): dropped."""
+    timeouts: int
+    """Requests that ended with `RequestTimeout`."""
+    pending: int
+    """Requests waiting for their response right now."""
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ResponderStatistics:
+    """Counters of one `Responder`."""
+
+    topic_filter: str
+    """The filter requests arrive on."""
+    requests: int
+    """Requests handed to the application."""
+    skipped: int
+    """Messages without a Response Topic: not answerable, so not handed out."""
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    event: anyio.Event = attrs.field(factory=anyio.Event)
+    message: Message | None = None
+    error: BaseException | None = None
+
+
+def _require_v5(client: MqttClient, what: str) -> None:
+    if client.protocol is not ProtocolVersion.V5:
+        raise ConfigError(
+            f"{what} needs MQTT 5 (Response Topic and Correlation Data), but this "
+            f"client speaks MQTT 3.1.1: create it with protocol=ProtocolVersion.V5"
+        )
+
+
+def _response_topic(client_id: str | None) -> str:
+    """``trio_mqttconn/responses/<client id>``, wildcards in the id replaced."""
+    name = client_id or secrets.token_hex(8)
+    return RESPONSE_PREFIX + name.replace("+", "_").replace("#", "_")
+
+
+@attrs.define(eq=False)
+class _Requester:
+    """The requesting side of one client (made on its first request)."""
+
+    _client: MqttClient = attrs.field(alias="client")
+    topic: str | None = None
+    _waiters: dict[bytes, _Waiter] = attrs.field(factory=dict)
+    _lock: anyio.Lock = attrs.field(factory=anyio.Lock)
+    _subscription: Subscription | None = None
+    _prefix: bytes = attrs.field(factory=lambda: secrets.token_bytes(8))
+    _counter: itertools.count[int] = attrs.field(factory=itertools.count)
+    _closed: BaseException | None = None
+    requests: int = 0
+    responses: int = 0
+    dropped: int = 0
+    timeouts: int = 0
+
+    def statistics(self) -> RequestStatistics:
+        return RequestStatistics(
+            response_topic=self.topic,
+            requests=self.requests,
+            responses=self.responses,
+            dropped_responses=self.dropped,
+            timeouts=self.timeouts,
+            pending=len(self._waiters),
+        )
+
+    def close(self, error: BaseException) -> None:
+        """The client closed: every waiting caller fails with *error* now."""
+        self._closed = error
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            waiter.error = error
+            waiter.event.set()
+
+    def _on_response(self, message: Message) -> None:
+        # Called by the client's dispatcher: must not raise and must not block.
+        correlation = message.properties.correlation_data
+        waiter = None if correlation is None else self._waiters.pop(correlation, None)
+        if waiter is None:
+            self.dropped += 1
+            _logger.debug(
+                "dropped a response on %s: no request waits for its correlation data",
+                message.topic,
+            )
+            return
+        self.responses += 1
+        waiter.message = message
+        waiter.event.set()
+
+    async def _subscribe(self) -> None:
+        async with self._lock:
+            if self._subscription is not None:
+                return
+            client = self._client
+            await client.wait_connected()
+            topic = self.topic or _response_topic(client.client_id)
+            self._subscription = await client.subscribe(
+                topic, qos=QoS.AT_LEAST_ONCE, listener=self._on_response
+            )
+            self.topic = topic
+
+    async def request(
+        self,
+        topic: str,
+        payload: bytes | bytearray | memoryview | str,
+        *,
+        qos: QoS | int,
+        timeout: float | None,  # noqa: ASYNC109 (issue #11: the request API takes one; it raises RequestTimeout)
+        properties: Properties,
+    ) -> Message:
+        if self._closed is not None:
+            await anyio.lowlevel.checkpoint()
+            raise NotOpenError("the client is closed")
+        correlation = self._prefix + next(self._counter).to_bytes(8, "big")
+        waiter = _Waiter()
+        try:
+            with anyio.move_on_after(timeout):
+                if self._subscription is None:
+                    await self._subscribe()
+                # Registered before the PUBLISH leaves: the response cannot overtake.
+                self._waiters[correlation] = waiter
+                await self._client.publish(
+                    topic,
+                    payload,
+                    qos=qos,
+                    properties=attrs.evolve(
+                        properties,
+                        response_topic=self.topic,
+                        correlation_data=correlation,
+                    ),
+                )
+                self.requests += 1
+                await waiter.event.wait()
+        finally:
+            self._waiters.pop(correlation, None)
+        if waiter.message is not None:
+            return waiter.message
+        if waiter.error is not None:
+            raise waiter.error
+        self.timeouts += 1
+        raise RequestTimeout(
+            f"no response to the request on {topic!r} within {timeout} s: is a "
+            f"responder subscribed to it? raise timeout= if it is slow"
+        )
+
+
+# Until MqttClient keeps its requester itself: one per client, gone with it.
+_requesters: weakref.WeakKeyDictionary[MqttClient, _Requester] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _requester(client: MqttClient) -> _Requester:
+    requester = _requesters.get(client)
+    if requester is None:
+        requester = _requesters[client] = _Requester(client=client)
+    return requester
+
+
+async def request(
+    client: MqttClient,
+    topic: str,
+    payload: bytes | bytearray | memoryview | str = b"",
+    *,
+    qos: QoS | int = QoS.AT_LEAST_ONCE,
+    timeout: float | None = None,  # noqa: ASYNC109 (issue #11: raises RequestTimeout)
+    properties: Properties | None = None,
+) -> Message:
+    """Publish a request on *topic* and return its response (MQTT 5).
+
+    See ``MqttClient.request``.
+    """
+    _require_v5(client, "request()")
+    props = EMPTY_PROPERTIES if properties is None else properties
+    if props.response_topic is not None or props.correlation_data is not None:
+        raise ValueError(
+            "properties must not set response_topic or correlation_data: "
+            "request() sets both itself"
+        )
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds or None, not {timeout!r}")
+    return await _requester(client).request(
+        topic, payload, qos=qos, timeout=timeout, properties=props
+    )
+
+
+def request_statistics(client: MqttClient) -> RequestStatistics:
+    """Counters of *client*'s requesting side (see ``MqttClient.request_statistics``)."""
+    return _requester(client).statistics()
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Request:
+    """A request received by a `Responder`: the message, and how to answer it.
+
+    Made by the responder for every message that carries a Response Topic.
+    """
+
+    message: Message
+    """The request message as received."""
+    _client: MqttClient = attrs.field(alias="client", repr=False, eq=False)
+
+    @property
+    def topic(self) -> str:
+        """The topic the request was published to."""
+        return self.message.topic
+
+    @property
+    def payload(self) -> bytes:
+        """The request's payload."""
+        return self.message.payload
+
+    @property
+    def response_topic(self) -> str:
+        """Where the response goes (the request's Response Topic)."""
+        topic = self.message.properties.response_topic
+        assert topic is not None  # the responder hands out no others
+        return topic
+
+    @property
+    def correlation_data(self) -> bytes | None:
+        """The request's Correlation Data, copied into the response."""
+        return self.message.properties.correlation_data
+
+    async def respond(
+        self,
+        payload: bytes | bytearray | memoryview | str = b"",
+        *,
+        qos: QoS | int = QoS.AT_LEAST_ONCE,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publish *payload* as the response to this request.
+
+        The response goes to the request's Response Topic and carries its
+        Correlation Data ([MQTT-4.10.0]); *properties* may add others (content
+        type, user properties). Returns once published at *qos*, like
+        ``MqttClient.publish``, with the same cancellation guarantees.
+
+        Raises:
+            ValueError: *properties* set response_topic or correlation_data.
+            NotOpenError: the client is not running.
+        """
+        props = EMPTY_PROPERTIES if properties is None else properties
+        if props.response_topic is not None or props.correlation_data is not None:
+            raise ValueError(
+                "properties must not set response_topic or correlation_data: "
+                "respond() copies the request's correlation data itself"
+            )
+        await self._client.publish(
+            self.response_topic,
+            payload,
+            qos=qos,
+            properties=attrs.evolve(props, correlation_data=self.correlation_data),
+        )
+
+
+@final
+@attrs.define(eq=False)
+class Responder:
+    """The requests arriving on a filter: ``async for request in responder``.
+
+    Yielded by ``MqttClient.responder``. Messages without a Response Topic cannot
+    be answered; they are counted in `statistics` and skipped. Iteration ends when
+    the responder's context exits or the client closes.
+    """
+
+    _client: MqttClient = attrs.field(alias="client", repr=False)
+    _subscription: Subscription = attrs.field(alias="subscription")
+    _requests: int = 0
+    _skipped: int = 0
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Request:
+        async for message in self._subscription:
+            if message.properties.response_topic is None:
+                self._skipped += 1
+                _logger.debug(
+                    "skipped a message on %s without a response topic", message.topic
+                )
+                continue
+            self._requests += 1
+            return Request(message=message, client=self._client)
+        raise StopAsyncIteration
+
+    def statistics(self) -> ResponderStatistics:
+        """Counters of this responder."""
+        return ResponderStatistics(
+            topic_filter=self._subscription.topic_filter,
+            requests=self._requests,
+            skipped=self._skipped,
+        )
+
+
+@contextlib.asynccontextmanager
+async def responder(
+    client: MqttClient,
+    topic_filter: str,
+    *,
+    qos: QoS | int = QoS.AT_LEAST_ONCE,
+    buffer: int = 1000,
+) -> AsyncIterator[Responder]:
+    """Subscribe to *topic_filter* and yield its requests (see ``MqttClient.responder``)."""
+    _require_v5(client, "responder()")
+    async with client.subscription(topic_filter, qos=qos, buffer=buffer) as sub:
+        yield Responder(client=client, subscription=sub)
