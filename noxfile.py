@@ -182,6 +182,7 @@ def bench(session: nox.Session) -> None:
     if os.path.exists("bench/clients.py"):
         session.run("python", "bench/clients.py", *session.posargs)
     session.run("python", "bench/shared.py", *session.posargs)
+    session.run("python", "bench/request_response.py", *session.posargs)
 
 
 @nox.session
