@@ -4,11 +4,11 @@ Theory of operation
 -------------------
 The requesting side of a client is one `_Requester`, made on the first request
 and kept by the client. It owns one response topic, ``trio_mqttconn/responses/
-<client id>`` ([MQTT-4.10.0] request/response), subscribed once, lazily, by the
-first request (under a lock, so concurrent first requests subscribe once). The
-subscription has a synchronous listener: the client's shared dispatcher task calls
-it for every response, so request/response adds no task of its own and nothing
-outlives the client.
+<client id>`` (MQTT 5, section 4.10 Request / Response), subscribed once, lazily,
+by the first request (under a lock, so concurrent first requests subscribe once).
+The subscription has a synchronous listener: the client's shared dispatcher task
+calls it for every response, so request/response adds no task of its own and
+nothing outlives the client.
 
 Each request carries fresh Correlation Data (8 random bytes per requester, then a
 counter: unique for the requester's life, and a response meant for an earlier
@@ -22,8 +22,8 @@ closes, waiting callers fail with `NotOpenError` at once.
 
 The responding side is a plain subscription whose messages are wrapped as
 `Request`; ``respond()`` publishes to the request's Response Topic and copies its
-Correlation Data ([MQTT-3.3.2.3.6]). A message without a Response Topic cannot be
-answered: it is counted and skipped.
+Correlation Data (MQTT 5, sections 3.3.2.3.5 and 3.3.2.3.6). A message without a
+Response Topic cannot be answered: it is counted and skipped.
 
 Both sides need MQTT 5 (MQTT 3.1.1 has no properties): on a 3.1.1 client they
 raise `ConfigError`, a ValueError, naming the ``protocol`` option.
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from ._client import MqttClient
+    from ._groups import Event as _Event
     from ._message import Message
     from ._subscription import Subscription
 
@@ -103,7 +104,7 @@ class ResponderStatistics:
 
 @attrs.define(eq=False)
 class _Waiter:
-    event: anyio.Event = attrs.field(factory=anyio.Event)
+    event: _Event
     message: Message | None = None
     error: BaseException | None = None
 
@@ -117,7 +118,10 @@ def _require_v5(client: MqttClient, what: str) -> None:
 
 
 def _response_topic(client_id: str | None) -> str:
-    """``trio_mqttconn/responses/<client id>``, wildcards in the id replaced."""
+    """``trio_mqttconn/responses/<client id>``, wildcards in the id replaced.
+
+    [v5:MQTT-3.3.2-14] a Response Topic contains no wildcard characters.
+    """
     name = client_id or secrets.token_hex(8)
     return RESPONSE_PREFIX + name.replace("+", "_").replace("#", "_")
 
@@ -184,6 +188,30 @@ class _Requester:
             )
             self.topic = topic
 
+    async def _exchange(
+        self,
+        topic: str,
+        payload: bytes | bytearray | memoryview | str,
+        qos: QoS | int,
+        properties: Properties,
+        correlation: bytes,
+        waiter: _Waiter,
+    ) -> None:
+        if self._subscription is None:
+            await self._subscribe()
+        # Registered before the PUBLISH leaves: the response cannot overtake it.
+        self._waiters[correlation] = waiter
+        await self._client.publish(
+            topic,
+            payload,
+            qos=qos,
+            properties=attrs.evolve(
+                properties, response_topic=self.topic, correlation_data=correlation
+            ),
+        )
+        self.requests += 1
+        await waiter.event.wait()
+
     async def request(
         self,
         topic: str,
@@ -197,25 +225,18 @@ class _Requester:
             await anyio.lowlevel.checkpoint()
             raise NotOpenError("the client is closed")
         correlation = self._prefix + next(self._counter).to_bytes(8, "big")
-        waiter = _Waiter()
+        # The client's event factory: trio's own Event on trio (cheaper).
+        waiter = _Waiter(event=self._client._new_event())
         try:
-            with anyio.move_on_after(timeout):
-                if self._subscription is None:
-                    await self._subscribe()
-                # Registered before the PUBLISH leaves: the response cannot overtake.
-                self._waiters[correlation] = waiter
-                await self._client.publish(
-                    topic,
-                    payload,
-                    qos=qos,
-                    properties=attrs.evolve(
-                        properties,
-                        response_topic=self.topic,
-                        correlation_data=correlation,
-                    ),
+            if timeout is None:
+                await self._exchange(
+                    topic, payload, qos, properties, correlation, waiter
                 )
-                self.requests += 1
-                await waiter.event.wait()
+            else:
+                with anyio.move_on_after(timeout):
+                    await self._exchange(
+                        topic, payload, qos, properties, correlation, waiter
+                    )
         finally:
             self._waiters.pop(correlation, None)
         if waiter.message is not None:
@@ -318,8 +339,8 @@ class Request:
         """Publish *payload* as the response to this request.
 
         The response goes to the request's Response Topic and carries its
-        Correlation Data ([MQTT-4.10.0]); *properties* may add others (content
-        type, user properties). Returns once published at *qos*, like
+        Correlation Data (MQTT 5, section 4.10); *properties* may add others
+        (content type, user properties). Returns once published at *qos*, like
         ``MqttClient.publish``, with the same cancellation guarantees.
 
         Raises:
