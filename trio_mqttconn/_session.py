@@ -69,8 +69,7 @@ wsproto).
 #                   which the broker cannot yet have received.
 #   _owed           with defer_acks: (packet id, QoS) of the PUBACK/PUBREC decoding
 #                   called for, in arrival order, until take_owed_acks();
-#                   _owed_qos1 counts the QoS 1 ones not yet released (release_ack),
-#                   which the broker has not received either.
+#                   _owed_qos1 counts the QoS 1 ones in it (like _acks_queued).
 #   _held           ids of _outgoing whose re-send waits for send quota (below).
 #
 # Packet ids come from one allocator shared by PUBLISH, SUBSCRIBE and UNSUBSCRIBE:
@@ -279,10 +278,14 @@ class ClientSession:
     Decoding then queues no PUBACK (QoS 1) or PUBREC (QoS 2, a re-delivery too) in
     `data_to_send`: `take_owed_acks` hands out their ``(packet_id, qos)`` in arrival
     order, and `release_ack` (or `release_owed_acks`) queues each when the caller
-    decides, in the order [v5:MQTT-4.6.0-2] [v5:MQTT-4.6.0-3] ask for. Until then a
-    QoS 1 message counts against `receive_maximum` (a QoS 2 one does until its
-    PUBREL anyway). Acks owed on a connection that ended are forgotten: the broker
-    sends those messages again.
+    decides, in the order [v5:MQTT-4.6.0-2] [v5:MQTT-4.6.0-3] ask for. A QoS 1
+    message counts against `receive_maximum` until its ack was handed out (as it
+    does until `data_to_send` without `defer_acks`; a QoS 2 one until its PUBREL):
+    an ack the caller withholds is not counted, because mosquitto 2.0.11 goes
+    beyond our Receive Maximum by as much as its backlog whenever acks are
+    outstanding (see `receive_maximum_excess`) and disconnecting would not help.
+    Acks owed on a connection that ended are forgotten: the broker sends those
+    messages again.
     """
     tolerated_excess: int = 1000
     """How far beyond `receive_maximum` a broker may go at least (MQTT 5).
@@ -895,6 +898,7 @@ class ClientSession:
         if not owed:
             return []
         self._owed = []
+        self._owed_qos1 = 0
         return owed
 
     def release_owed_acks(self) -> None:
@@ -902,6 +906,7 @@ class ClientSession:
         owed = self._owed
         if owed:
             self._owed = []
+            self._owed_qos1 = 0
             for packet_id, qos in owed:
                 self.release_ack(packet_id, qos)
 
@@ -918,7 +923,6 @@ class ClientSession:
         self._require("PubAckPacket" if qos == 1 else "PubRecPacket", _CONNECTED)
         if qos == 1:
             self._out += _ACK.pack(_PUBACK, 2, packet_id)
-            self._owed_qos1 -= 1
             self._acks_queued += 1
         else:
             self._out += _ACK.pack(_PUBREC, 2, packet_id)

@@ -1300,26 +1300,29 @@ def test_deferred_acks_are_owed_until_released_in_arrival_order() -> None:
     assert session.data_to_send() == puback(3) + puback(4)
 
 
-def test_deferred_qos1_acks_count_against_receive_maximum_until_released() -> None:
+def test_deferred_qos1_acks_count_against_receive_maximum_until_handed_out() -> None:
     session, broker = make_session(
         defer_acks=True, receive_maximum=1, tolerated_excess=0
     )
     subscribe_all(session, broker)
     broker.send(session, incoming(1, QOS1), incoming(2, QOS1))
-    session.data_to_send()  # taking the output does not acknowledge them
+    session.data_to_send()  # taking the output does not hand them out
     assert session.receive_maximum_excess == 1
     session.receive_data(broker.encode(incoming(3, QOS1)))
     with pytest.raises(ProtocolError):
         session.events()
 
+    # Handed out (withheld by the caller, or released): no longer counted.
     session, broker = make_session(
         defer_acks=True, receive_maximum=1, tolerated_excess=0
     )
     subscribe_all(session, broker)
     broker.send(session, incoming(1, QOS1), incoming(2, QOS1))
+    assert session.take_owed_acks() == [(1, 1), (2, 1)]
+    assert len(broker.send(session, incoming(3, QOS1), incoming(4, QOS1))) == 2
     session.release_owed_acks()
     session.data_to_send()
-    assert len(broker.send(session, incoming(3, QOS1), incoming(4, QOS1))) == 2
+    assert len(broker.send(session, incoming(5, QOS1), incoming(6, QOS1))) == 2
 
 
 def test_deferred_acks_of_a_lost_connection_are_forgotten() -> None:
