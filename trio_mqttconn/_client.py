@@ -958,7 +958,7 @@ class MqttClient:
             "%s sent %d unacknowledged QoS 1/2 messages at once, more than "
             "receive_maximum=%d allows [MQTT-3.3.4-9]; tolerated up to %d, beyond "
             "that the client disconnects with 0x93 (Receive Maximum exceeded). "
-            "Known with mosquitto 2.0.11 after a resumed session with a backlog.",
+            "Known with mosquitto 2.0.11 when it has a backlog for this client.",
             link.where,
             limit + session.receive_maximum_excess,
             limit,

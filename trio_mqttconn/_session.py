@@ -349,8 +349,8 @@ class ClientSession:
     that receives more "uses DISCONNECT with Reason Code 0x93", which the
     specification states without a numbered MUST (CONFORMANCE.md lists it under
     3.3.4-9 as the broker's obligation the client detects). Some brokers exceed it
-    by a bounded amount: mosquitto 2.0.11, after a resumed session with a
-    backlog, moves queued messages into flight on each acknowledgement up to its
+    by a bounded amount: mosquitto 2.0.11, with a backlog queued for us (after a
+    resumed session, or while publishers outpace us), moves queued messages into flight on each acknowledgement up to its
     limit minus the acknowledged message's position in its in-flight list (not
     minus the number in flight), so its excess is bounded only by its queue
     (``max_queued_messages``, 1000 by default). Disconnecting does not help: it
