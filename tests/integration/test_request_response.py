@@ -120,6 +120,8 @@ async def test_request_200_concurrent_each_get_their_own(
             stats = rpc.request_statistics(client)
             assert (stats.requests, stats.responses) == (200, 200)
             assert (stats.dropped_responses, stats.pending) == (0, 0)
+            # 200 first requests at once: the response topic was subscribed once.
+            assert client.statistics().subscriptions == 1
             serving.cancel_scope.cancel()
 
 
