@@ -603,3 +603,32 @@ async def test_client_shared_subscription_splits_load(
     assert sorted(int(p) for p in everything) == list(range(count))
     assert received["a"]
     assert received["b"]
+
+
+async def test_subscription_receive_after_its_end_raises_end_of_stream(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    # #10: the guide and the docstring say EndOfStream; 7f953d6 raised
+    # ClosedResourceError after the block was left.
+    with anyio.fail_after(TIMEOUT):
+        async with MqttClient(mosquitto.uri) as client:
+            async with client.subscription(f"{unique_topic}/a") as left:
+                pass
+            with pytest.raises(anyio.EndOfStream):
+                await left.receive()
+            with pytest.raises(anyio.EndOfStream):
+                left.receive_nowait()
+            unsubscribed = await client.subscribe(f"{unique_topic}/b", qos=1)
+            fence = await client.subscribe(f"{unique_topic}/c", qos=1)
+            await client.publish(f"{unique_topic}/b", b"queued", qos=1)
+            await client.publish(f"{unique_topic}/c", b"fence", qos=1)
+            # one broker, one connection: the fence arrives after "queued"
+            assert (await fence.receive()).payload == b"fence"
+            await unsubscribed.unsubscribe()
+            # what was queued is still received, then the end, every time
+            assert (await unsubscribed.receive()).payload == b"queued"
+            for _ in range(2):
+                with pytest.raises(anyio.EndOfStream):
+                    await unsubscribed.receive()
+        with pytest.raises(anyio.EndOfStream):
+            await unsubscribed.receive()
