@@ -1127,6 +1127,9 @@ class MqttClient:
             PublishError: the broker answered with a failure reason code, or a
                 stricter broker refused the message when it was published again
                 after a reconnect that lost the session.
+            ConnectionLost: QoS 0 only: the connection broke while the message was
+                being written, so it may not have left (QoS 1/2 messages stay in
+                flight and are sent again on the next connection instead).
             NotOpenError: the client is not running.
         """
         if type(topic) is not str:
