@@ -48,7 +48,7 @@ import trio
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from trio_mqttconn import MqttClient, QoS, _rpc as rpc  # noqa: E402
+from trio_mqttconn import MqttClient, QoS  # noqa: E402
 from trio_mqttconn.testing import Mosquitto  # noqa: E402
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ async def tmc_requester(uri: str, topic: str, concurrency: int, seconds: float) 
     async with MqttClient(uri) as client:
 
         async def request() -> None:
-            response = await rpc.request(client, topic, PAYLOAD, qos=QoS.AT_LEAST_ONCE)
+            response = await client.request(topic, PAYLOAD, qos=QoS.AT_LEAST_ONCE)
             assert response.payload == PAYLOAD
 
         async def run_all(loops: list[Callable[[], Coroutine[Any, Any, None]]]) -> None:
@@ -262,7 +262,7 @@ async def measure(broker: Mosquitto, keys: list[str], seconds: float) -> list[Ro
     rows: list[Row] = []
     async with (
         MqttClient(broker.uri) as server,
-        rpc.responder(server, f"{prefix}/req/#", qos=QoS.AT_LEAST_ONCE) as requests,
+        server.responder(f"{prefix}/req/#", qos=QoS.AT_LEAST_ONCE) as requests,
         trio.open_nursery() as nursery,
     ):
 

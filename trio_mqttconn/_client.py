@@ -82,6 +82,11 @@ from ._groups import (
 )
 from ._packets import PublishPacket, TopicSubscription, Will
 from ._properties import EMPTY_PROPERTIES, Properties
+from ._rpc import (
+    request as _request,
+    request_statistics as _request_statistics,
+    responder as _responder,
+)
 from ._session import ClientSession, SessionState
 from ._subscription import Listener, Overflow, Subscription, _Intake
 from ._topics import validate_topic_filter, validate_topic_name
@@ -94,6 +99,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._events import ConnAckInfo, Connected, Event
+    from ._message import Message
+    from ._rpc import RequestStatistics, Responder, _Requester
 
 __all__ = ["ClientStatistics", "MqttClient", "Transport"]
 
@@ -371,6 +378,8 @@ class MqttClient:
     _fatal: BaseException | None = attrs.field(init=False, default=None)
     _counters: Counters = attrs.field(init=False, factory=Counters)
     _connack: ConnAckInfo | None = attrs.field(init=False, default=None)
+    #: The requesting side of request(), made on the first request (see _rpc).
+    _requester: _Requester | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.client_id is None:
@@ -708,6 +717,8 @@ class MqttClient:
             if waiter is not None:
                 waiter.fail(closed)
         self._unpublished.clear()
+        if self._requester is not None:
+            self._requester.close(closed)
         # Both ends of every subscription's channel are closed: iterators end,
         # nothing leaks. messages() streams keep what is queued for their reader
         # (their context manager closes the rest).
@@ -1504,3 +1515,76 @@ class MqttClient:
         )
         assert isinstance(result, Unsubscribed)
         return result.reason_codes or tuple(ReasonCode.SUCCESS for _ in filters)
+
+    # -- request/response (MQTT 5) ------------------------------------------------------
+
+    async def request(
+        self,
+        topic: str,
+        payload: bytes | bytearray | memoryview | str = b"",
+        *,
+        qos: QoS | int = QoS.AT_LEAST_ONCE,
+        timeout: float | None = None,  # noqa: ASYNC109 (#11: raises RequestTimeout)
+        properties: Properties | None = None,
+    ) -> Message:
+        """Publish a request and return its response (MQTT 5 request/response).
+
+        The request carries this client's response topic
+        (``trio_mqttconn/responses/<client id>``, subscribed once, on the first
+        request) and Correlation Data of its own; the response with that
+        Correlation Data is returned to this call only, however many requests are
+        in flight. A responder answers with :meth:`Request.respond` (see
+        :meth:`responder`).
+
+        If cancelled, or when *timeout* seconds pass, the call leaves nothing
+        behind; a response that arrives later is dropped and counted in
+        :meth:`request_statistics`. If cancelled after the PUBLISH left, the
+        responder may still receive the request.
+
+        Raises:
+            RequestTimeout: no response within *timeout* seconds (a TimeoutError).
+            ConfigError: the client speaks MQTT 3.1.1 (request/response needs
+                MQTT 5's Response Topic and Correlation Data).
+            ValueError: *properties* set response_topic or correlation_data,
+                *timeout* is not positive, or the topic or QoS are invalid.
+            PublishError: the broker refused the request.
+            NotOpenError: the client is not running, or closed while waiting.
+        """
+        return await _request(
+            self, topic, payload, qos=qos, timeout=timeout, properties=properties
+        )
+
+    @contextlib.asynccontextmanager
+    async def responder(
+        self,
+        topic_filter: str,
+        *,
+        qos: QoS | int = QoS.AT_LEAST_ONCE,
+        buffer: int = 1000,
+    ) -> AsyncIterator[Responder]:
+        """Subscribe to *topic_filter* and yield its requests (MQTT 5).
+
+        Enter (after SUBACK) and exit (UNSUBSCRIBE) are checkpoints, as for
+        :meth:`subscription`. Iterate the `Responder` for `Request` objects and
+        answer each with :meth:`Request.respond`, which copies the request's
+        Response Topic and Correlation Data. Messages without a Response Topic
+        are counted and skipped.
+
+        Example::
+
+            async with client.responder("svc/+/get", qos=1) as requests:
+                async for request in requests:
+                    await request.respond(b"answer")
+
+        Raises:
+            ConfigError: the client speaks MQTT 3.1.1.
+            ValueError: invalid topic filter or option.
+            SubscribeError: the broker refused the subscription.
+            NotOpenError: the client is not running.
+        """
+        async with _responder(self, topic_filter, qos=qos, buffer=buffer) as requests:
+            yield requests
+
+    def request_statistics(self) -> RequestStatistics:
+        """Counters of :meth:`request`: requests, responses, dropped, pending (sync)."""
+        return _request_statistics(self)

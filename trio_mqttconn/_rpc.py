@@ -35,7 +35,6 @@ import contextlib
 import itertools
 import logging
 import secrets
-import weakref
 from typing import TYPE_CHECKING, final
 
 import anyio
@@ -266,16 +265,11 @@ class _Requester:
         )
 
 
-# Until MqttClient keeps its requester itself: one per client, gone with it.
-_requesters: weakref.WeakKeyDictionary[MqttClient, _Requester] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def _requester(client: MqttClient) -> _Requester:
-    requester = _requesters.get(client)
+    """The client's requester, made on first use and kept by the client."""
+    requester = client._requester
     if requester is None:
-        requester = _requesters[client] = _Requester(client=client)
+        requester = client._requester = _Requester(client=client)
     return requester
 
 

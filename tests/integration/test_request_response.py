@@ -17,11 +17,11 @@ from trio_mqttconn import (
     ConfigError,
     MqttClient,
     MqttError,
+    NotOpenError,
     Properties,
     ProtocolVersion,
     QoS,
     RequestTimeout,
-    _rpc as rpc,
 )
 
 if TYPE_CHECKING:
@@ -44,19 +44,18 @@ async def test_request_round_trip(mosquitto: Mosquitto, unique_topic: str) -> No
         async with (
             MqttClient(mosquitto.uri) as server,
             MqttClient(mosquitto.uri, client_id="rr-client") as client,
-            rpc.responder(server, f"{unique_topic}/+/get") as requests,
+            server.responder(f"{unique_topic}/+/get") as requests,
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(echo, requests)
-            response = await rpc.request(
-                client,
+            response = await client.request(
                 f"{unique_topic}/7/get",
                 b"ping",
                 properties=Properties(content_type="text/plain"),
             )
             assert response.payload == b"re:ping"
             assert response.topic == "trio_mqttconn/responses/rr-client"
-            stats = rpc.request_statistics(client)
+            stats = client.request_statistics()
             assert stats.response_topic == "trio_mqttconn/responses/rr-client"
             assert (stats.requests, stats.responses, stats.pending) == (1, 1, 0)
             assert requests.statistics().requests == 1
@@ -71,7 +70,7 @@ async def test_request_response_copies_correlation_data(
         async with (
             MqttClient(mosquitto.uri) as server,
             MqttClient(mosquitto.uri) as client,
-            rpc.responder(server, unique_topic) as requests,
+            server.responder(unique_topic) as requests,
             anyio.create_task_group() as tg,
         ):
 
@@ -83,9 +82,7 @@ async def test_request_response_copies_correlation_data(
                     )
 
             tg.start_soon(serve)
-            response = await rpc.request(
-                client, unique_topic, b"x", qos=QoS.EXACTLY_ONCE
-            )
+            response = await client.request(unique_topic, b"x", qos=QoS.EXACTLY_ONCE)
             (request,) = seen
             assert request.topic == unique_topic
             assert request.message.qos is QoS.AT_LEAST_ONCE  # the responder's QoS
@@ -104,20 +101,20 @@ async def test_request_200_concurrent_each_get_their_own(
         async with (
             MqttClient(mosquitto.uri) as server,
             MqttClient(mosquitto.uri) as client,
-            rpc.responder(server, f"{unique_topic}/#") as requests,
+            server.responder(f"{unique_topic}/#") as requests,
             anyio.create_task_group() as serving,
         ):
             serving.start_soon(echo, requests)
 
             async def one(i: int) -> None:
-                response = await rpc.request(client, f"{unique_topic}/{i}", str(i))
+                response = await client.request(f"{unique_topic}/{i}", str(i))
                 results[i] = response.payload
 
             async with anyio.create_task_group() as tg:
                 for i in range(200):
                     tg.start_soon(one, i)
             assert results == {i: b"re:%d" % i for i in range(200)}
-            stats = rpc.request_statistics(client)
+            stats = client.request_statistics()
             assert (stats.requests, stats.responses) == (200, 200)
             assert (stats.dropped_responses, stats.pending) == (0, 0)
             # 200 first requests at once: the response topic was subscribed once.
@@ -132,7 +129,7 @@ async def test_request_late_response_is_dropped_and_counted(
         async with (
             MqttClient(mosquitto.uri) as server,
             MqttClient(mosquitto.uri) as client,
-            rpc.responder(server, unique_topic) as requests,
+            server.responder(unique_topic) as requests,
             anyio.create_task_group() as tg,
         ):
             arrived = anyio.Event()
@@ -153,14 +150,14 @@ async def test_request_late_response_is_dropped_and_counted(
                     scope.cancel()
 
                 tg.start_soon(give_up)
-                await rpc.request(client, unique_topic, b"first")
+                await client.request(unique_topic, b"first")
             assert scope.cancelled_caught
-            assert rpc.request_statistics(client).pending == 0
+            assert client.request_statistics().pending == 0
             gave_up.set()
             # Published after the late one by the same responder: arrives after it.
-            response = await rpc.request(client, unique_topic, b"second")
+            response = await client.request(unique_topic, b"second")
             assert response.payload == b"re:second"
-            stats = rpc.request_statistics(client)
+            stats = client.request_statistics()
             assert (stats.requests, stats.responses, stats.dropped_responses) == (
                 2,
                 1,
@@ -176,13 +173,13 @@ async def test_request_cancelled_leaves_no_waiter(
         async with (
             MqttClient(mosquitto.uri) as server,
             MqttClient(mosquitto.uri) as client,
-            rpc.responder(server, unique_topic) as requests,
+            server.responder(unique_topic) as requests,
             anyio.create_task_group() as tg,
         ):
             received = anyio.Event()
 
             async def requester() -> None:
-                await rpc.request(client, unique_topic, b"never answered")
+                await client.request(unique_topic, b"never answered")
 
             async def watch() -> None:
                 await requests.__anext__()
@@ -193,9 +190,9 @@ async def test_request_cancelled_leaves_no_waiter(
                 inner.start_soon(requester)
                 await received.wait()
                 # The request is out and its caller waits for the response.
-                assert rpc.request_statistics(client).pending == 1
+                assert client.request_statistics().pending == 1
                 inner.cancel_scope.cancel()
-            assert rpc.request_statistics(client).pending == 0
+            assert client.request_statistics().pending == 0
             tg.cancel_scope.cancel()
 
 
@@ -205,7 +202,7 @@ async def test_request_timeout_raises_request_timeout(
     with anyio.fail_after(TIMEOUT):
         async with MqttClient(mosquitto.uri) as client:
             with pytest.raises(RequestTimeout) as info:
-                await rpc.request(client, f"{unique_topic}/nobody", b"?", timeout=0.2)
+                await client.request(f"{unique_topic}/nobody", b"?", timeout=0.2)
             assert isinstance(info.value, TimeoutError)
             assert isinstance(info.value, MqttError)
             assert info.value.code == "REQUEST_TIMEOUT"
@@ -213,7 +210,7 @@ async def test_request_timeout_raises_request_timeout(
                 f"no response to the request on '{unique_topic}/nobody' within "
                 "0.2 s: is a responder subscribed to it? raise timeout= if it is slow"
             )
-            stats = rpc.request_statistics(client)
+            stats = client.request_statistics()
             assert (stats.timeouts, stats.pending) == (1, 0)
 
 
@@ -224,12 +221,12 @@ async def test_responder_skips_requests_without_response_topic(
         async with (
             MqttClient(mosquitto.uri) as server,
             MqttClient(mosquitto.uri) as client,
-            rpc.responder(server, unique_topic) as requests,
+            server.responder(unique_topic) as requests,
         ):
             await client.publish(unique_topic, b"no reply wanted", qos=1)
             await client.publish(unique_topic, b"no reply either", qos=1)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(rpc.request, client, unique_topic, b"answer me")
+                tg.start_soon(client.request, unique_topic, b"answer me")
                 request = await requests.__anext__()
                 assert request.payload == b"answer me"
                 await request.respond(b"done")
@@ -251,8 +248,7 @@ async def test_request_rejects_own_correlation_properties(
                 match=r"^properties must not set response_topic or correlation_data: "
                 r"request\(\) sets both itself$",
             ):
-                await rpc.request(
-                    client,
+                await client.request(
                     unique_topic,
                     b"",
                     properties=Properties(correlation_data=b"1"),
@@ -269,8 +265,73 @@ async def test_request_and_responder_need_mqtt5(
     with anyio.fail_after(TIMEOUT):
         async with MqttClient(mosquitto.uri, protocol=ProtocolVersion.V311) as client:
             with pytest.raises(ConfigError, match=message.format(r"request\(\)")):
-                await rpc.request(client, unique_topic, b"?")
+                await client.request(unique_topic, b"?")
             with pytest.raises(ConfigError, match=message.format(r"responder\(\)")):
-                async with rpc.responder(client, unique_topic):
+                async with client.responder(unique_topic):
                     pass  # pragma: no cover - never entered
             assert isinstance(ConfigError("x"), ValueError)
+
+
+async def test_request_waiting_when_client_closes_raises_not_open(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            MqttClient(mosquitto.uri) as server,
+            server.responder(unique_topic) as requests,
+        ):
+            client = MqttClient(mosquitto.uri)
+            async with client:
+                async with anyio.create_task_group() as tg:
+
+                    async def ask() -> None:
+                        with pytest.raises(
+                            NotOpenError, match=r"^the client is closed$"
+                        ):
+                            await client.request(unique_topic, b"never answered")
+
+                    tg.start_soon(ask)
+                    await requests.__anext__()  # the request is out, its caller waits
+                    assert client.request_statistics().pending == 1
+                    await client.aclose()
+                assert client.request_statistics().pending == 0
+            with pytest.raises(NotOpenError):
+                await client.request(unique_topic, b"after close")
+
+
+async def test_request_and_respond_reject_bad_arguments(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            MqttClient(mosquitto.uri) as server,
+            MqttClient(mosquitto.uri) as client,
+            server.responder(unique_topic) as requests,
+        ):
+            with pytest.raises(
+                ValueError, match=r"^timeout must be > 0 seconds or None, not 0$"
+            ):
+                await client.request(unique_topic, b"", timeout=0)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.request, unique_topic, b"?")
+                request = await requests.__anext__()
+                with pytest.raises(
+                    ValueError,
+                    match=r"^properties must not set response_topic or "
+                    r"correlation_data: respond\(\) copies the request's "
+                    r"correlation data itself$",
+                ):
+                    await request.respond(
+                        b"", properties=Properties(response_topic="elsewhere")
+                    )
+                await request.respond(b"!")
+
+
+async def test_responder_iteration_ends_when_the_client_closes(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    with anyio.fail_after(TIMEOUT):
+        server = MqttClient(mosquitto.uri)
+        async with server, server.responder(unique_topic) as requests:
+            await server.aclose()
+            assert [request async for request in requests] == []
