@@ -17,6 +17,7 @@ importing this module needs nothing beyond trio_mqttconn itself.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -63,7 +64,22 @@ def find_mosquitto(name: str = "mosquitto") -> str:
     )
 
 
+#: Listener ports come from below Linux's ephemeral range (32768-60999): a client
+#: socket is never given one of them as its local port, so a broker restarted on its
+#: port cannot find it taken by a client that connected to itself (TCP simultaneous
+#: open) while the broker was down ("Address already in use").
+_PORT_RANGE = (20000, 32767)
+
+
 def _free_port() -> int:
+    for _ in range(200):
+        port = random.randint(*_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
