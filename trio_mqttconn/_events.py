@@ -67,6 +67,13 @@ class ConnAckInfo:
     """Whether SUBSCRIBE may carry a subscription identifier (never in 3.1.1)."""
     shared_subscription_available: bool
     """Whether the broker accepts ``$share/...`` filters."""
+    response_information: str | None = None
+    """The broker's Response Information (MQTT 5), else None.
+
+    A broker sends it only when CONNECT asked with Request Response Information
+    and it has something to offer; it is a basis for response topics (MQTT 5,
+    section 4.10.1, non-normative: typically a topic prefix reserved for this
+    client). The broker may ignore the request: None then, and always on 3.1.1."""
 
 
 @final
