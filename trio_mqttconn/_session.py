@@ -1268,6 +1268,7 @@ class ClientSession:
                 shared_subscription_available=(
                     properties.shared_subscription_available != 0
                 ),
+                response_information=properties.response_information,
             ),
         )
 
