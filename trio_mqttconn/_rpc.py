@@ -3,9 +3,22 @@
 Theory of operation
 -------------------
 The requesting side of a client is one `_Requester`, made on the first request
-and kept by the client. It owns one response topic, ``trio_mqttconn/responses/
-<client id>`` (MQTT 5, section 4.10 Request / Response), subscribed once, lazily,
-by the first request (under a lock, so concurrent first requests subscribe once).
+and kept by the client. It owns one response topic (MQTT 5, section 4.10 Request /
+Response), subscribed once, lazily, by the first request (under a lock, so
+concurrent first requests subscribe once). The topic is derived from the CONNACK
+in force: ``<Response Information>/<client id>`` when the broker sent Response
+Information (section 4.10.1: a basis for response topics, typically a part of the
+topic tree the broker reserves for this client; the client id keeps it unique when
+a broker hands every client the same prefix), else ``trio_mqttconn/responses/
+<client id>``. The broker sends Response Information only when CONNECT asked for it
+(``Properties(request_response_information=1)`` in the client's ``properties``).
+
+A reconnect may bring another CONNACK (failover to another broker) whose Response
+Information differs. The subscription of the old topic is restored like any other,
+so requests in flight still get their responses. The next request that finds no
+request in flight moves to the new topic: it subscribes the new one, then
+unsubscribes the old one. While requests keep overlapping the old topic stays in
+use (it still works wherever the resubscription was granted).
 The subscription has a synchronous listener: the client's shared dispatcher task
 calls it for every response, so request/response adds no task of its own and
 nothing outlives the client.
@@ -49,6 +62,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from ._client import MqttClient
+    from ._events import ConnAckInfo
     from ._groups import Event as _Event
     from ._message import Message
     from ._subscription import Subscription
@@ -132,13 +146,20 @@ def _require_v5(client: MqttClient, what: str) -> None:
         )
 
 
-def _response_topic(client_id: str | None) -> str:
-    """``trio_mqttconn/responses/<client id>``, wildcards in the id replaced.
+def _response_topic(client_id: str, response_information: str | None = None) -> str:
+    """The response topic for *client_id*, wildcards replaced.
 
+    ``<response_information>/<client id>`` when the broker offered Response
+    Information (a trailing ``/`` of it is not doubled), else
+    ``trio_mqttconn/responses/<client id>``.
     [v5:MQTT-3.3.2-14] a Response Topic contains no wildcard characters.
     """
-    name = client_id or secrets.token_hex(8)
-    return RESPONSE_PREFIX + name.replace("+", "_").replace("#", "_")
+    if response_information:
+        prefix = response_information.rstrip("/") + "/"
+    else:
+        prefix = RESPONSE_PREFIX
+    topic = prefix + client_id
+    return topic.replace("+", "_").replace("#", "_")
 
 
 @attrs.define(eq=False)
@@ -150,6 +171,8 @@ class _Requester:
     _waiters: dict[bytes, _Waiter] = attrs.field(factory=dict)
     _lock: anyio.Lock = attrs.field(factory=anyio.Lock)
     _subscription: Subscription | None = None
+    _basis: ConnAckInfo | None = None
+    """The CONNACK `topic` was last checked against."""
     _prefix: bytes = attrs.field(factory=lambda: secrets.token_bytes(8))
     _counter: itertools.count[int] = attrs.field(factory=itertools.count)
     _closed: BaseException | None = None
@@ -191,17 +214,41 @@ class _Requester:
         waiter.message = message
         waiter.event.set()
 
+    def _settled(self) -> bool:
+        """Whether the response topic needs no (re)subscription now."""
+        if self._subscription is None:
+            return False
+        # A new CONNACK (a reconnect) may offer other Response Information; the
+        # topic moves only while no request waits on the old one.
+        return self._client.connack is self._basis or bool(self._waiters)
+
     async def _subscribe(self) -> None:
         async with self._lock:
-            if self._subscription is not None:
+            if self._settled():
                 return
             client = self._client
             await client.wait_connected()
-            topic = self.topic or _response_topic(client.client_id)
+            info = client.connack
+            assert info is not None  # set before wait_connected() returns
+            topic = _response_topic(info.client_id, info.response_information)
+            old = self._subscription
+            if old is not None and topic == self.topic:
+                self._basis = info
+                return
             self._subscription = await client.subscribe(
                 topic, qos=QoS.AT_LEAST_ONCE, listener=self._on_response
             )
-            self.topic = topic
+            self.topic, self._basis = topic, info
+            if old is not None:
+                # No request waits on the old topic (checked above, and new
+                # requests wait for this lock): it can go.
+                _logger.info(
+                    "response topic moved from %s to %s (the broker's Response "
+                    "Information changed)",
+                    old.topic_filter,
+                    topic,
+                )
+                await old.unsubscribe()
 
     async def _exchange(
         self,
@@ -212,7 +259,7 @@ class _Requester:
         correlation: bytes,
         waiter: _Waiter,
     ) -> None:
-        if self._subscription is None:
+        if not self._settled():
             await self._subscribe()
         # Registered before the PUBLISH leaves: the response cannot overtake it.
         self._waiters[correlation] = waiter
