@@ -335,3 +335,28 @@ async def test_responder_iteration_ends_when_the_client_closes(
         async with server, server.responder(unique_topic) as requests:
             await server.aclose()
             assert [request async for request in requests] == []
+
+
+async def test_request_response_information_not_offered_by_mosquitto(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    # mosquitto ignores Request Response Information: no Response Information in
+    # its CONNACK, so the response topic stays the client-id one (the docs say so).
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            MqttClient(mosquitto.uri) as server,
+            MqttClient(
+                mosquitto.uri,
+                client_id="rr-info",
+                properties=Properties(request_response_information=1),
+            ) as client,
+            server.responder(unique_topic) as requests,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(echo, requests)
+            assert client.connack is not None
+            assert client.connack.response_information is None
+            response = await client.request(unique_topic, b"ping")
+            assert response.topic == "trio_mqttconn/responses/rr-info"
+            assert response.payload == b"re:ping"
+            tg.cancel_scope.cancel()
