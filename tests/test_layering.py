@@ -97,3 +97,47 @@ def test_layering_only_the_link_hands_out_the_session() -> None:
             continue
         source = path.read_text()
         assert "client._session" not in source, f"_engine/{path.name} uses the session"
+
+
+#: The engine's modules, lowest first: each imports only modules before it, so
+#: the inside has no import cycles and its direction reads top-down in
+#: docs/how-it-works.rst.
+ENGINE_ORDER = [
+    "trace",
+    "arguments",
+    "link",
+    "operations",
+    "router",
+    "restore",
+    "subscriptions",
+    "serve",
+    "connector",
+]
+
+
+def _engine_imports(path: Path) -> set[str]:
+    """The engine modules *path* imports (``from . import x``, ``from .x import``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module is None:
+                found.update(alias.name for alias in node.names)
+            else:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_layering_engine_order_names_every_module() -> None:
+    modules = {path.stem for path in _engine_files()} - {"__init__"}
+    assert modules == set(ENGINE_ORDER), (
+        "put every _engine module in ENGINE_ORDER, after the modules it imports"
+    )
+
+
+@pytest.mark.parametrize("path", _engine_files(), ids=lambda p: p.name)
+def test_layering_engine_imports_point_down(path: Path) -> None:
+    if path.stem == "__init__":
+        return
+    below = set(ENGINE_ORDER[: ENGINE_ORDER.index(path.stem)])
+    for name in _engine_imports(path):
+        assert name in below, f"_engine/{path.name} imports .{name}, not below it"

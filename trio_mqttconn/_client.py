@@ -38,7 +38,6 @@ published again (session lost).
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -48,31 +47,21 @@ import anyio
 import anyio.abc
 import attrs
 
-from ._engine import connector, operations, restore, trace
-from ._engine.link import Counters, Hold, Link
+from ._engine import connector, operations, serve, subscriptions as _subscriptions
+from ._engine.arguments import (
+    check_keepalive,
+    check_session_expiry,
+    check_topic,
+    positive_or_zero,
+    to_endpoints,
+    to_payload,
+)
+from ._engine.link import Counters, Link
 from ._engine.operations import Operation
-from ._engine.router import HUB_BUFFER, RUNNING_IN, Hub, Router, run_listener
+from ._engine.router import HUB_BUFFER, RUNNING_IN, Router
+from ._engine.serve import POISON_TRIES as POISON_TRIES
 from ._enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
-from ._events import (
-    AuthReceived,
-    Disconnected,
-    MessageReceived,
-    PongReceived,
-    PublishCompleted,
-    Subscribed,
-    Unsubscribed,
-)
-from ._exceptions import (
-    ConnectionLost,
-    InvalidStateError,
-    MqttError,
-    MqttInternalError,
-    NotOpenError,
-    ProtocolError,
-    PublishError,
-    SubscribeError,
-    UnsubscribeError,
-)
+from ._exceptions import MqttError, NotOpenError, PublishError
 from ._groups import (
     Event as _Event,
     TaskGroup,
@@ -80,7 +69,6 @@ from ._groups import (
     event_factory,
     open_task_group,
 )
-from ._packets import PublishPacket, TopicSubscription, Will
 from ._properties import EMPTY_PROPERTIES, Properties
 from ._rpc import (
     request as _request,
@@ -89,8 +77,8 @@ from ._rpc import (
 )
 from ._session import ClientSession, SessionState
 from ._subscription import Listener, Overflow, Subscription, _Intake
-from ._topics import validate_topic_filter, validate_topic_name
-from ._transports import Endpoint, parse_uri
+from ._topics import validate_topic_name
+from ._transports import Endpoint
 
 if TYPE_CHECKING:
     import random as _random
@@ -100,6 +88,7 @@ if TYPE_CHECKING:
 
     from ._events import ConnAckInfo, Connected, Event
     from ._message import Message
+    from ._packets import PublishPacket, TopicSubscription, Will
     from ._rpc import RequestStatistics, Responder, _Requester
 
 __all__ = ["ClientStatistics", "MqttClient", "Transport"]
@@ -114,8 +103,6 @@ _HUB_BUFFER = HUB_BUFFER
 _FATAL_CONNACK = connector.FATAL_CONNACK
 _Operation = Operation
 _Connection = Link
-#: Connections in a row lost with nothing completed before a message is given up.
-POISON_TRIES = 3
 
 
 @final
@@ -145,50 +132,6 @@ class ClientStatistics:
     """Why the last connection ended (None while the first one lives)."""
     last_disconnect_time: float | None = None
     """When the last connection ended, in the running backend's clock (seconds)."""
-
-
-def _to_payload(payload: bytes | bytearray | memoryview | str) -> bytes:
-    if type(payload) is bytes:
-        return payload
-    if isinstance(payload, str):
-        return payload.encode("utf-8")
-    if isinstance(payload, bytes | bytearray | memoryview):
-        return bytes(payload)
-    raise TypeError(
-        f"payload must be bytes or str, not {type(payload).__name__}; "
-        "encode other values before publishing"
-    )
-
-
-def _check_topic(name: str, value: object) -> None:
-    if type(value) is not str:
-        raise TypeError(
-            f"{name} must be a str, not {type(value).__name__}: {value!r}"
-            if isinstance(value, bytes)
-            else f"{name} must be a str, not {type(value).__name__}"
-        )
-
-
-def _to_endpoints(uri_or_uris: str | Sequence[str]) -> tuple[Endpoint, ...]:
-    uris = [uri_or_uris] if isinstance(uri_or_uris, str) else list(uri_or_uris)
-    if not uris:
-        raise ValueError("at least one broker URI is needed, e.g. 'mqtt://localhost'")
-    return tuple(parse_uri(uri) for uri in uris)
-
-
-def _positive_or_zero(name: str) -> Callable[[object, object, float], None]:
-    def check(instance: object, attribute: object, value: float) -> None:
-        if not value >= 0:
-            raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
-
-    return check
-
-
-def _check_keepalive(instance: object, attribute: object, value: int) -> None:
-    if isinstance(value, bool) or not 0 <= value <= 65535 or value != int(value):
-        raise ValueError(
-            f"keepalive must be a whole number of seconds 0..65535, not {value!r}"
-        )
 
 
 @final
@@ -263,7 +206,7 @@ class MqttClient:
     """
 
     _endpoints: tuple[Endpoint, ...] = attrs.field(
-        converter=_to_endpoints, alias="uri_or_uris"
+        converter=to_endpoints, alias="uri_or_uris"
     )
     client_id: str | None = attrs.field(default=None, kw_only=True)
     """The client identifier in force (the broker's choice when it assigned one)."""
@@ -275,7 +218,7 @@ class MqttClient:
     _password: str | None = attrs.field(
         default=None, kw_only=True, repr=False, alias="password"
     )
-    keepalive: int = attrs.field(default=60, kw_only=True, validator=_check_keepalive)
+    keepalive: int = attrs.field(default=60, kw_only=True, validator=check_keepalive)
     """Keep alive requested in CONNECT, seconds."""
     clean_start: bool = attrs.field(default=True, kw_only=True)
     """Whether CONNECT asks for a new session."""
@@ -288,7 +231,7 @@ class MqttClient:
     )
     _tls_insecure: bool = attrs.field(default=False, kw_only=True, alias="tls_insecure")
     connect_timeout: float = attrs.field(
-        default=30.0, kw_only=True, validator=_positive_or_zero("connect_timeout")
+        default=30.0, kw_only=True, validator=positive_or_zero("connect_timeout")
     )
     """Seconds allowed for one connection attempt."""
     reconnect: bool = attrs.field(default=True, kw_only=True)
@@ -310,7 +253,7 @@ class MqttClient:
     outgoing_topic_aliases: bool = attrs.field(default=False, kw_only=True)
     """Whether our publishes use topic aliases."""
     disconnect_timeout: float = attrs.field(
-        default=5.0, kw_only=True, validator=_positive_or_zero("disconnect_timeout")
+        default=5.0, kw_only=True, validator=positive_or_zero("disconnect_timeout")
     )
     """Seconds granted to the DISCONNECT on close."""
     intake_limit: int = attrs.field(default=256 * 1024, kw_only=True)
@@ -651,15 +594,7 @@ class MqttClient:
             ValueError: *session_expiry* is not allowed (see above).
         """
         if session_expiry is not None:
-            if not 0 <= session_expiry <= 0xFFFFFFFF:
-                raise ValueError(
-                    f"session_expiry must be 0..4294967295 s, not {session_expiry!r}"
-                )
-            if session_expiry and not self.session_expiry:
-                raise ValueError(
-                    f"cannot set session_expiry={session_expiry} on close: the client "
-                    "connected with session_expiry=0; give MqttClient(session_expiry=...)"
-                )
+            check_session_expiry(session_expiry, self.session_expiry)
         if self._state == "new":
             self._state = "closed"
             self._finished.set()
@@ -785,282 +720,18 @@ class MqttClient:
     async def _serve(
         self, link: Link, connected: Connected, rest: list[Event]
     ) -> BaseException:
-        """Run one link until it ends; return why it ended.
-
-        The supervisor reads; the keepalive watchdog, the ack writer and, after a
-        reconnect, the restoring of publishes and subscriptions run beside it under
-        scopes that end with the link.
-        """
-        shield = self._shield_tasks
-        self._spawn(
-            link.keepalive_task,
-            name=f"mqtt-keepalive[{self.client_id}]",
-            scope=link.new_scope(shield=shield),
-        )
-        self._spawn(
-            link.ack_writer,
-            name=f"mqtt-acks[{self.client_id}]",
-            scope=link.new_scope(shield=shield),
-        )
-        # What came with the CONNACK is routed first, so that the session's
-        # output (re-sends, and the acks of those messages) is filtered too.
-        held: dict[int, Hold] = {}
-        early = self._handle(link, rest, held) if rest else None
-        link.owe_acks(held, self._router.qos2_held)
-        data = self._session.data_to_send()
-        if early is not None:
-            link.end(early)
-        if not connected.session_present:
-            self._offline_unsubscribes.clear()
-        if (
-            data
-            or self._offline_unsubscribes
-            or connected.discarded
-            or connected.discarded_pubrel
-            or self._unpublished
-            or (not connected.session_present and self._filter_options())
-        ):
-            self._spawn(
-                restore.restore,
-                self,
-                link,
-                connected,
-                data,
-                name=f"mqtt-restore[{self.client_id}]",
-                scope=link.new_scope(shield=shield),
-            )
-        else:
-            self._set_ready(link)
-        with link.new_scope():
-            await self._reader(link)
-        # The link is over: nothing may use it again.
-        if self._conn is link:
-            self._conn = None
-        if self._link is link:
-            self._link = None
-        if (
-            self._session.state is not SessionState.DISCONNECTED
-            and self._state == "running"
-        ):
-            self._session.connection_lost()
-        self._lost_requests()
-        await link.close()
-        reason = link.ended or ConnectionLost("the connection ended")
-        if self._state == "running":
-            self._poison_check(link, reason)
-        return reason
-
-    def _poison_check(self, link: Link, reason: BaseException) -> None:
-        """Give up a message the broker drops the connection for, every time.
-
-        A broker that closes the connection right after a (re-)sent message (too
-        large for an MQTT 3.1.1 broker, an ACL that disconnects) would otherwise
-        get it again after every reconnect, forever. After `POISON_TRIES`
-        connections in a row ended with publishes in flight and none of them
-        completed, the oldest one fails with `PublishError`.
-        """
-        inflight = self._session.pending_publishes()
-        if link.completions or (not inflight and not self._unpublished):
-            self._poison_strikes = 0
-            return
-        if getattr(reason, "reason_code", None) == ReasonCode.SESSION_TAKEN_OVER:
-            return
-        self._poison_strikes += 1
-        if self._poison_strikes < POISON_TRIES:
-            return
-        self._poison_strikes = 0
-        op: Operation | None = None
-        topic = ""
-        if inflight:
-            packet = inflight[0]
-            assert packet.packet_id is not None
-            try:
-                self._session.withdraw(packet.packet_id)
-            except InvalidStateError:
-                return  # the broker has it (PUBREC): only PUBREL is re-sent
-            op = self._pending.pop(packet.packet_id, None)
-            topic = packet.topic
-        else:
-            packet, op = self._unpublished.pop(0)
-            topic = packet.topic
-        error = PublishError(
-            f"the broker closed the connection each time the message to {topic!r} "
-            f"was sent ({POISON_TRIES} times); it may be larger than the broker "
-            "accepts (see maximum_outgoing_packet_size) or not allowed by its ACL"
-        )
-        _LOGGER.warning("%s", error)
-        if op is not None:
-            op.fail(error)
-
-    def _lost_requests(self) -> None:
-        """SUBSCRIBE/UNSUBSCRIBE in flight are asked again on the next connection."""
-        for packet_id, op in list(self._pending.items()):
-            if op.request and not op.done.is_set():
-                del self._pending[packet_id]
-                op.ask_retry()
+        """Run one link until it ends; return why it ended (see ``_engine.serve``)."""
+        return await serve.serve_link(self, self._session, link, connected, rest)
 
     def _filter_options(self) -> dict[str, tuple[TopicSubscription, Properties]]:
-        # Only what the broker granted before: a subscribe still waiting for its
-        # SUBACK is asked again by its own caller.
-        seen: dict[str, tuple[TopicSubscription, Properties]] = dict(
-            self._router.raw_filters
-        )
-        for sub in self._router.subscriptions:
-            if sub.granted_qos is not None:
-                options = self._filter_subscription(sub.topic_filter, sub.options)
-                seen[sub.topic_filter] = (options, self._sub_properties(sub))
-        return seen
+        """What to subscribe to again after a reconnect that lost the session."""
+        return _subscriptions.filter_options(self)
 
     def _republish_refused(self, topic: str, exc: ValueError) -> PublishError:
         return PublishError(
             f"the message to {topic!r} cannot be published again on the new "
             f"connection: {exc}"
         )
-
-    # -- the reader --------------------------------------------------------------------
-
-    async def _reader(self, link: Link) -> None:
-        session = self._session  # used by this link's reader only while it lives
-        intake = self._router.intake
-        try:
-            while True:
-                data = await link.receive()
-                session.receive_data(data)
-                events = session.events()
-                if trace.enabled():
-                    trace.received(link.where, len(data), events)
-                if events:
-                    await self._dispatch(link, events)
-                else:
-                    await self._flush(link, {})
-                if session.receive_maximum_excess and not link.excess_reported:
-                    self._report_excess(link)
-                if session.failed:
-                    # A bad packet behind the events just handled: act on it now,
-                    # not when (if ever) the broker sends more.
-                    session.events()
-                if intake.is_full():
-                    # QoS 0 messages wait beside full buffers beyond the intake
-                    # limit: stop reading (TCP backpressure) until consumers took
-                    # some. Not silence of the broker for the keepalive watchdog.
-                    link.intake_paused = True
-                    try:
-                        while intake.is_full() and self._state == "running":
-                            room = intake.room = anyio.Event()
-                            await room.wait()
-                    finally:
-                        link.intake_paused = False
-                        link.last_heard = anyio.current_time()
-        except ProtocolError as exc:
-            disconnect: bytes | None = None
-            if self.protocol is ProtocolVersion.V5:
-                with contextlib.suppress(Exception):
-                    disconnect = session.disconnect(ReasonCode(int(exc.reason_code)))
-            await link.violation(exc, disconnect)
-        except ConnectionLost as exc:
-            link.end(exc)
-
-    def _report_excess(self, link: Link) -> None:
-        """Warn once per connection that the broker exceeds our Receive Maximum."""
-        link.excess_reported = True
-        session = self._session
-        limit = session.receive_maximum
-        _LOGGER.warning(
-            "%s sent %d unacknowledged QoS 1/2 messages at once, more than "
-            "receive_maximum=%d allows [MQTT-3.3.4-9]; tolerated up to %d, beyond "
-            "that the client disconnects with 0x93 (Receive Maximum exceeded). "
-            "Known with mosquitto 2.0.11 when it has a backlog for this client.",
-            link.where,
-            limit + session.receive_maximum_excess,
-            limit,
-            session.receive_maximum_cap,
-        )
-
-    async def _dispatch(self, link: Link, events: list[Event]) -> None:
-        held: dict[int, Hold] = {}
-        error = self._handle(link, events, held)
-        await self._flush(link, held)
-        if error is not None:
-            raise error
-
-    def _handle(
-        self, link: Link, events: list[Event], held: dict[int, Hold]
-    ) -> ConnectionLost | None:
-        """Route *events* (never waits); the error that ends the link, if any.
-
-        Holds of messages whose acknowledgement is withheld go into *held*.
-        """
-        router = self._router
-        counters = self._counters
-        for event in events:
-            kind = type(event)
-            if kind is MessageReceived:
-                assert isinstance(event, MessageReceived)
-                counters.messages_received += 1
-                router.deliver(event.message, held)
-            elif kind is PublishCompleted:
-                assert isinstance(event, PublishCompleted)
-                self._complete(event.packet_id, event)
-                self._quota.set()
-                link.completions += 1
-            elif kind is Subscribed or kind is Unsubscribed:
-                assert isinstance(event, Subscribed | Unsubscribed)
-                self._complete(event.packet_id, event)
-            elif kind is PongReceived:
-                pass
-            elif kind is Disconnected:
-                assert isinstance(event, Disconnected)
-                return ConnectionLost(
-                    reason_code=event.reason_code,
-                    message="the broker closed the connection: "
-                    f"{event.reason_code.phrase} (reason code {event.reason_code.value:#04x})"
-                    + (
-                        f": {event.properties.reason_string}"
-                        if event.properties.reason_string
-                        else ""
-                    ),
-                )
-            elif kind is AuthReceived:
-                return ConnectionLost(
-                    "the broker started enhanced authentication, "
-                    "which this client does not support"
-                )
-            else:  # pragma: no cover - the session yields nothing else here
-                raise MqttInternalError(f"unexpected event {event!r}; please report")
-        return None
-
-    async def _flush(self, link: Link, held: dict[int, Hold]) -> None:
-        link.owe_acks(held, self._router.qos2_held)
-        out = self._session.data_to_send()
-        if out:
-            # Acknowledgements need no wait: a write in progress takes them.
-            await link.send(out, wait=False)
-
-    def _complete(self, packet_id: int, event: Event) -> None:
-        op = self._pending.pop(packet_id, None)
-        if op is not None:
-            op.finish(event)
-            if op.topic_filter is not None and isinstance(event, Subscribed):
-                self._resubscribed(op.topic_filter, event)
-
-    def _resubscribed(self, topic_filter: str, event: Subscribed) -> None:
-        """The broker answered a re-subscription: a refusal ends its subscriptions."""
-        code = event.reason_codes[0] if event.reason_codes else ReasonCode.SUCCESS
-        router = self._router
-        if not code.is_failure:
-            for sub in router.siblings(topic_filter):
-                sub.granted_qos = QoS(min(int(code), int(sub.options.qos)))
-            return
-        router.raw_filters.pop(topic_filter, None)
-        error = SubscribeError(
-            f"the broker refused the subscription to {topic_filter!r} again after "
-            f"reconnecting: {code.phrase} (reason code {code.value:#04x})",
-            reason_code=code,
-        )
-        _LOGGER.warning("%s", error)
-        for sub in router.siblings(topic_filter):
-            router.unregister(sub)
-            sub._fail(error)
 
     # -- waiting helpers --------------------------------------------------------------
 
@@ -1144,8 +815,8 @@ class MqttClient:
             NotOpenError: the client is not running.
         """
         if type(topic) is not str:
-            _check_topic("topic", topic)
-        data_payload = _to_payload(payload)
+            check_topic("topic", topic)
+        data_payload = to_payload(payload)
         if type(qos) is not QoS:
             qos = QoS(qos)
         validate_topic_name(topic)
@@ -1153,65 +824,6 @@ class MqttClient:
         await operations.publish(self, topic, data_payload, qos, retain, props)
 
     # -- subscribing ----------------------------------------------------------------------
-
-    def _new_subscription(
-        self,
-        topic_filter: str,
-        *,
-        qos: QoS | int,
-        no_local: bool,
-        retain_as_published: bool,
-        retain_handling: RetainHandling | int,
-        buffer: int,
-        overflow: Overflow,
-        manual_ack: bool = False,
-    ) -> Subscription:
-        _check_topic("topic_filter", topic_filter)
-        validate_topic_filter(topic_filter)
-        options = TopicSubscription(
-            filter=topic_filter,
-            qos=QoS(qos),
-            no_local=no_local,
-            retain_as_published=retain_as_published,
-            retain_handling=RetainHandling(retain_handling),
-        )
-        identifier = 0
-        if self.protocol is ProtocolVersion.V5:
-            identifier = self._router.identifier_for(topic_filter)
-        return Subscription(
-            topic_filter,
-            options,
-            overflow=overflow,
-            buffer=buffer,
-            client=self,
-            identifier=identifier,
-            manual_ack=manual_ack,
-        )
-
-    def _filter_subscription(
-        self, topic_filter: str, options: TopicSubscription
-    ) -> TopicSubscription:
-        """*options* at the highest QoS any live subscription on the filter wants.
-
-        The broker keeps one subscription per filter: a second SUBSCRIBE replaces
-        the first, so it asks for what every subscription on it still wants.
-        """
-        wanted = max(
-            [int(options.qos)]
-            + [int(s.options.qos) for s in self._router.siblings(topic_filter)]
-        )
-        if wanted == options.qos:
-            return options
-        return attrs.evolve(options, qos=QoS(wanted))
-
-    def _sub_properties(self, sub: Subscription) -> Properties:
-        if sub._identifier and self._identifiers_available():
-            return Properties(subscription_identifiers=(sub._identifier,))
-        return EMPTY_PROPERTIES
-
-    def _identifiers_available(self) -> bool:
-        info = self._connack
-        return info is None or info.subscription_identifier_available
 
     async def subscribe(
         self,
@@ -1250,13 +862,8 @@ class MqttClient:
             SubscribeError: the broker refused (SUBACK reason code 0x80 or above).
             NotOpenError: the client is not running.
         """
-        if listener is not None and not callable(listener):
-            raise TypeError(
-                f"listener must be a callable taking a Message, not "
-                f"{type(listener).__name__}"
-            )
-        self._check_open()
-        sub = self._new_subscription(
+        return await _subscriptions.subscribe(
+            self,
             topic_filter,
             qos=qos,
             no_local=no_local,
@@ -1264,49 +871,10 @@ class MqttClient:
             retain_handling=retain_handling,
             buffer=buffer,
             overflow=overflow,
+            properties=properties,
+            listener=listener,
             manual_ack=manual_ack,
         )
-        shared = (
-            listener is not None
-            and overflow == "wait"
-            and not inspect.iscoroutinefunction(listener)
-            and not inspect.iscoroutinefunction(type(listener).__call__)
-        )
-        if shared:
-            # Synchronous listeners share one dispatcher task: a task switch per
-            # message per subscription would cost more than most listeners do.
-            sub._listener = listener
-            sub._hub = self._listener_hub()
-        options = self._filter_subscription(topic_filter, sub.options)
-        self._router.register(sub)
-        try:
-            await self._subscribe(sub, options, properties)
-        except BaseException as exc:
-            last = self._router.unregister(sub)
-            sub._release()
-            if isinstance(exc, anyio.get_cancelled_exc_class()) and last:
-                # The SUBSCRIBE may have reached the broker: take it back.
-                with anyio.move_on_after(self.disconnect_timeout, shield=True):
-                    with contextlib.suppress(MqttError):
-                        await self._request_unsubscribe(topic_filter)
-            raise
-        if listener is not None and not shared:
-            self._spawn(
-                run_listener,
-                self,
-                sub,
-                listener,
-                name=f"mqtt-dispatch[{topic_filter}]",
-            )
-        return sub
-
-    def _listener_hub(self) -> Hub:
-        """The shared dispatch queue of synchronous listeners (made on first use)."""
-        router = self._router
-        if router.hub is None:
-            router.hub = Hub(intake=router.intake, new_event=self._new_event)
-            self._spawn(router.hub.run, self, name=f"mqtt-dispatch[{self.client_id}]")
-        return router.hub
 
     @contextlib.asynccontextmanager
     async def subscription(
@@ -1334,7 +902,8 @@ class MqttClient:
                 async for message in sub:
                     print(message.topic, message.payload)
         """
-        sub = await self.subscribe(
+        async with _subscriptions.subscription(
+            self,
             topic_filter,
             qos=qos,
             no_local=no_local,
@@ -1344,80 +913,12 @@ class MqttClient:
             overflow=overflow,
             properties=properties,
             manual_ack=manual_ack,
-        )
-        try:
+        ) as sub:
             yield sub
-        finally:
-            with anyio.move_on_after(self.disconnect_timeout, shield=True):
-                with contextlib.suppress(MqttError):
-                    await sub.unsubscribe()
-            sub._release()
-
-    async def _subscribe(
-        self,
-        sub: Subscription,
-        options: TopicSubscription,
-        properties: Properties | None,
-    ) -> None:
-        props = self._sub_properties(sub)
-        if properties is not None:
-            props = attrs.evolve(
-                properties, subscription_identifiers=props.subscription_identifiers
-            )
-        result = await operations.request(
-            self, lambda session: session.subscribe([options], properties=props)
-        )
-        assert isinstance(result, Subscribed)
-        code = result.reason_codes[0]
-        if code.is_failure:
-            raise SubscribeError(
-                f"the broker refused the subscription to {sub.topic_filter!r}: "
-                f"{code.phrase} (reason code {code.value:#04x})",
-                reason_code=code,
-            )
-        granted = int(code)
-        # Every subscription on this filter gets what it asked for, up to what
-        # the broker granted the filter.
-        for sibling in self._router.siblings(sub.topic_filter):
-            sibling.granted_qos = QoS(min(granted, int(sibling.options.qos), 2))
-
-    async def _request_unsubscribe(self, topic_filter: str) -> Unsubscribed:
-        result = await operations.request(
-            self, lambda session: session.unsubscribe([topic_filter])
-        )
-        assert isinstance(result, Unsubscribed)
-        return result
 
     async def _unsubscribe(self, sub: Subscription) -> None:
-        last = self._router.unregister(sub)
-        sub._close()
-        if not sub.statistics().queued:
-            sub._release()
-        if not last or self._state != "running":
-            await anyio.lowlevel.checkpoint()
-            return
-        if not self.is_connected:
-            # A resumed session would still have the filter: the UNSUBSCRIBE goes
-            # out after the next CONNACK if it says session present (else the
-            # broker forgot it, and we re-subscribe nothing).
-            self._offline_unsubscribes.add(sub.topic_filter)
-            await anyio.lowlevel.checkpoint()
-            return
-        try:
-            result = await self._request_unsubscribe(sub.topic_filter)
-        except NotOpenError:
-            return
-        codes = result.reason_codes
-        if (
-            codes
-            and codes[0].is_failure
-            and codes[0] != ReasonCode.NO_SUBSCRIPTION_EXISTED
-        ):
-            raise UnsubscribeError(
-                f"the broker refused to unsubscribe {sub.topic_filter!r}: "
-                f"{codes[0].phrase} (reason code {codes[0].value:#04x})",
-                reason_code=codes[0],
-            )
+        """The body of `Subscription.unsubscribe` (see ``_engine.subscriptions``)."""
+        await _subscriptions.unsubscribe(self, sub)
 
     # -- the lower level: raw filters and the client-wide message stream ---------------
 
@@ -1439,25 +940,10 @@ class MqttClient:
                 async for message in messages:
                     ...
         """
-        if self._state != "new":
-            self._check_open()
-        sub = Subscription(
-            "#",
-            TopicSubscription(filter="#"),
-            overflow=overflow,
-            buffer=buffer,
-            client=self,
-        )
-        sub._intake = self._router.intake
-        catch_all = self._router.catch_all
-        catch_all.append(sub)
-        try:
-            await anyio.lowlevel.checkpoint()
+        async with _subscriptions.messages(
+            self, buffer=buffer, overflow=overflow
+        ) as sub:
             yield sub
-        finally:
-            if sub in catch_all:
-                catch_all.remove(sub)
-            sub._release()
 
     async def subscribe_filters(
         self,
@@ -1476,20 +962,7 @@ class MqttClient:
             ValueError: an invalid filter, or no filter at all.
             NotOpenError: the client is not running.
         """
-        if not subscriptions:
-            raise ValueError("subscribe_filters needs at least one topic filter")
-        for options in subscriptions:
-            validate_topic_filter(options.filter)
-        props = EMPTY_PROPERTIES if properties is None else properties
-        result = await operations.request(
-            self,
-            lambda session: session.subscribe(list(subscriptions), properties=props),
-        )
-        assert isinstance(result, Subscribed)
-        for options, code in zip(subscriptions, result.reason_codes, strict=False):
-            if not code.is_failure:
-                self._router.raw_filters[options.filter] = (options, props)
-        return result.reason_codes
+        return await _subscriptions.subscribe_filters(self, subscriptions, properties)
 
     async def unsubscribe_filters(
         self, filters: Sequence[str], *, properties: Properties | None = None
@@ -1502,19 +975,7 @@ class MqttClient:
             ValueError: an invalid filter, or no filter at all.
             NotOpenError: the client is not running.
         """
-        if not filters:
-            raise ValueError("unsubscribe_filters needs at least one topic filter")
-        for topic_filter in filters:
-            validate_topic_filter(topic_filter)
-        props = EMPTY_PROPERTIES if properties is None else properties
-        for topic_filter in filters:
-            self._router.raw_filters.pop(topic_filter, None)
-        result = await operations.request(
-            self,
-            lambda session: session.unsubscribe(list(filters), properties=props),
-        )
-        assert isinstance(result, Unsubscribed)
-        return result.reason_codes or tuple(ReasonCode.SUCCESS for _ in filters)
+        return await _subscriptions.unsubscribe_filters(self, filters, properties)
 
     # -- request/response (MQTT 5) ------------------------------------------------------
 

@@ -1,0 +1,326 @@
+"""Serve: the incoming side of one link, from its CONNACK to its end.
+
+Theory of operation
+-------------------
+`serve_link` runs one `Link` until it ends and returns why. Beside it run the
+link's keepalive watchdog and ack writer and, after a reconnect, the restore task
+(``restore``), each under a scope that ends with the link. It reads itself (the
+supervisor's task is the link's reader):
+
+* every chunk goes into the session, and the events it yields are handled at once,
+  without waiting: messages are handed to the router (which parks what does not
+  fit and withholds its acknowledgement), completions wake their callers
+  (``MqttClient._pending``), a DISCONNECT or AUTH ends the link;
+* then the acknowledgements the chunk owes are released or withheld
+  (`Link.owe_acks`) and what the session has to send is written without waiting
+  for a write in progress: control packets are always read and answered, whatever
+  the consumers do;
+* past the QoS 0 intake limit the reader stops reading until consumers caught up
+  (TCP backpressure; not silence for the keepalive watchdog).
+
+The session is the client's, handed in by it: the reader uses it only while its
+link lives; once the link ended, `serve_link` marks the connection lost, sends the
+SUBSCRIBE/UNSUBSCRIBE still waiting back to their callers to be asked again, and
+gives up a message the broker drops the connection for every time
+(`POISON_TRIES`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Final
+
+import anyio
+
+from .._enums import ProtocolVersion, ReasonCode
+from .._events import (
+    AuthReceived,
+    Disconnected,
+    MessageReceived,
+    PongReceived,
+    PublishCompleted,
+    Subscribed,
+    Unsubscribed,
+)
+from .._exceptions import (
+    ConnectionLost,
+    InvalidStateError,
+    MqttInternalError,
+    ProtocolError,
+    PublishError,
+)
+from .._session import SessionState
+from . import restore, trace
+from .subscriptions import filter_options, resubscribed
+
+if TYPE_CHECKING:
+    from .._client import MqttClient
+    from .._events import Connected, Event
+    from .._session import ClientSession
+    from .link import Hold, Link
+    from .operations import Operation
+
+__all__ = ["POISON_TRIES", "handle", "serve_link"]
+
+_LOGGER = logging.getLogger("trio_mqttconn.client")
+
+#: Connections in a row lost with nothing completed before a message is given up.
+POISON_TRIES: Final = 3
+
+
+async def serve_link(
+    client: MqttClient,
+    session: ClientSession,
+    link: Link,
+    connected: Connected,
+    rest: list[Event],
+) -> BaseException:
+    """Run *link* until it ends; return why it ended.
+
+    The caller's task reads; the keepalive watchdog, the ack writer and, after a
+    reconnect, the restoring of publishes and subscriptions run beside it under
+    scopes that end with the link.
+    """
+    shield = client._shield_tasks
+    client._spawn(
+        link.keepalive_task,
+        name=f"mqtt-keepalive[{client.client_id}]",
+        scope=link.new_scope(shield=shield),
+    )
+    client._spawn(
+        link.ack_writer,
+        name=f"mqtt-acks[{client.client_id}]",
+        scope=link.new_scope(shield=shield),
+    )
+    # What came with the CONNACK is routed first, so that the session's
+    # output (re-sends, and the acks of those messages) is filtered too.
+    held: dict[int, Hold] = {}
+    early = handle(client, link, rest, held) if rest else None
+    link.owe_acks(held, client._router.qos2_held)
+    data = session.data_to_send()
+    if early is not None:
+        link.end(early)
+    if not connected.session_present:
+        client._offline_unsubscribes.clear()
+    if (
+        data
+        or client._offline_unsubscribes
+        or connected.discarded
+        or connected.discarded_pubrel
+        or client._unpublished
+        or (not connected.session_present and filter_options(client))
+    ):
+        client._spawn(
+            restore.restore,
+            client,
+            link,
+            connected,
+            data,
+            name=f"mqtt-restore[{client.client_id}]",
+            scope=link.new_scope(shield=shield),
+        )
+    else:
+        client._set_ready(link)
+    with link.new_scope():
+        await _read(client, session, link)
+    # The link is over: nothing may use it again.
+    if client._conn is link:
+        client._conn = None
+    if client._link is link:
+        client._link = None
+    if session.state is not SessionState.DISCONNECTED and client._state == "running":
+        session.connection_lost()
+    _lost_requests(client)
+    await link.close()
+    reason = link.ended or ConnectionLost("the connection ended")
+    if client._state == "running":
+        _poison_check(client, session, link, reason)
+    return reason
+
+
+# -- the reader ------------------------------------------------------------------------
+
+
+async def _read(client: MqttClient, session: ClientSession, link: Link) -> None:
+    """Read *link* until it ends (its session is used only while it lives)."""
+    intake = client._router.intake
+    try:
+        while True:
+            data = await link.receive()
+            session.receive_data(data)
+            events = session.events()
+            if trace.enabled():
+                trace.received(link.where, len(data), events)
+            if events:
+                held: dict[int, Hold] = {}
+                error = handle(client, link, events, held)
+                await _flush(client, session, link, held)
+                if error is not None:
+                    raise error
+            else:
+                await _flush(client, session, link, {})
+            if session.receive_maximum_excess and not link.excess_reported:
+                _report_excess(session, link)
+            if session.failed:
+                # A bad packet behind the events just handled: act on it now,
+                # not when (if ever) the broker sends more.
+                session.events()
+            if intake.is_full():
+                # QoS 0 messages wait beside full buffers beyond the intake
+                # limit: stop reading (TCP backpressure) until consumers took
+                # some. Not silence of the broker for the keepalive watchdog.
+                link.intake_paused = True
+                try:
+                    while intake.is_full() and client._state == "running":
+                        room = intake.room = anyio.Event()
+                        await room.wait()
+                finally:
+                    link.intake_paused = False
+                    link.last_heard = anyio.current_time()
+    except ProtocolError as exc:
+        disconnect: bytes | None = None
+        if client.protocol is ProtocolVersion.V5:
+            with contextlib.suppress(Exception):
+                disconnect = session.disconnect(ReasonCode(int(exc.reason_code)))
+        await link.violation(exc, disconnect)
+    except ConnectionLost as exc:
+        link.end(exc)
+
+
+def _report_excess(session: ClientSession, link: Link) -> None:
+    """Warn once per connection that the broker exceeds our Receive Maximum."""
+    link.excess_reported = True
+    limit = session.receive_maximum
+    _LOGGER.warning(
+        "%s sent %d unacknowledged QoS 1/2 messages at once, more than "
+        "receive_maximum=%d allows [MQTT-3.3.4-9]; tolerated up to %d, beyond "
+        "that the client disconnects with 0x93 (Receive Maximum exceeded). "
+        "Known with mosquitto 2.0.11 when it has a backlog for this client.",
+        link.where,
+        limit + session.receive_maximum_excess,
+        limit,
+        session.receive_maximum_cap,
+    )
+
+
+def handle(
+    client: MqttClient, link: Link, events: list[Event], held: dict[int, Hold]
+) -> ConnectionLost | None:
+    """Route *events* (never waits); the error that ends the link, if any.
+
+    Holds of messages whose acknowledgement is withheld go into *held*.
+    """
+    router = client._router
+    counters = client._counters
+    for event in events:
+        kind = type(event)
+        if kind is MessageReceived:
+            assert isinstance(event, MessageReceived)
+            counters.messages_received += 1
+            router.deliver(event.message, held)
+        elif kind is PublishCompleted:
+            assert isinstance(event, PublishCompleted)
+            _complete(client, event.packet_id, event)
+            client._quota.set()
+            link.completions += 1
+        elif kind is Subscribed or kind is Unsubscribed:
+            assert isinstance(event, Subscribed | Unsubscribed)
+            _complete(client, event.packet_id, event)
+        elif kind is PongReceived:
+            pass
+        elif kind is Disconnected:
+            assert isinstance(event, Disconnected)
+            return ConnectionLost(
+                reason_code=event.reason_code,
+                message="the broker closed the connection: "
+                f"{event.reason_code.phrase} (reason code {event.reason_code.value:#04x})"
+                + (
+                    f": {event.properties.reason_string}"
+                    if event.properties.reason_string
+                    else ""
+                ),
+            )
+        elif kind is AuthReceived:
+            return ConnectionLost(
+                "the broker started enhanced authentication, "
+                "which this client does not support"
+            )
+        else:  # pragma: no cover - the session yields nothing else here
+            raise MqttInternalError(f"unexpected event {event!r}; please report")
+    return None
+
+
+async def _flush(
+    client: MqttClient, session: ClientSession, link: Link, held: dict[int, Hold]
+) -> None:
+    link.owe_acks(held, client._router.qos2_held)
+    out = session.data_to_send()
+    if out:
+        # Acknowledgements need no wait: a write in progress takes them.
+        await link.send(out, wait=False)
+
+
+def _complete(client: MqttClient, packet_id: int, event: Event) -> None:
+    op = client._pending.pop(packet_id, None)
+    if op is not None:
+        op.finish(event)
+        if op.topic_filter is not None and isinstance(event, Subscribed):
+            resubscribed(client, op.topic_filter, event)
+
+
+# -- the end of a link -------------------------------------------------------------------
+
+
+def _lost_requests(client: MqttClient) -> None:
+    """SUBSCRIBE/UNSUBSCRIBE in flight are asked again on the next connection."""
+    pending = client._pending
+    for packet_id, op in list(pending.items()):
+        if op.request and not op.done.is_set():
+            del pending[packet_id]
+            op.ask_retry()
+
+
+def _poison_check(
+    client: MqttClient, session: ClientSession, link: Link, reason: BaseException
+) -> None:
+    """Give up a message the broker drops the connection for, every time.
+
+    A broker that closes the connection right after a (re-)sent message (too
+    large for an MQTT 3.1.1 broker, an ACL that disconnects) would otherwise
+    get it again after every reconnect, forever. After `POISON_TRIES`
+    connections in a row ended with publishes in flight and none of them
+    completed, the oldest one fails with `PublishError`.
+    """
+    inflight = session.pending_publishes()
+    if link.completions or (not inflight and not client._unpublished):
+        client._poison_strikes = 0
+        return
+    if getattr(reason, "reason_code", None) == ReasonCode.SESSION_TAKEN_OVER:
+        return
+    client._poison_strikes += 1
+    if client._poison_strikes < POISON_TRIES:
+        return
+    client._poison_strikes = 0
+    op: Operation | None = None
+    topic = ""
+    if inflight:
+        packet = inflight[0]
+        assert packet.packet_id is not None
+        try:
+            session.withdraw(packet.packet_id)
+        except InvalidStateError:
+            return  # the broker has it (PUBREC): only PUBREL is re-sent
+        op = client._pending.pop(packet.packet_id, None)
+        topic = packet.topic
+    else:
+        packet, op = client._unpublished.pop(0)
+        topic = packet.topic
+    error = PublishError(
+        f"the broker closed the connection each time the message to {topic!r} "
+        f"was sent ({POISON_TRIES} times); it may be larger than the broker "
+        "accepts (see maximum_outgoing_packet_size) or not allowed by its ACL"
+    )
+    _LOGGER.warning("%s", error)
+    if op is not None:
+        op.fail(error)
