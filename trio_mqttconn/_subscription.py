@@ -16,6 +16,7 @@ application calls ``message.ack()``.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias, final
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias, final
 import anyio
 import attrs
 
+from ._groups import running_on_trio
 from ._message import Message
 
 if TYPE_CHECKING:
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
     from ._engine.link import Hold
     from ._engine.router import Hub
     from ._enums import QoS
-    from ._groups import Event
     from ._packets import TopicSubscription
 
 __all__ = ["Listener", "Overflow", "Subscription", "SubscriptionStatistics"]
@@ -44,6 +45,98 @@ PARKED_OVERHEAD = 512
 Overflow: TypeAlias = Literal["wait", "drop_oldest"]
 #: A message listener: a callable taking a Message, sync or async.
 Listener: TypeAlias = Callable[[Message], Awaitable[None] | None]
+
+
+@final
+@attrs.frozen(eq=False)
+class _Waits:
+    """How a consumer waits, with the running backend's own primitives.
+
+    A waiting consumer puts itself into its subscription's list of sleepers and
+    the producer wakes it directly: on trio the task is rescheduled (no Event, no
+    parking lot, no anyio backend lookup per call); on asyncio it awaits a future.
+    """
+
+    #: ``await sleep(sleepers)``: wait (a cancel point) until `wake` is called.
+    sleep: Callable[[list[Any]], Awaitable[None]]
+    #: Wake every sleeper in the list and empty it (never blocks).
+    wake: Callable[[list[Any]], None]
+    checkpoint: Callable[[], Awaitable[None]]
+    checkpoint_if_cancelled: Callable[[], Awaitable[None]]
+    cancel_shielded_checkpoint: Callable[[], Awaitable[None]]
+
+
+def _trio_waits() -> _Waits:
+    import trio  # imported already: only called on trio
+
+    lowlevel = trio.lowlevel
+    current_task = lowlevel.current_task
+    wait_task_rescheduled = lowlevel.wait_task_rescheduled
+    reschedule = lowlevel.reschedule
+    succeeded = lowlevel.Abort.SUCCEEDED
+
+    async def sleep(sleepers: list[Any]) -> None:
+        task = current_task()
+        sleepers.append(task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            sleepers.remove(task)  # cancelled: nobody reschedules it now
+            return succeeded
+
+        await wait_task_rescheduled(abort)
+
+    def wake(sleepers: list[Any]) -> None:
+        for task in sleepers:
+            reschedule(task)
+        sleepers.clear()
+
+    return _Waits(
+        sleep=sleep,
+        wake=wake,
+        checkpoint=lowlevel.checkpoint,
+        checkpoint_if_cancelled=lowlevel.checkpoint_if_cancelled,
+        cancel_shielded_checkpoint=lowlevel.cancel_shielded_checkpoint,
+    )
+
+
+def _anyio_waits() -> _Waits:
+    get_running_loop = asyncio.get_running_loop
+
+    async def sleep(sleepers: list[Any]) -> None:
+        future = get_running_loop().create_future()
+        sleepers.append(future)
+        try:
+            await future
+        except BaseException:
+            if future in sleepers:
+                sleepers.remove(future)
+            raise
+
+    def wake(sleepers: list[Any]) -> None:
+        for future in sleepers:
+            if not future.done():
+                future.set_result(None)
+        sleepers.clear()
+
+    return _Waits(
+        sleep=sleep,
+        wake=wake,
+        checkpoint=anyio.lowlevel.checkpoint,
+        checkpoint_if_cancelled=anyio.lowlevel.checkpoint_if_cancelled,
+        cancel_shielded_checkpoint=anyio.lowlevel.cancel_shielded_checkpoint,
+    )
+
+
+_BACKENDS: dict[bool, _Waits] = {}
+
+
+def running_waits() -> _Waits:
+    """The `_Waits` of the running backend (trio's own on trio, else asyncio's)."""
+    on_trio = running_on_trio()
+    waits = _BACKENDS.get(on_trio)
+    if waits is None:
+        waits = _BACKENDS[on_trio] = _trio_waits() if on_trio else _anyio_waits()
+    return waits
 
 
 @final
@@ -116,9 +209,11 @@ class Subscription:
     _open: bool = attrs.field(init=False, default=True, repr=False)
     #: The consumer may take messages (False once released).
     _readable: bool = attrs.field(init=False, default=True, repr=False)
-    #: Set when a message arrives or the subscription ends; made by a waiting
-    #: consumer only (the running backend's event: trio's own on trio).
-    _waiter: Event | None = attrs.field(init=False, default=None, repr=False)
+    #: Consumers waiting for a message or the end: trio tasks blocked in
+    #: ``wait_task_rescheduled`` on trio, futures on asyncio (see `_Waits`).
+    _sleepers: list[Any] = attrs.field(init=False, factory=list, repr=False)
+    #: The running backend's primitives, looked up by the first consumer.
+    _waits: _Waits | None = attrs.field(init=False, default=None, repr=False)
     _delivered: int = attrs.field(init=False, default=0, repr=False)
     _dropped: int = attrs.field(init=False, default=0, repr=False)
     _active: bool = attrs.field(init=False, default=True, repr=False)
@@ -170,10 +265,8 @@ class Subscription:
             self._dropped += 1
         queue.append(message)
         self._delivered += 1
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        if self._sleepers:
+            self._wake()
         return True
 
     def _park(self, message: Message) -> None:
@@ -254,10 +347,12 @@ class Subscription:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        """Wake every waiting consumer (they look at the channel again)."""
+        sleepers = self._sleepers
+        if sleepers:
+            waits = self._waits
+            assert waits is not None  # set by whoever went to sleep
+            waits.wake(sleepers)
 
     # -- consumer side -------------------------------------------------------------
 
@@ -279,15 +374,40 @@ class Subscription:
             raise anyio.EndOfStream
         raise anyio.WouldBlock
 
-    async def _wait(self) -> None:
-        """Wait until a message arrives or the subscription ends."""
-        waiter = self._waiter
-        if waiter is None:
-            client = self._client
-            waiter = self._waiter = (
-                client._new_event() if client is not None else anyio.Event()
-            )
-        await waiter.wait()
+    def _backend(self) -> _Waits:
+        waits = self._waits = running_waits()
+        return waits
+
+    async def _fill(self, waits: _Waits) -> bool:
+        """Wait until the channel holds a message (True) or never will again (False).
+
+        Called with the channel empty. Waiting is a cancel point and a schedule
+        point of its own; parked messages move in after a cancel point, and so
+        does the end (the iterator's error is raised here).
+        """
+        queue = self._queue
+        while not queue:
+            if self._open and not self._parked:
+                self._streak = 0
+                await waits.sleep(self._sleepers)
+            elif not await self._settle(waits):
+                return False
+        return True
+
+    async def _settle(self, waits: _Waits) -> bool:
+        """Move parked messages in (True) or take the end (False), after a cancel point."""
+        await waits.checkpoint_if_cancelled()
+        if not self._readable:
+            return False
+        if self._parked:
+            self._refill()
+            return True
+        if self._queue:
+            return True
+        error = self._ended()
+        if error is not None:
+            raise error
+        return False
 
     async def receive(self) -> Message:
         """Wait for the next message.
@@ -296,18 +416,19 @@ class Subscription:
             anyio.EndOfStream: the subscription ended (unsubscribed or client closed).
             SubscribeError: the broker refused it again after a reconnect.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                message = self._take()
-            except anyio.WouldBlock:
-                await self._wait()
-                continue
-            except anyio.ClosedResourceError:
-                raise anyio.EndOfStream from None
-            break
+        waits = self._waits or self._backend()
+        queue = self._queue
+        if not queue and self._readable and self._open and not self._parked:
+            # Nothing queued: the wait is the checkpoint (as in trio's channels).
+            await waits.sleep(self._sleepers)
+            if queue:
+                return queue.popleft()
+        await waits.checkpoint_if_cancelled()
+        if not queue and not await self._fill(waits):
+            raise anyio.EndOfStream
+        message = queue.popleft()
         # A schedule point that cannot lose the message it returns.
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+        await waits.cancel_shielded_checkpoint()
         return message
 
     def receive_nowait(self) -> Message:
@@ -328,23 +449,26 @@ class Subscription:
     async def __anext__(self) -> Message:
         # Drain what is queued without a task switch, a full checkpoint only every
         # _STREAK messages: a task switch per message would cost more than the
-        # message itself. Cancellation is still checked before each message is
-        # taken, so a cancelled iteration never loses one.
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        if self._streak >= _STREAK:
-            self._streak = 0
-            await anyio.lowlevel.checkpoint()
-        while True:
-            try:
-                message = self._take()
-            except anyio.WouldBlock:
+        # message itself. Cancellation is still checked before each queued message
+        # is taken, so a cancelled iteration never loses one; with nothing queued
+        # the wait is the checkpoint.
+        waits = self._waits or self._backend()
+        queue = self._queue
+        if queue:
+            if self._streak < _STREAK:
+                await waits.checkpoint_if_cancelled()
+            else:
                 self._streak = 0
-                await self._wait()
-                continue
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                raise StopAsyncIteration from None
-            self._streak += 1
-            return message
+                await waits.checkpoint()
+        while not queue:
+            # (The loop of `_fill`, inlined: one coroutine less per message.)
+            if self._open and not self._parked:
+                self._streak = 0
+                await waits.sleep(self._sleepers)
+            elif not await self._settle(waits):
+                raise StopAsyncIteration
+        self._streak += 1
+        return queue.popleft()
 
     def statistics(self) -> SubscriptionStatistics:
         """Counters of this subscription."""
