@@ -16,10 +16,20 @@ The inside lives in ``trio_mqttconn._engine``, one concern per module:
   that connection lives (a task that wakes after it ended gets `ConnectionLost`);
 * ``connector``: handshake, failover over the URIs, the supervisor that reconnects
   with backoff;
+* ``serve``: the client's current link from CONNACK to its end: the reader and the
+  handling of each chunk's events, what a lost connection leaves behind, the
+  graceful DISCONNECT;
 * ``restore``: resend / resubscribe / republish after a reconnect;
 * ``operations``: the publish path and the callers waiting for acknowledgements;
+* ``subscriptions``: SUBSCRIBE/UNSUBSCRIBE for `Subscription` objects, raw filters
+  and the ``messages()`` streams;
 * ``router``: subscriptions and the delivery of received messages (the reader never
-  waits for a consumer: messages that do not fit are parked; see there).
+  waits for a consumer: messages that do not fit are parked; see there);
+* ``arguments``: checks and conversions of the public methods' arguments.
+
+The public methods check what they are given and hand over to these modules; the
+client keeps the lifecycle (its task group, the cancel scopes of its tasks) and the
+state they share (the session, the current link, the waiting callers).
 
 Task tree (names as in ``trio``'s task list)::
 
@@ -614,32 +624,12 @@ class MqttClient:
         """Disconnect (once) and cancel every task of the client."""
         if self._state in ("connecting", "running"):
             self._state = "closing"
-            await self._disconnect_gracefully(session_expiry)
+            await serve.disconnect(self, session_expiry)
         self._stop_tasks()
         if not self._task_scopes:
             self._shutdown()
             if self._state == "closed":
                 self._finished.set()
-
-    async def _disconnect_gracefully(self, session_expiry: int | None) -> None:
-        link = self._conn
-        if link is None or not self.is_connected:
-            self._stop_tasks()
-            return
-        with anyio.move_on_after(self.disconnect_timeout):
-            try:
-                properties = EMPTY_PROPERTIES
-                if session_expiry is not None and self.protocol is ProtocolVersion.V5:
-                    properties = Properties(session_expiry_interval=session_expiry)
-                await link.send(link.session.disconnect(properties=properties))
-            except (MqttError, OSError, ValueError):
-                pass
-            # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]: the tasks
-            # stop, then the stream is closed.
-            link.end(NotOpenError("the client is closed"))
-            self._stop_tasks()
-            link.closed = True
-            await link.stream.aclose()
 
     def _shutdown(self) -> None:
         """Leave nothing behind: fail waiters, end subscriptions, wake everyone."""
@@ -681,34 +671,11 @@ class MqttClient:
 
     def _attach(self, link: Link, connected: Connected) -> None:
         """Make *link* the client's connection (before anyone may use it)."""
-        self._conn = link
-        self._connack = connected.info
-        if not connected.session_present:
-            self._router.session_lost()
-        counters = self._counters
-        counters.connects += 1
-        _LOGGER.info(
-            "connected to %s as %r (connection %d)",
-            link.where,
-            self.client_id,
-            counters.connects,
-        )
-        if self._on_connect is not None:
-            self._on_connect(counters.connects > 1)
+        serve.attach(self, link, connected)
 
     def _link_ended(self, link: Link, reason: BaseException) -> None:
         """A link ended: callers must wait for the next one."""
-        if self._link is link:
-            self._link = None
-        counters = self._counters
-        detail = str(reason) or type(reason).__name__
-        counters.last_disconnect_reason = (
-            f"lost the connection to {link.where}: {detail}"
-        )
-        counters.last_disconnect_time = anyio.current_time()
-        # An Event that has not fired yet keeps its waiters: the next link sets it.
-        if self._ready.is_set() and self._state == "running":
-            self._ready = anyio.Event()
+        serve.link_ended(self, link, reason)
 
     def _set_ready(self, link: Link) -> None:
         """*link* is restored: publishers and requests may use it."""

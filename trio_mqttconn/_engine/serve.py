@@ -1,8 +1,10 @@
-"""Serve: the incoming side of one link, from its CONNACK to its end.
+"""Serve: the client's current link, from its CONNACK to its end.
 
 Theory of operation
 -------------------
-`serve_link` runs one `Link` until it ends and returns why. Beside it run the
+`attach` makes a new `Link` the client's connection (before anyone may use it);
+publishers use it once it is restored (``MqttClient._set_ready``). `serve_link`
+runs it until it ends and returns why. Beside it run the
 link's keepalive watchdog and ack writer and, after a reconnect, the restore task
 (``restore``), each under a scope that ends with the link. It reads itself (the
 supervisor's task is the link's reader):
@@ -22,7 +24,8 @@ The session is the client's, handed in by it: the reader uses it only while its
 link lives; once the link ended, `serve_link` marks the connection lost, sends the
 SUBSCRIBE/UNSUBSCRIBE still waiting back to their callers to be asked again, and
 gives up a message the broker drops the connection for every time
-(`POISON_TRIES`).
+(`POISON_TRIES`). `link_ended` (the link's ``on_end``) makes callers wait for the
+next link; `disconnect` ends the link gracefully when the client closes.
 """
 
 from __future__ import annotations
@@ -46,10 +49,13 @@ from .._events import (
 from .._exceptions import (
     ConnectionLost,
     InvalidStateError,
+    MqttError,
     MqttInternalError,
+    NotOpenError,
     ProtocolError,
     PublishError,
 )
+from .._properties import EMPTY_PROPERTIES, Properties
 from .._session import SessionState
 from . import restore, trace
 from .subscriptions import filter_options, resubscribed
@@ -61,12 +67,30 @@ if TYPE_CHECKING:
     from .link import Hold, Link
     from .operations import Operation
 
-__all__ = ["POISON_TRIES", "handle", "serve_link"]
+__all__ = ["POISON_TRIES", "attach", "disconnect", "handle", "link_ended", "serve_link"]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 
 #: Connections in a row lost with nothing completed before a message is given up.
 POISON_TRIES: Final = 3
+
+
+def attach(client: MqttClient, link: Link, connected: Connected) -> None:
+    """Make *link* the client's connection (before anyone may use it)."""
+    client._conn = link
+    client._connack = connected.info
+    if not connected.session_present:
+        client._router.session_lost()
+    counters = client._counters
+    counters.connects += 1
+    _LOGGER.info(
+        "connected to %s as %r (connection %d)",
+        link.where,
+        client.client_id,
+        counters.connects,
+    )
+    if client._on_connect is not None:
+        client._on_connect(counters.connects > 1)
 
 
 async def serve_link(
@@ -270,6 +294,44 @@ def _complete(client: MqttClient, packet_id: int, event: Event) -> None:
 
 
 # -- the end of a link -------------------------------------------------------------------
+
+
+def link_ended(client: MqttClient, link: Link, reason: BaseException) -> None:
+    """*link* ended (its ``on_end``): callers must wait for the next one."""
+    if client._link is link:
+        client._link = None
+    counters = client._counters
+    detail = str(reason) or type(reason).__name__
+    counters.last_disconnect_reason = f"lost the connection to {link.where}: {detail}"
+    counters.last_disconnect_time = anyio.current_time()
+    # An Event that has not fired yet keeps its waiters: the next link sets it.
+    if client._ready.is_set() and client._state == "running":
+        client._ready = anyio.Event()
+
+
+async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
+    """Send DISCONNECT on the live link (bounded by *disconnect_timeout*), end it.
+
+    *session_expiry*: MQTT 5's Session Expiry Interval for the DISCONNECT, if any.
+    """
+    link = client._conn
+    if link is None or not client.is_connected:
+        client._stop_tasks()
+        return
+    with anyio.move_on_after(client.disconnect_timeout):
+        try:
+            properties = EMPTY_PROPERTIES
+            if session_expiry is not None and client.protocol is ProtocolVersion.V5:
+                properties = Properties(session_expiry_interval=session_expiry)
+            await link.send(link.session.disconnect(properties=properties))
+        except (MqttError, OSError, ValueError):
+            pass
+        # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]: the tasks
+        # stop, then the stream is closed.
+        link.end(NotOpenError("the client is closed"))
+        client._stop_tasks()
+        link.closed = True
+        await link.stream.aclose()
 
 
 def _lost_requests(client: MqttClient) -> None:
