@@ -75,7 +75,9 @@ def _trio_waits() -> _Waits:
     reschedule = lowlevel.reschedule
     succeeded = lowlevel.Abort.SUCCEEDED
 
-    async def sleep(sleepers: list[Any]) -> None:
+    def sleep(sleepers: list[Any]) -> Awaitable[None]:
+        # Not a coroutine function itself: the caller awaits trio's own wait
+        # directly, one frame less per wake-up.
         task = current_task()
         sleepers.append(task)
 
@@ -83,7 +85,7 @@ def _trio_waits() -> _Waits:
             sleepers.remove(task)  # cancelled: nobody reschedules it now
             return succeeded
 
-        await wait_task_rescheduled(abort)
+        return wait_task_rescheduled(abort)
 
     def wake(sleepers: list[Any]) -> None:
         for task in sleepers:
@@ -102,15 +104,14 @@ def _trio_waits() -> _Waits:
 def _anyio_waits() -> _Waits:
     get_running_loop = asyncio.get_running_loop
 
-    async def sleep(sleepers: list[Any]) -> None:
-        future = get_running_loop().create_future()
+    def sleep(sleepers: list[Any]) -> Awaitable[None]:
+        # The caller awaits the future itself. A cancelled one stays in the list
+        # until the next wake-up or wait, which drops it (it is done).
+        if sleepers:
+            sleepers[:] = [future for future in sleepers if not future.done()]
+        future: asyncio.Future[None] = get_running_loop().create_future()
         sleepers.append(future)
-        try:
-            await future
-        except BaseException:
-            if future in sleepers:
-                sleepers.remove(future)
-            raise
+        return future
 
     def wake(sleepers: list[Any]) -> None:
         for future in sleepers:

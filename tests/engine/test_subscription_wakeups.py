@@ -10,6 +10,8 @@ one subscription all wake, and every way in is still a checkpoint.
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import pytest
 import trio
@@ -30,6 +32,16 @@ def _subscription(*, buffer: int = 1000) -> Subscription:
     )
 
 
+def _waiting(sub: Subscription) -> list[object]:
+    """The consumers still waiting (asyncio leaves cancelled futures behind until
+    the next wait or wake-up drops them)."""
+    return [
+        sleeper
+        for sleeper in sub._sleepers
+        if not (isinstance(sleeper, asyncio.Future) and sleeper.done())
+    ]
+
+
 def _message(n: int) -> Message:
     return Message(topic=f"t/{n}", payload=b"%d" % n)
 
@@ -46,12 +58,12 @@ async def test_waiting_iterator_gets_each_message_offered_later() -> None:
         tg.start_soon(consume)
         for n in range(3):
             await anyio.wait_all_tasks_blocked()
-            assert len(sub._sleepers) == 1
+            assert len(_waiting(sub)) == 1
             sub._offer(_message(n))
         await anyio.wait_all_tasks_blocked()
         sub._close()
     assert seen == [b"0", b"1", b"2"]
-    assert sub._sleepers == []
+    assert _waiting(sub) == []
 
 
 async def test_waiting_receive_gets_message_then_end_of_stream() -> None:
@@ -85,9 +97,9 @@ async def test_cancelled_wait_leaves_no_sleeper_and_loses_nothing() -> None:
 
         tg.start_soon(consume)
         await anyio.wait_all_tasks_blocked()
-        assert len(sub._sleepers) == 1
+        assert len(_waiting(sub)) == 1
         tg.cancel_scope.cancel()
-    assert sub._sleepers == []
+    assert _waiting(sub) == []
     # A message offered now wakes nobody (a stale wake-up would crash trio) and
     # stays for the next consumer.
     sub._offer(_message(7))
@@ -113,7 +125,7 @@ async def test_cancel_right_after_the_wake_up_loses_nothing() -> None:
         scope.cancel()
     queued = [sub.receive_nowait().payload for _ in range(sub.statistics().queued)]
     assert seen + queued == [b"1"]
-    assert sub._sleepers == []
+    assert _waiting(sub) == []
 
 
 async def test_every_waiting_consumer_wakes_and_each_message_goes_to_one() -> None:
@@ -128,11 +140,11 @@ async def test_every_waiting_consumer_wakes_and_each_message_goes_to_one() -> No
         tg.start_soon(consume, 0)
         tg.start_soon(consume, 1)
         await anyio.wait_all_tasks_blocked()
-        assert len(sub._sleepers) == 2
+        assert len(_waiting(sub)) == 2
         sub._offer(_message(1))
         await anyio.wait_all_tasks_blocked()
         # One took it; the other went back to waiting.
-        assert len(sub._sleepers) == 2
+        assert len(_waiting(sub)) == 2
         sub._offer(_message(2))
         await anyio.wait_all_tasks_blocked()
         sub._close()
@@ -252,3 +264,14 @@ async def test_iteration_schedules_at_least_every_streak() -> None:
             taken += 1
             if taken == _STREAK + 1:
                 break
+
+
+async def test_repeatedly_cancelled_waits_do_not_pile_up() -> None:
+    # A consumer polling with a timeout and never getting a message.
+    sub = _subscription()
+    for _ in range(100):
+        with anyio.move_on_after(0):
+            await sub.receive()
+        await anyio.lowlevel.checkpoint()
+    assert len(sub._sleepers) <= 1
+    assert _waiting(sub) == []

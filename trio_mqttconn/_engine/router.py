@@ -56,6 +56,8 @@ _LOGGER = logging.getLogger("trio_mqttconn.client")
 HUB_BUFFER = 1024
 #: Entries of the (filter, topic) match cache before it starts over.
 _MATCH_CACHE_SIZE = 4096
+#: Entries of the (topic, identifiers) route cache before it starts over.
+_ROUTE_CACHE_SIZE = 4096
 #: The client whose own task (a listener's dispatcher) is running, if any.
 RUNNING_IN: contextvars.ContextVar[MqttClient | None] = contextvars.ContextVar(
     "trio_mqttconn_running_in", default=None
@@ -81,11 +83,15 @@ class Router:
     qos2_held: dict[int, Hold] = attrs.Factory(dict)
     #: (filter, topic) -> whether the filter matches (checks of identifiers).
     match_cache: dict[tuple[str, str], bool] = attrs.Factory(dict)
+    #: (topic, subscription identifiers) -> the subscriptions it goes to, but for
+    #: `catch_all`; emptied whenever a subscription comes or goes.
+    routes: dict[tuple[str, tuple[int, ...]], list[Subscription]] = attrs.Factory(dict)
 
     # -- registry ------------------------------------------------------------------
 
     def register(self, sub: Subscription) -> None:
         """Route matching messages to *sub* from now on."""
+        self.routes.clear()
         sub._intake = self.intake
         self.subscriptions.append(sub)
         self.by_filter.setdefault(sub.topic_filter, []).append(sub)
@@ -101,6 +107,7 @@ class Router:
             return False
         if sub not in self.subscriptions:
             return False
+        self.routes.clear()
         self.subscriptions.remove(sub)
         siblings = self.by_filter[sub.topic_filter]
         siblings.remove(sub)
@@ -145,6 +152,7 @@ class Router:
         self.filter_ids.clear()
         self.qos2_held.clear()
         self.match_cache.clear()
+        self.routes.clear()
         room = self.intake.room
         if room is not None:
             self.intake.room = None
@@ -165,14 +173,26 @@ class Router:
         out again. When none of the named ones matches (or an identifier is
         unknown to this process), the subscription tree decides.
         """
+        topic = message.topic
         identifiers = message.properties.subscription_identifiers
-        found: list[Subscription] | None = None
-        if identifiers and self.by_id:
-            found = self._by_identifiers(identifiers, message.topic)
+        found = self.routes.get((topic, identifiers))
         if found is None:
-            found = self.tree.match(message.topic)
+            found = self._route(topic, identifiers)
         if self.catch_all:
             return [*self.catch_all, *found]
+        return found
+
+    def _route(self, topic: str, identifiers: tuple[int, ...]) -> list[Subscription]:
+        """`route` without `catch_all`, remembered until the subscriptions change."""
+        found: list[Subscription] | None = None
+        if identifiers and self.by_id:
+            found = self._by_identifiers(identifiers, topic)
+        if found is None:
+            found = self.tree.match(topic)
+        routes = self.routes
+        if len(routes) >= _ROUTE_CACHE_SIZE:
+            routes.clear()
+        routes[topic, identifiers] = found
         return found
 
     def _by_identifiers(
@@ -219,7 +239,14 @@ class Router:
         """
         qos = message.qos
         hold: Hold | None = None
-        targets = self.route(message)
+        # `route`, inlined (once per message).
+        topic = message.topic
+        identifiers = message.properties.subscription_identifiers
+        targets = self.routes.get((topic, identifiers))
+        if targets is None:
+            targets = self._route(topic, identifiers)
+        if self.catch_all:
+            targets = [*self.catch_all, *targets]
         for sub in targets:
             copy = message
             if qos and sub._manual_ack:
@@ -344,7 +371,7 @@ class Hub:
                     message.ack()  # never handed out: nobody else will
                 continue
             result = listener(message)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
 
 
