@@ -25,6 +25,7 @@ CORE_MODULES = ",".join(
         "_subtree",
         "_events",
         "_session",
+        "_journal",
         "_message",
         "_backoff",
     )

@@ -17,6 +17,7 @@ CORE = [
     "_packets",
     "_properties",
     "_session",
+    "_journal",
     "_subtree",
     "_topics",
     "_backoff",

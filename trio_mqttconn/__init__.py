@@ -41,12 +41,18 @@ from ._exceptions import (
     ProtocolError as ProtocolError,
     PublishError as PublishError,
     RequestTimeout as RequestTimeout,
+    SessionStoreError as SessionStoreError,
     SubscribeError as SubscribeError,
     UnsubscribeError as UnsubscribeError,
 )
 from ._factories import (
     DefaultMqttFactory as DefaultMqttFactory,
     MqttMessageQueueFactory as MqttMessageQueueFactory,
+)
+from ._journal import (
+    ChangeKind as ChangeKind,
+    SessionChange as SessionChange,
+    StoredSession as StoredSession,
 )
 from ._message import Message as Message
 from ._packets import TopicSubscription as TopicSubscription, Will as Will
@@ -78,6 +84,11 @@ from ._rpc import (
     RequestStatistics as RequestStatistics,
     Responder as Responder,
     ResponderStatistics as ResponderStatistics,
+)
+from ._store import (
+    MemorySessionStore as MemorySessionStore,
+    SessionStore as SessionStore,
+    SqliteSessionStore as SqliteSessionStore,
 )
 from ._subscription import (
     Listener as Listener,

@@ -71,7 +71,7 @@ from ._engine.operations import Operation
 from ._engine.router import HUB_BUFFER, RUNNING_IN, Router
 from ._engine.serve import POISON_TRIES as POISON_TRIES
 from ._enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
-from ._exceptions import MqttError, NotOpenError, PublishError
+from ._exceptions import MqttError, NotOpenError, PublishError, SessionStoreError
 from ._groups import (
     Event as _Event,
     TaskGroup,
@@ -100,6 +100,7 @@ if TYPE_CHECKING:
     from ._message import Message
     from ._packets import PublishPacket, TopicSubscription, Will
     from ._rpc import RequestStatistics, Responder, _Requester
+    from ._store import SessionStore
 
 __all__ = ["ClientStatistics", "MqttClient", "Transport"]
 
@@ -213,6 +214,11 @@ class MqttClient:
         on_connect: Called (synchronously, from the supervisor) after every CONNACK,
             with True for a reconnection. For counters and logs; must not block.
         on_connection_lost: Called with the reason when a connection drops.
+        session_store: Where the session survives the process (a `SessionStore`,
+            e.g. `SqliteSessionStore`): unfinished QoS 1/2 messages, QoS 2
+            state and subscriptions are stored before their packets leave, and
+            taken up again by the next client with the same *client_id* (which
+            must be given). None (default): the session lives in memory only.
     """
 
     _endpoints: tuple[Endpoint, ...] = attrs.field(
@@ -270,6 +276,8 @@ class MqttClient:
     """Bytes of parked QoS 0 messages past which reading pauses."""
     maximum_outgoing_packet_size: int | None = attrs.field(default=None, kw_only=True)
     """Largest packet we send (MQTT 3.1.1 brokers announce no limit); None: none."""
+    session_store: SessionStore | None = attrs.field(default=None, kw_only=True)
+    """Where the session survives the process; None: in memory only."""
 
     _websocket_headers: dict[str, str] | None = attrs.field(
         default=None, kw_only=True, alias="websocket_headers"
@@ -333,8 +341,16 @@ class MqttClient:
     _connack: ConnAckInfo | None = attrs.field(init=False, default=None)
     #: The requesting side of request(), made on the first request (see _rpc).
     _requester: _Requester | None = attrs.field(init=False, default=None)
+    _restored_subscriptions: tuple[TopicSubscription, ...] = attrs.field(
+        init=False, default=()
+    )
 
     def __attrs_post_init__(self) -> None:
+        if self.session_store is not None and not self.client_id:
+            raise ValueError(
+                "session_store needs a client_id: a stored session belongs to one "
+                "client id; pass client_id=..."
+            )
         if self.client_id is None:
             self.client_id = f"trio-mqttconn-{secrets.token_hex(6)}"
         if self.reconnect_delay <= 0 or self.max_reconnect_delay < self.reconnect_delay:
@@ -354,6 +370,7 @@ class MqttClient:
             outgoing_topic_aliases=self.outgoing_topic_aliases,
             maximum_outgoing_packet_size=self.maximum_outgoing_packet_size,
             defer_acks=True,  # the link releases them (see Link.acks)
+            journal=self.session_store is not None,
         )
         self._router = Router(intake=_Intake(limit=self.intake_limit))
 
@@ -505,6 +522,11 @@ class MqttClient:
             raise NotOpenError(
                 f"this MqttClient is {self._state}: a client runs once, make a new one"
             )
+        if self.session_store is not None:
+            assert self.client_id is not None
+            stored = self.session_store.open(self.client_id, self.protocol)
+            self._session.restore(stored)
+            self._restored_subscriptions = stored.subscriptions
         self._state = "connecting"
         self._new_event = event_factory()
 
@@ -631,9 +653,46 @@ class MqttClient:
             if self._state == "closed":
                 self._finished.set()
 
+    @property
+    def restored_subscriptions(self) -> tuple[TopicSubscription, ...]:
+        """The subscriptions the `session_store` kept from an earlier process.
+
+        Set when the client starts; empty without a store. The broker may deliver
+        messages for them as soon as it resumes the session: subscribe to them
+        again (``subscription``/``subscribe``) to receive those.
+        """
+        return self._restored_subscriptions
+
+    def _persist(self) -> None:
+        """Hand the session's journal to the store (before any write; see _store).
+
+        Raises:
+            SessionStoreError: the store failed; the client stops.
+        """
+        changes = self._session.take_journal()
+        if changes:
+            assert self.session_store is not None
+            try:
+                self.session_store.apply(changes)
+            except SessionStoreError as exc:
+                self._record_failure(exc)
+                self._stop_tasks()
+                raise
+
+    def _close_store(self) -> None:
+        store = self.session_store
+        if store is not None:
+            try:
+                self._persist()
+            except SessionStoreError as exc:
+                _LOGGER.error("%s", exc)
+            finally:
+                store.close()
+
     def _shutdown(self) -> None:
         """Leave nothing behind: fail waiters, end subscriptions, wake everyone."""
         self._state = "closed"
+        self._close_store()
         closed = NotOpenError("the client is closed")
         for op in self._pending.values():
             op.fail(closed)

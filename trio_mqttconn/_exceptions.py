@@ -43,6 +43,7 @@ __all__ = [
     "PublishError",
     "PublishLimitError",
     "RequestTimeout",
+    "SessionStoreError",
     "SubscribeError",
     "UnsubscribeError",
 ]
@@ -231,3 +232,14 @@ class RequestTimeout(MqttError, TimeoutError):
     """
 
     default_code = "REQUEST_TIMEOUT"
+
+
+class SessionStoreError(MqttError):
+    """The session store could not be opened, read or written.
+
+    The client stops: without the store it could no longer keep its promise that
+    what left the process is known after a crash. The message names the store
+    and what failed; the cause is the store's own exception.
+    """
+
+    default_code = "SESSION_STORE_ERROR"

@@ -127,6 +127,7 @@ from ._events import (
     Unsubscribed,
 )
 from ._exceptions import InvalidStateError, ProtocolError, PublishLimitError
+from ._journal import ChangeKind, SessionChange, StoredSession
 from ._message import Message
 from ._packets import (
     AuthPacket,
@@ -191,6 +192,13 @@ class SessionState(enum.Enum):
 _DISCONNECTED: Final = SessionState.DISCONNECTED
 _CONNECTING: Final = SessionState.CONNECTING
 _CONNECTED: Final = SessionState.CONNECTED
+_STORED: Final = ChangeKind.STORED
+_RELEASED: Final = ChangeKind.RELEASED
+_COMPLETED: Final = ChangeKind.COMPLETED
+_RECEIVED: Final = ChangeKind.RECEIVED
+_FORGOTTEN: Final = ChangeKind.FORGOTTEN
+_SUBSCRIBED: Final = ChangeKind.SUBSCRIBED
+_UNSUBSCRIBED: Final = ChangeKind.UNSUBSCRIBED
 _CLOSED: Final = SessionState.CLOSED
 
 
@@ -302,6 +310,9 @@ class ClientSession:
         default=0, validator=_check_topic_alias_maximum
     )
     """Highest topic alias the broker may use towards us (MQTT 5); 0 = none."""
+    journal: bool = False
+    """Record every change of the durable state as a `SessionChange` for
+    `take_journal` (for an engine with a session store; see `_journal`)."""
     outgoing_topic_aliases: bool = False
     """Replace repeated topics of our PUBLISH by topic aliases (broker permitting)."""
     maximum_outgoing_packet_size: int | None = attrs.field(
@@ -410,6 +421,14 @@ class ClientSession:
     # receive_maximum_cap while connected with MQTT 5 (see receive_maximum_excess).
     _incoming_cap: int = attrs.field(default=_NO_LIMIT, init=False, repr=False)
     _clean_start: bool = attrs.field(default=True, init=False, repr=False)
+    # The changes not taken yet (journal=True), else None.
+    _journal: list[SessionChange] | None = attrs.field(
+        default=attrs.Factory(
+            lambda self: [] if self.journal else None, takes_self=True
+        ),
+        init=False,
+        repr=False,
+    )
     _session_expiry: int = attrs.field(default=0, init=False, repr=False)
     _auth_method: str | None = attrs.field(default=None, init=False, repr=False)
     # Highest QoS of any SUBSCRIBE in this broker session: the broker never delivers
@@ -631,6 +650,8 @@ class ClientSession:
             # on a new connection, where aliases start afresh [v5:MQTT-3.3.2-7].
             self._outgoing[packet_id] = packet
             self._next_id = packet_id % _MAX_PACKET_ID + 1
+            if self._journal is not None:
+                self._journal.append(SessionChange(_STORED, packet_id, packet))
         return packet_id, data
 
     def subscribe(
@@ -687,6 +708,10 @@ class ClientSession:
         self._subscribes[packet_id] = len(subscriptions)
         self._next_id = packet_id % _MAX_PACKET_ID + 1
         self._max_sub_qos = max(self._max_sub_qos, *(s.qos for s in subscriptions))
+        if self._journal is not None:
+            self._journal.extend(
+                SessionChange(_SUBSCRIBED, subscription=s) for s in subscriptions
+            )
         return packet_id, data
 
     def unsubscribe(
@@ -724,6 +749,11 @@ class ClientSession:
         self._check_size("UnsubscribePacket", data)
         self._unsubscribes[packet_id] = len(filters)
         self._next_id = packet_id % _MAX_PACKET_ID + 1
+        if self._journal is not None:
+            self._journal.extend(
+                SessionChange(_UNSUBSCRIBED, subscription=TopicSubscription(filter=f))
+                for f in filters
+            )
         return packet_id, data
 
     def ping(self) -> bytes:
@@ -1012,6 +1042,7 @@ class ClientSession:
                     f"PUBREC, so it was sent"
                 )
             del self._outgoing[packet_id]
+            self._completed(packet_id)
             if packet.topic in self._out_aliases:
                 self._alias_unsure.add(packet.topic)
             if self._held:
@@ -1024,6 +1055,71 @@ class ClientSession:
                 return True
         return False
 
+    def take_journal(self) -> list[SessionChange]:
+        """Return the durable state's changes since the last call, in order.
+
+        Empty unless the session was made with ``journal=True``. A store must keep
+        them before the bytes produced after them are written (see `_journal`).
+        """
+        journal = self._journal
+        if not journal:
+            return []
+        self._journal = []
+        return journal
+
+    def forget(self, packet_id: int) -> None:
+        """Journal that a message discarded with a lost session is settled.
+
+        After a CONNACK with Session Present = 0, `Connected.discarded` lists the
+        outgoing messages the broker never took; they stay in the journal's state
+        until the engine published each again (call this right before that
+        `publish`, so that both changes reach the store together) or gave it up.
+        """
+        if self._journal is not None:
+            self._journal.append(SessionChange(_COMPLETED, packet_id))
+
+    def restore(self, stored: StoredSession) -> None:
+        """Take over the durable state an earlier process left (a session store's).
+
+        Only before the first `connect`. The outgoing messages are re-sent with
+        DUP=1 after a CONNACK with Session Present = 1 (PUBREL for the `released`
+        ones) and reported in `Connected.discarded` otherwise, like this
+        session's own; incoming QoS 2 ids are not delivered again before their
+        PUBREL; the subscriptions bound the QoS accepted [v5:MQTT-3.8.4-8].
+
+        Raises:
+            InvalidStateError: If the session has connected before.
+            ValueError: If a stored message has no QoS 1/2 packet id, or a
+                released id names no stored QoS 2 message.
+        """
+        if self._state is not _DISCONNECTED or self._session_known or self._outgoing:
+            raise InvalidStateError(
+                "restore() takes a stored session only before the first connect"
+            )
+        outgoing: dict[int, PublishPacket] = {}
+        for packet in stored.outgoing:
+            if packet.packet_id is None or not packet.qos:
+                raise ValueError(
+                    f"a stored message to {packet.topic!r} is not a QoS 1/2 "
+                    f"PUBLISH with a packet id"
+                )
+            outgoing[packet.packet_id] = attrs.evolve(packet, dup=False)
+        for packet_id in stored.released:
+            sent = outgoing.get(packet_id)
+            if sent is None or sent.qos != QoS.EXACTLY_ONCE:
+                raise ValueError(
+                    f"stored PUBREC state for packet id {packet_id}, which names "
+                    f"no stored QoS 2 message"
+                )
+        self._outgoing = outgoing
+        self._pubrel = dict.fromkeys(stored.released)
+        self._incoming_qos2 = set(stored.incoming_qos2)
+        self._max_sub_qos = max(
+            (s.qos for s in stored.subscriptions), default=QoS.AT_MOST_ONCE
+        )
+        if outgoing:
+            self._next_id = max(outgoing) % _MAX_PACKET_ID + 1
+
     def pending_publishes(self) -> list[PublishPacket]:
         """Return the outgoing QoS 1/2 PUBLISH not yet completed, in publish order.
 
@@ -1033,6 +1129,10 @@ class ClientSession:
         return list(self._outgoing.values())
 
     # -------------------------------------------------------------------- helpers
+
+    def _completed(self, packet_id: int) -> None:
+        if self._journal is not None:
+            self._journal.append(SessionChange(_COMPLETED, packet_id))
 
     def _set_state(self, state: SessionState) -> None:
         self._state = state
@@ -1232,6 +1332,14 @@ class ClientSession:
             pubrel = self._pubrel
             discarded = tuple(p for i, p in self._outgoing.items() if i not in pubrel)
             discarded_pubrel = tuple(pubrel)
+            journal = self._journal
+            if journal is not None:
+                # Messages to publish again stay stored until `forget` (the
+                # engine publishes each again as a new message, or never).
+                journal.extend(SessionChange(_COMPLETED, i) for i in pubrel)
+                journal.extend(
+                    SessionChange(_FORGOTTEN, i) for i in self._incoming_qos2
+                )
             self._outgoing.clear()
             pubrel.clear()
             self._incoming_qos2.clear()
@@ -1316,6 +1424,7 @@ class ClientSession:
                     error = self._size_error(what, size, limit)
             if error is not None:
                 del outgoing[packet_id]
+                self._completed(packet_id)
                 held.discard(packet_id)
                 self._late.append(
                     PublishCompleted(
@@ -1394,6 +1503,8 @@ class ClientSession:
                     self._acks_queued += 1
             else:
                 self._incoming_qos2.add(packet_id)
+                if self._journal is not None:
+                    self._journal.append(SessionChange(_RECEIVED, packet_id))
                 if self.defer_acks:
                     self._owed.append((packet_id, 2))
                 else:
@@ -1459,6 +1570,8 @@ class ClientSession:
         if sent.qos != QoS.AT_LEAST_ONCE:
             raise self._mismatch("PubAckPacket", sent)
         del self._outgoing[packet_id]
+        if self._journal is not None:
+            self._journal.append(SessionChange(_COMPLETED, packet_id))
         if self._held:
             self._held.discard(packet_id)
             self._release()
@@ -1488,6 +1601,7 @@ class ClientSession:
         if packet_id not in self._pubrel:
             if packet.reason_code >= 0x80:  # [v5:MQTT-4.4.0-2] done, failed
                 del self._outgoing[packet_id]
+                self._completed(packet_id)
                 if self._held:
                     self._held.discard(packet_id)
                     self._release()
@@ -1497,6 +1611,8 @@ class ClientSession:
                     properties=packet.properties,
                 )
             self._pubrel[packet_id] = None
+            if self._journal is not None:
+                self._journal.append(SessionChange(_RELEASED, packet_id))
             if self._held:
                 # Received after all: never re-send it now [v5:MQTT-4.3.3-6].
                 self._held.discard(packet_id)
@@ -1508,6 +1624,8 @@ class ClientSession:
         packet_id = packet.packet_id
         if packet_id in self._incoming_qos2:
             self._incoming_qos2.remove(packet_id)  # [v5:MQTT-4.3.3-11]
+            if self._journal is not None:
+                self._journal.append(SessionChange(_FORGOTTEN, packet_id))
             self._out += _ACK.pack(_PUBCOMP, 2, packet_id)
             self._acks_queued += 1
         elif self.protocol_version is ProtocolVersion.V5:
@@ -1530,6 +1648,8 @@ class ClientSession:
             raise self._mismatch("PubCompPacket", sent)
         del self._outgoing[packet_id]
         del self._pubrel[packet_id]
+        if self._journal is not None:
+            self._journal.append(SessionChange(_COMPLETED, packet_id))
         if self._held:
             self._release()
         return PublishCompleted(

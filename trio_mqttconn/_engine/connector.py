@@ -177,6 +177,11 @@ async def handshake(
                             session=session,
                             counters=counters,
                             on_end=client._link_ended,
+                            persist=(
+                                None
+                                if client.session_store is None
+                                else client._persist
+                            ),
                         )
                         if event.client_id:
                             client.client_id = event.client_id

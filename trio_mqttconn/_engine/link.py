@@ -135,6 +135,8 @@ class Link:
     on_end: Callable[[Link, BaseException], None]
     #: The stream's socket, when writes may go to it directly (see direct_socket).
     sock: socket.socket | None = None
+    #: Hands the session's journal to the session store before each write.
+    persist: Callable[[], None] | None = None
     #: Cancel scopes of the work serving this link; ending it cancels them all.
     scopes: list[anyio.CancelScope] = attrs.Factory(list)
     #: When our unanswered PINGREQ went out (None: none outstanding).
@@ -361,6 +363,10 @@ class Link:
         """
         if self.ended is not None:
             raise ConnectionLost(f"the connection to {self.where} ended")
+        if self.persist is not None:
+            # What these bytes (and the ones before them) did to the session is
+            # kept before they leave (see _store).
+            self.persist()
         if self.writing:
             self.outbox.append(data)
             if not wait:

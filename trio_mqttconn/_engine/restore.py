@@ -82,8 +82,12 @@ async def _republish(client: MqttClient, link: Link, connected: Connected) -> No
         while link.session.send_quota <= 0:
             await client._wait_quota()
         packet, op = waiting[0]
+        session = link.session
+        if packet.packet_id is not None:
+            # Settled together with its new publish (one store transaction).
+            session.forget(packet.packet_id)
         try:
-            new_id, data = link.session.publish(
+            new_id, data = session.publish(
                 packet.topic,
                 packet.payload,
                 qos=packet.qos,
