@@ -43,9 +43,12 @@ nitpick_ignore_regex = [
         r"py:.*",
         r"(anyio|trio|ssl|attrs|collections|typing|pathlib|random|_random|enum|socket"
         r"|subprocess|tempfile|types|contextlib|logging|datetime|json|asyncio|queue"
-        r"|_contextvars|wsproto|h11)(\..*)?",
+        r"|_contextvars|wsproto|h11|os)(\..*)?",
     ),
-    (r"py:class", r"(Self|T|TypeAlias|Sequence|Mapping|Callable|Awaitable|Any|Path)"),
+    (
+        r"py:class",
+        r"(Self|T|TypeAlias|Sequence|Mapping|Callable|Awaitable|Any|Path|PublishPacket)",
+    ),
     (r"py:.*", r".*\._.*"),
 ]
 default_role = "obj"
