@@ -5,6 +5,8 @@ acknowledged, QoS 2 messages between PUBREC and PUBCOMP) is finished by the seco
 before it publishes anything new.
 """
 
+from __future__ import annotations
+
 import os
 import tempfile
 from pathlib import Path
