@@ -98,7 +98,8 @@ def apply_changes(
             released.pop(packet_id, None)
             outgoing[packet_id] = change.packet
         elif kind is ChangeKind.RELEASED:
-            released[packet_id] = None
+            if packet_id in outgoing:  # (the session releases only its own)
+                released[packet_id] = None
         elif kind is ChangeKind.COMPLETED:
             outgoing.pop(packet_id, None)
             released.pop(packet_id, None)

@@ -282,6 +282,7 @@ def test_apply_changes_folds_in_order() -> None:
         [
             SessionChange(ChangeKind.STORED, 1, packet),
             SessionChange(ChangeKind.RELEASED, 1),
+            SessionChange(ChangeKind.RELEASED, 2),  # not stored: nothing to release
             SessionChange(ChangeKind.RECEIVED, 4),
             SessionChange(ChangeKind.SUBSCRIBED, subscription=sub),
             SessionChange(

@@ -1,0 +1,242 @@
+"""Session stores on their own, and a client whose store fails (issue #11, part 2).
+
+`SqliteSessionStore` must give back exactly what applying the changes in order
+means (`apply_changes`, the reference), survive being closed and opened again, and
+turn every SQLite failure into a `SessionStoreError` that names the file. A client
+whose store fails stops with that error instead of sending what it could not record.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+import attrs
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from trio_mqttconn import (
+    ChangeKind,
+    MemorySessionStore,
+    MqttClient,
+    ProtocolVersion,
+    QoS,
+    SessionChange,
+    SessionStore,
+    SessionStoreError,
+    SqliteSessionStore,
+    StoredSession,
+    TopicSubscription,
+)
+from trio_mqttconn._journal import apply_changes
+from trio_mqttconn._packets import PublishPacket
+from trio_mqttconn._properties import Properties
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from trio_mqttconn.testing import FakeBroker
+
+V5 = ProtocolVersion.V5
+V311 = ProtocolVersion.V311
+
+
+def _packet(packet_id: int, qos: int = 1, payload: bytes = b"p") -> PublishPacket:
+    return PublishPacket(
+        topic=f"t/{packet_id}",
+        payload=payload,
+        qos=QoS(qos),
+        packet_id=packet_id,
+        properties=Properties(user_properties=(("k", "v"),)),
+    )
+
+
+def test_store_sqlite_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteSessionStore(path)
+    assert "s.db" in repr(store)
+    assert store.open("c1", V5).empty
+    sub = TopicSubscription(filter="a/+", qos=QoS.EXACTLY_ONCE, no_local=True)
+    changes = [
+        SessionChange(ChangeKind.STORED, 5, _packet(5, 2)),
+        SessionChange(ChangeKind.STORED, 6, _packet(6, 1)),
+        SessionChange(ChangeKind.RELEASED, 5),
+        SessionChange(ChangeKind.RECEIVED, 9),
+        SessionChange(ChangeKind.SUBSCRIBED, subscription=sub),
+        SessionChange(
+            ChangeKind.SUBSCRIBED, subscription=TopicSubscription(filter="b")
+        ),
+        SessionChange(
+            ChangeKind.UNSUBSCRIBED, subscription=TopicSubscription(filter="b")
+        ),
+    ]
+    store.apply(changes)
+    store.close()
+    store.close()  # idempotent
+    again = SqliteSessionStore(path)
+    stored = again.open("c1", V5)
+    assert stored == apply_changes(StoredSession(), changes)
+    assert stored.subscriptions == (sub,)
+    # Publish order survives a reopen: a later STORED comes after the earlier ones.
+    again.apply([SessionChange(ChangeKind.STORED, 1, _packet(1))])
+    again.apply(
+        [SessionChange(ChangeKind.COMPLETED, 5), SessionChange(ChangeKind.FORGOTTEN, 9)]
+    )
+    again.close()
+    final = SqliteSessionStore(path, fsync=True)
+    state = final.open("c1", V5)
+    final.close()
+    assert [p.packet_id for p in state.outgoing] == [6, 1]
+    assert state.released == ()
+    assert state.incoming_qos2 == ()
+
+
+_KINDS = st.sampled_from(list(ChangeKind))
+
+
+@st.composite
+def _changes(draw: st.DrawFn) -> list[SessionChange]:
+    changes: list[SessionChange] = []
+    for kind in draw(st.lists(_KINDS, max_size=30)):
+        packet_id = draw(st.integers(1, 6))
+        if kind is ChangeKind.STORED:
+            qos = draw(st.sampled_from([1, 2]))
+            changes.append(SessionChange(kind, packet_id, _packet(packet_id, qos)))
+        elif kind in (ChangeKind.SUBSCRIBED, ChangeKind.UNSUBSCRIBED):
+            name = draw(st.sampled_from(["a", "b/#", "c/+"]))
+            changes.append(
+                SessionChange(kind, subscription=TopicSubscription(filter=name))
+            )
+        else:
+            changes.append(SessionChange(kind, packet_id))
+    return changes
+
+
+@settings(max_examples=40, deadline=None)
+@given(batches=st.lists(_changes(), max_size=4))
+def test_store_sqlite_matches_the_reference(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[list[SessionChange]]
+) -> None:
+    path = tmp_path_factory.mktemp("store") / "s.db"
+    store = SqliteSessionStore(path)
+    store.open("c", V5)
+    expected = StoredSession()
+    for batch in batches:
+        store.apply(batch)
+        expected = apply_changes(expected, batch)
+    store.close()
+    reopened = SqliteSessionStore(path)
+    got = reopened.open("c", V5)
+    reopened.close()
+    # Incoming QoS 2 ids are a set: their order means nothing.
+    assert attrs.evolve(got, incoming_qos2=()) == attrs.evolve(
+        expected, incoming_qos2=()
+    )
+    assert sorted(got.incoming_qos2) == sorted(expected.incoming_qos2)
+
+
+def test_store_sqlite_refuses_another_client_or_version(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SqliteSessionStore(path).open("first", V5)
+    with pytest.raises(SessionStoreError, match="'first', not 'second'"):
+        SqliteSessionStore(path).open("second", V5)
+    with pytest.raises(SessionStoreError, match="protocol level 5 session, not 4"):
+        SqliteSessionStore(path).open("first", V311)
+
+
+def test_store_memory_refuses_another_client() -> None:
+    store = MemorySessionStore()
+    store.open("first", V5)
+    store.close()
+    with pytest.raises(SessionStoreError, match="in memory holds the session"):
+        store.open("second", V5)
+
+
+def test_store_sqlite_errors_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "s.db"
+    with pytest.raises(
+        SessionStoreError, match=r"session store .*s\.db: opening failed"
+    ):
+        SqliteSessionStore(missing).open("c", V5)
+    with pytest.raises(SessionStoreError, match="is not open"):
+        SqliteSessionStore(tmp_path / "x.db").apply([])
+
+
+def test_store_sqlite_write_failure_rolls_back(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteSessionStore(path)
+    store.open("c", V5)
+    store.apply([SessionChange(ChangeKind.STORED, 1, _packet(1))])
+    side = sqlite3.connect(path)
+    side.execute("DROP TABLE incoming_qos2")
+    side.commit()
+    side.close()
+    with pytest.raises(SessionStoreError, match="writing failed"):
+        store.apply(
+            [
+                SessionChange(ChangeKind.COMPLETED, 1),
+                SessionChange(ChangeKind.RECEIVED, 3),
+            ]
+        )
+    store.close()
+    # All of the failed call or nothing: message 1 is still stored.
+    side = sqlite3.connect(path)
+    assert side.execute("SELECT packet_id FROM outgoing").fetchall() == [(1,)]
+    side.close()
+
+
+def test_store_sqlite_damaged_message(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteSessionStore(path)
+    store.open("c", V5)
+    store.apply([SessionChange(ChangeKind.STORED, 1, _packet(1))])
+    store.close()
+    side = sqlite3.connect(path)
+    side.execute("UPDATE outgoing SET packet_id = 2")
+    side.commit()
+    side.close()
+    with pytest.raises(SessionStoreError, match="packet id 2 is damaged"):
+        SqliteSessionStore(path).open("c", V5)
+
+
+class _FailingStore:
+    """A store that works until told to fail."""
+
+    def __init__(self) -> None:
+        self.fail = False
+        self.applied: list[SessionChange] = []
+        self.closed = False
+
+    def open(self, client_id: str, protocol_version: ProtocolVersion) -> StoredSession:
+        return StoredSession()
+
+    def apply(self, changes: Sequence[SessionChange]) -> None:
+        if self.fail:
+            raise SessionStoreError("session store test: writing failed: disk full")
+        self.applied.extend(changes)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_store_protocol_is_runtime_checkable() -> None:
+    assert isinstance(_FailingStore(), SessionStore)
+    assert isinstance(MemorySessionStore(), SessionStore)
+
+
+@pytest.mark.anyio
+async def test_store_failure_stops_the_client(fake_broker: FakeBroker) -> None:
+    store = _FailingStore()
+    with pytest.raises(SessionStoreError, match="disk full"):  # noqa: PT012
+        async with MqttClient(
+            "mqtt://fake",
+            client_id="c",
+            session_store=store,
+            transport=fake_broker.connect,
+        ) as client:
+            await client.publish("t", b"1", qos=1)
+            assert any(c.kind is ChangeKind.STORED for c in store.applied)
+            store.fail = True
+            await client.publish("t", b"2", qos=1)
+    assert store.closed
