@@ -48,6 +48,25 @@ Listener: TypeAlias = Callable[[Message], Awaitable[None] | None]
 
 
 @final
+class Sleepers(list[Any]):
+    """The consumers waiting on one channel (trio tasks, or asyncio futures).
+
+    On trio it also keeps the abort callback of the task that waited last, so a
+    task that waits on the same channel again and again (one consumer per
+    subscription) reuses it: no closure and cells per wait that live until the
+    task wakes, which is what keeps the garbage collector busy when a thousand
+    tasks wait at once.
+    """
+
+    __slots__ = ("abort", "owner")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owner: object = None
+        self.abort: Callable[[Any], Any] | None = None
+
+
+@final
 @attrs.frozen(eq=False)
 class _Waits:
     """How a consumer waits, with the running backend's own primitives.
@@ -58,9 +77,9 @@ class _Waits:
     """
 
     #: ``await sleep(sleepers)``: wait (a cancel point) until `wake` is called.
-    sleep: Callable[[list[Any]], Awaitable[None]]
+    sleep: Callable[[Sleepers], Awaitable[None]]
     #: Wake every sleeper in the list and empty it (never blocks).
-    wake: Callable[[list[Any]], None]
+    wake: Callable[[Sleepers], None]
     checkpoint: Callable[[], Awaitable[None]]
     checkpoint_if_cancelled: Callable[[], Awaitable[None]]
     cancel_shielded_checkpoint: Callable[[], Awaitable[None]]
@@ -75,19 +94,29 @@ def _trio_waits() -> _Waits:
     reschedule = lowlevel.reschedule
     succeeded = lowlevel.Abort.SUCCEEDED
 
-    def sleep(sleepers: list[Any]) -> Awaitable[None]:
-        # Not a coroutine function itself: the caller awaits trio's own wait
-        # directly, one frame less per wake-up.
-        task = current_task()
-        sleepers.append(task)
-
+    def aborter(
+        sleepers: Sleepers, task: object
+    ) -> Callable[[object], trio.lowlevel.Abort]:
         def abort(_: object) -> trio.lowlevel.Abort:
             sleepers.remove(task)  # cancelled: nobody reschedules it now
             return succeeded
 
+        sleepers.owner = task
+        sleepers.abort = abort
+        return abort
+
+    def sleep(sleepers: Sleepers) -> Awaitable[None]:
+        # Not a coroutine function itself: the caller awaits trio's own wait
+        # directly, one frame less per wake-up. (No closure here: its cells
+        # would be made on every call.)
+        task = current_task()
+        sleepers.append(task)
+        abort = sleepers.abort
+        if sleepers.owner is not task or abort is None:
+            abort = aborter(sleepers, task)
         return wait_task_rescheduled(abort)
 
-    def wake(sleepers: list[Any]) -> None:
+    def wake(sleepers: Sleepers) -> None:
         for task in sleepers:
             reschedule(task)
         sleepers.clear()
@@ -104,7 +133,7 @@ def _trio_waits() -> _Waits:
 def _anyio_waits() -> _Waits:
     get_running_loop = asyncio.get_running_loop
 
-    def sleep(sleepers: list[Any]) -> Awaitable[None]:
+    def sleep(sleepers: Sleepers) -> Awaitable[None]:
         # The caller awaits the future itself. A cancelled one stays in the list
         # until the next wake-up or wait, which drops it (it is done).
         if sleepers:
@@ -113,7 +142,7 @@ def _anyio_waits() -> _Waits:
         sleepers.append(future)
         return future
 
-    def wake(sleepers: list[Any]) -> None:
+    def wake(sleepers: Sleepers) -> None:
         for future in sleepers:
             if not future.done():
                 future.set_result(None)
@@ -212,7 +241,7 @@ class Subscription:
     _readable: bool = attrs.field(init=False, default=True, repr=False)
     #: Consumers waiting for a message or the end: trio tasks blocked in
     #: ``wait_task_rescheduled`` on trio, futures on asyncio (see `_Waits`).
-    _sleepers: list[Any] = attrs.field(init=False, factory=list, repr=False)
+    _sleepers: Sleepers = attrs.field(init=False, factory=Sleepers, repr=False)
     #: The running backend's primitives, looked up by the first consumer.
     _waits: _Waits | None = attrs.field(init=False, default=None, repr=False)
     _delivered: int = attrs.field(init=False, default=0, repr=False)
