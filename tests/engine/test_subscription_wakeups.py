@@ -275,3 +275,33 @@ async def test_repeatedly_cancelled_waits_do_not_pile_up() -> None:
         await anyio.lowlevel.checkpoint()
     assert len(sub._sleepers) <= 1
     assert _waiting(sub) == []
+
+
+async def test_cancelling_one_of_two_waiting_consumers_keeps_the_other() -> None:
+    # On trio the abort callback of the consumer that waited last is kept for its
+    # next wait; the earlier one's must still remove that one, not the other.
+    sub = _subscription()
+    seen: list[bytes] = []
+    async with anyio.create_task_group() as tg:
+        first = anyio.CancelScope()
+
+        async def consume(scope: anyio.CancelScope) -> None:
+            with scope:
+                async for message in sub:
+                    seen.append(message.payload)
+
+        tg.start_soon(consume, first)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(consume, anyio.CancelScope())
+        await anyio.wait_all_tasks_blocked()
+        assert len(_waiting(sub)) == 2
+        first.cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert len(_waiting(sub)) == 1
+        sub._offer(_message(1))
+        await anyio.wait_all_tasks_blocked()
+        assert seen == [b"1"]
+        sub._offer(_message(2))
+        await anyio.wait_all_tasks_blocked()
+        sub._close()
+    assert seen == [b"1", b"2"]
