@@ -280,3 +280,19 @@ def test_plugin_our_suite_says_when_the_plugin_is_not_loaded() -> None:
     assert "the trio_mqttconn pytest plugin is not loaded: install the package" in (
         result.stderr
     )
+
+
+def test_plugin_broker_ports_are_never_handed_out_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CI flake: two listeners of one broker got the same random port ("Address
+    # already in use" in mosquitto's log). The random draw now skips ports this
+    # process handed out already, even when the draw repeats itself.
+    import random
+
+    from trio_mqttconn.testing import _mosquitto
+
+    draws = iter([21000, 21000, 21000, 21001])
+    monkeypatch.setattr(random, "randint", lambda a, b: next(draws))
+    monkeypatch.setattr(_mosquitto, "_HANDED_OUT", set())
+    assert [_mosquitto._free_port(), _mosquitto._free_port()] == [21000, 21001]

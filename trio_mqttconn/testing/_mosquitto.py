@@ -71,9 +71,24 @@ def find_mosquitto(name: str = "mosquitto") -> str:
 _PORT_RANGE = (20000, 32767)
 
 
+#: Ports this process handed out already: never twice, so two listeners of one
+#: broker never get the same port (the bind check alone cannot tell: nothing
+#: listens between the check and mosquitto's start), and a broker that restarts
+#: never finds its port given to another broker meanwhile.
+_HANDED_OUT: set[int] = set()
+
+
 def _free_port() -> int:
+    port = _find_port()
+    _HANDED_OUT.add(port)
+    return port
+
+
+def _find_port() -> int:
     for _ in range(200):
         port = random.randint(*_PORT_RANGE)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
