@@ -1017,8 +1017,9 @@ class MqttClient:
         """Publish a request and return its response (MQTT 5 request/response).
 
         The request carries this client's response topic
-        (``trio_mqttconn/responses/<client id>``, subscribed once, on the first
-        request) and Correlation Data of its own; the response with that
+        (``trio_mqttconn/responses/<client id>``, or ``<Response
+        Information>/<client id>`` when the broker offers Response Information;
+        subscribed once, on the first request) and Correlation Data of its own; the response with that
         Correlation Data is returned to this call only, however many requests are
         in flight. A responder answers with :meth:`Request.respond` (see
         :meth:`responder`).
