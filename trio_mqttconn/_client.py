@@ -790,12 +790,13 @@ class MqttClient:
     async def _wait_ready(self) -> Link:
         while True:
             self._check_open()
-            link = self._ready_link()
-            if link is not None and self._session.state is SessionState.CONNECTED:
-                return link
-            if link is not None:
-                # Connected no more (a DISCONNECT is on its way): wait for the end
-                # of this link, not in a loop.
+            link = self._link
+            if link is not None and link.ended is None:
+                if self._session.state is SessionState.CONNECTED:
+                    return link
+                # Connected no more (the broker's DISCONNECT was decoded, the
+                # reader has yet to end the link): wait for the end of this link,
+                # not in a loop on the still-set ready event.
                 await link.wait_ended()
                 continue
             await self._ready.wait()
