@@ -8,13 +8,16 @@ whose store fails stops with that error instead of sending what it could not rec
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from typing import TYPE_CHECKING
 
 import attrs
 import pytest
+import trio
 from hypothesis import given, settings, strategies as st
 
+from tests._fakes import FakeBroker as ScriptedFakeBroker, make_client
 from trio_mqttconn import (
     ChangeKind,
     MemorySessionStore,
@@ -29,8 +32,9 @@ from trio_mqttconn import (
     TopicSubscription,
 )
 from trio_mqttconn._journal import apply_changes
-from trio_mqttconn._packets import PublishPacket
+from trio_mqttconn._packets import PubAckPacket, PublishPacket
 from trio_mqttconn._properties import Properties
+from trio_mqttconn.testing import Answer
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -240,3 +244,36 @@ async def test_store_failure_stops_the_client(fake_broker: FakeBroker) -> None:
             store.fail = True
             await client.publish("t", b"2", qos=1)
     assert store.closed
+
+
+@pytest.mark.trio
+async def test_store_lost_session_republish_replaces_the_stored_message(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The broker lost the session: the message it never acknowledged is published
+    # again under a new packet id. The store must then hold it under the new id
+    # only (both changes in one apply), and nothing once it completed.
+    store = MemorySessionStore()
+    async with ScriptedFakeBroker(ack_publishes=False) as broker:
+        broker.script(Answer(), Answer(session_present=False))
+        client = make_client(
+            broker, clean_start=False, session_expiry=60, session_store=store
+        )
+        async with client, trio.open_nursery() as nursery:
+            nursery.start_soon(
+                functools.partial(client.publish, "t", b"keep me", qos=1)
+            )
+            first = await broker.connections[0].wait_for(PublishPacket)
+            assert [p.packet_id for p in store.state.outgoing] == [first.packet_id]
+            broker.connections[0].abort()
+            second = await broker.wait_connection(1)
+            again = await second.wait_for(PublishPacket)
+            assert again.payload == b"keep me"
+            assert not again.dup  # a new message: the broker lost the old one
+            stored = store.state.outgoing
+            assert [(p.packet_id, p.payload) for p in stored] == [
+                (again.packet_id, b"keep me")
+            ]
+            assert again.packet_id is not None
+            await second.send(PubAckPacket(packet_id=again.packet_id))
+        assert store.state.outgoing == ()
