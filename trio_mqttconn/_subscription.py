@@ -72,20 +72,33 @@ class _Waits:
     """How a consumer waits, with the running backend's own primitives.
 
     A waiting consumer puts itself into its subscription's list of sleepers and
-    the producer wakes it directly: on trio the task is rescheduled (no Event, no
-    parking lot, no anyio backend lookup per call); on asyncio it awaits a future.
+    the producer wakes it directly. On trio (*direct*) the producer hands the
+    message itself to the first waiting task, which is rescheduled with it: no
+    Event, no parking lot, no anyio backend lookup, no trip through the channel;
+    a rescheduled task can no longer be cancelled, so nothing handed over is lost.
+    On asyncio the message goes into the channel and every waiting consumer's
+    future completes (a completed future does not stop a cancellation there).
     """
 
-    #: ``await sleep(sleepers)``: wait (a cancel point) until `wake` is called.
-    sleep: Callable[[Sleepers], Awaitable[None]]
-    #: Wake every sleeper in the list and empty it (never blocks).
-    wake: Callable[[Sleepers], None]
+    #: The producer hands messages to waiting consumers (trio).
+    direct: bool
+    #: ``await sleep(sleepers)``: wait (a cancel point). Returns the message
+    #: handed over (*direct*) or None (woken: look at the channel again); raises
+    #: StopAsyncIteration, or the subscription's error, when it ended (*direct*).
+    sleep: Callable[[Sleepers], Awaitable[Any]]
+    #: ``hand(sleepers, message)``: give *message* to the first sleeper (*direct*;
+    #: else it is queued already and every sleeper wakes). Never blocks.
+    hand: Callable[[Sleepers, Message], None]
+    #: ``end(sleepers, error)``: the subscription ended; wake every sleeper (the
+    #: first one raises *error*, when not None, if *direct*). Never blocks.
+    end: Callable[[Sleepers, BaseException | None], None]
     checkpoint: Callable[[], Awaitable[None]]
     checkpoint_if_cancelled: Callable[[], Awaitable[None]]
     cancel_shielded_checkpoint: Callable[[], Awaitable[None]]
 
 
 def _trio_waits() -> _Waits:
+    import outcome  # trio's own dependency, for reschedule()
     import trio  # imported already: only called on trio
 
     lowlevel = trio.lowlevel
@@ -116,14 +129,23 @@ def _trio_waits() -> _Waits:
             abort = aborter(sleepers, task)
         return wait_task_rescheduled(abort)
 
-    def wake(sleepers: Sleepers) -> None:
+    value = outcome.Value
+    error_outcome = outcome.Error
+
+    def hand(sleepers: Sleepers, message: Message) -> None:
+        reschedule(sleepers.pop(0), value(message))
+
+    def end(sleepers: Sleepers, error: BaseException | None) -> None:
         for task in sleepers:
-            reschedule(task)
+            reschedule(task, error_outcome(error or StopAsyncIteration()))
+            error = None
         sleepers.clear()
 
     return _Waits(
+        direct=True,
         sleep=sleep,
-        wake=wake,
+        hand=hand,
+        end=end,
         checkpoint=lowlevel.checkpoint,
         checkpoint_if_cancelled=lowlevel.checkpoint_if_cancelled,
         cancel_shielded_checkpoint=lowlevel.cancel_shielded_checkpoint,
@@ -142,15 +164,17 @@ def _anyio_waits() -> _Waits:
         sleepers.append(future)
         return future
 
-    def wake(sleepers: Sleepers) -> None:
+    def wake(sleepers: Sleepers, _: object = None) -> None:
         for future in sleepers:
             if not future.done():
                 future.set_result(None)
         sleepers.clear()
 
     return _Waits(
+        direct=False,
         sleep=sleep,
-        wake=wake,
+        hand=wake,
+        end=wake,
         checkpoint=anyio.lowlevel.checkpoint,
         checkpoint_if_cancelled=anyio.lowlevel.checkpoint_if_cancelled,
         cancel_shielded_checkpoint=anyio.lowlevel.cancel_shielded_checkpoint,
@@ -293,10 +317,19 @@ class Subscription:
                 return False
             queue.popleft()
             self._dropped += 1
-        queue.append(message)
         self._delivered += 1
-        if self._sleepers:
-            self._wake()
+        sleepers = self._sleepers
+        if not sleepers:
+            queue.append(message)
+            return True
+        waits = self._waits
+        assert waits is not None  # set by whoever went to sleep
+        if not waits.direct:
+            queue.append(message)
+        elif queue:  # (never: a consumer waits only on an empty channel)
+            queue.append(message)
+            message = queue.popleft()
+        waits.hand(sleepers, message)
         return True
 
     def _park(self, message: Message) -> None:
@@ -377,12 +410,13 @@ class Subscription:
         self._wake()
 
     def _wake(self) -> None:
-        """Wake every waiting consumer (they look at the channel again)."""
+        """The subscription ended: wake every waiting consumer."""
         sleepers = self._sleepers
         if sleepers:
             waits = self._waits
             assert waits is not None  # set by whoever went to sleep
-            waits.wake(sleepers)
+            # (A consumer waits only on an empty channel: the end is next.)
+            waits.end(sleepers, self._ended() if waits.direct else None)
 
     # -- consumer side -------------------------------------------------------------
 
@@ -408,22 +442,6 @@ class Subscription:
         waits = self._waits = running_waits()
         return waits
 
-    async def _fill(self, waits: _Waits) -> bool:
-        """Wait until the channel holds a message (True) or never will again (False).
-
-        Called with the channel empty. Waiting is a cancel point and a schedule
-        point of its own; parked messages move in after a cancel point, and so
-        does the end (the iterator's error is raised here).
-        """
-        queue = self._queue
-        while not queue:
-            if self._open and not self._parked:
-                self._streak = 0
-                await waits.sleep(self._sleepers)
-            elif not await self._settle(waits):
-                return False
-        return True
-
     async def _settle(self, waits: _Waits) -> bool:
         """Move parked messages in (True) or take the end (False), after a cancel point."""
         await waits.checkpoint_if_cancelled()
@@ -448,17 +466,24 @@ class Subscription:
         """
         waits = self._waits or self._backend()
         queue = self._queue
-        if not queue and self._readable and self._open and not self._parked:
-            # Nothing queued: the wait is the checkpoint (as in trio's channels).
-            await waits.sleep(self._sleepers)
-            if queue:
-                return queue.popleft()
-        await waits.checkpoint_if_cancelled()
-        if not queue and not await self._fill(waits):
-            raise anyio.EndOfStream
+        if queue:
+            await waits.checkpoint_if_cancelled()
+        slept = False
+        while not queue:
+            if self._open and not self._parked:
+                try:
+                    handed: Message | None = await waits.sleep(self._sleepers)
+                except StopAsyncIteration:
+                    raise anyio.EndOfStream from None
+                if handed is not None:
+                    return handed  # the wait was the checkpoint
+                slept = True
+            elif not await self._settle(waits):
+                raise anyio.EndOfStream
         message = queue.popleft()
-        # A schedule point that cannot lose the message it returns.
-        await waits.cancel_shielded_checkpoint()
+        if not slept:
+            # A schedule point that cannot lose the message it returns.
+            await waits.cancel_shielded_checkpoint()
         return message
 
     def receive_nowait(self) -> Message:
@@ -476,13 +501,21 @@ class Subscription:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> Message:
+    def __anext__(self) -> Awaitable[Message]:
+        waits = self._waits or self._backend()
+        if waits.direct and not self._queue and self._open and not self._parked:
+            # Nothing queued (trio): the wait itself is what the iteration awaits,
+            # and its result is the message the producer hands over.
+            self._streak = 1
+            return waits.sleep(self._sleepers)
+        return self._next(waits)
+
+    async def _next(self, waits: _Waits) -> Message:
         # Drain what is queued without a task switch, a full checkpoint only every
         # _STREAK messages: a task switch per message would cost more than the
         # message itself. Cancellation is still checked before each queued message
         # is taken, so a cancelled iteration never loses one; with nothing queued
         # the wait is the checkpoint.
-        waits = self._waits or self._backend()
         queue = self._queue
         if queue:
             if self._streak < _STREAK:
@@ -491,10 +524,12 @@ class Subscription:
                 self._streak = 0
                 await waits.checkpoint()
         while not queue:
-            # (The loop of `_fill`, inlined: one coroutine less per message.)
             if self._open and not self._parked:
                 self._streak = 0
-                await waits.sleep(self._sleepers)
+                handed: Message | None = await waits.sleep(self._sleepers)
+                if handed is not None:
+                    self._streak = 1
+                    return handed
             elif not await self._settle(waits):
                 raise StopAsyncIteration
         self._streak += 1

@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_mqttconn import Message, SubscribeError
+from trio_mqttconn import Message, QoS, SubscribeError
 from trio_mqttconn._packets import TopicSubscription
 from trio_mqttconn._subscription import _STREAK, Subscription
 
@@ -305,3 +305,68 @@ async def test_cancelling_one_of_two_waiting_consumers_keeps_the_other() -> None
         await anyio.wait_all_tasks_blocked()
         sub._close()
     assert seen == [b"1", b"2"]
+
+
+async def test_refusal_goes_to_one_waiting_consumer_the_end_to_the_others() -> None:
+    sub = _subscription()
+    error = SubscribeError("refused again after a reconnect")
+    outcomes: list[str] = []
+    async with anyio.create_task_group() as tg:
+
+        async def receive() -> None:
+            try:
+                await sub.receive()
+            except SubscribeError as exc:
+                outcomes.append("error" if exc is error else "another error")
+            except anyio.EndOfStream:
+                outcomes.append("end")
+
+        tg.start_soon(receive)
+        tg.start_soon(receive)
+        await anyio.wait_all_tasks_blocked()
+        sub._fail(error)
+    assert sorted(outcomes) == ["end", "error"]
+
+
+async def test_a_message_handed_over_survives_the_release_before_the_wake_up() -> None:
+    # trio hands the message to the waiting task itself; ending the subscription
+    # before that task ran must neither lose it nor acknowledge it behind the
+    # consumer's back (asyncio: it was queued and _release drops it, as before).
+    sub = _subscription()
+    acks: list[int] = []
+    message = Message(
+        topic="t/1", payload=b"1", qos=QoS.AT_LEAST_ONCE, acker=lambda: acks.append(1)
+    )
+    sub._manual_ack = True
+    got: list[Message] = []
+    async with anyio.create_task_group() as tg:
+
+        async def iterate() -> None:
+            got.extend([m async for m in sub])
+
+        tg.start_soon(iterate)
+        await anyio.wait_all_tasks_blocked()
+        sub._offer(message)
+        sub._release()
+    # Either the consumer has it (and acknowledges it itself), or it was acked
+    # for the consumer: never both, never neither.
+    assert len(got) + len(acks) == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_queued_message_goes_before_the_one_offered() -> None:
+    # Never happens (a consumer waits only on an empty channel), but if it did,
+    # order is kept: the waiting consumer gets the queued message.
+    sub = _subscription()
+    got: list[bytes] = []
+    async with anyio.create_task_group() as tg:
+
+        async def take() -> None:
+            got.append((await sub.__anext__()).payload)
+
+        tg.start_soon(take)
+        await anyio.wait_all_tasks_blocked()
+        sub._queue.append(_message(0))
+        sub._offer(_message(1))
+    assert got == [b"0"]
+    assert sub.receive_nowait().payload == b"1"
