@@ -955,6 +955,8 @@ class ClientSession:
             self._out += _ACK.pack(_PUBACK, 2, packet_id)
             self._acks_queued += 1
         else:
+            if self._journal is not None:
+                self._journal.append(SessionChange(_RECEIVED, packet_id))
             self._out += _ACK.pack(_PUBREC, 2, packet_id)
 
     def data_to_send(self) -> bytes:
@@ -1503,11 +1505,15 @@ class ClientSession:
                     self._acks_queued += 1
             else:
                 self._incoming_qos2.add(packet_id)
-                if self._journal is not None:
-                    self._journal.append(SessionChange(_RECEIVED, packet_id))
                 if self.defer_acks:
+                    # Journaled when its PUBREC is released (`release_ack`): a
+                    # store must not keep an id whose message the application
+                    # never got, or a restarted process would drop the
+                    # broker's re-delivery of it as a duplicate.
                     self._owed.append((packet_id, 2))
                 else:
+                    if self._journal is not None:
+                        self._journal.append(SessionChange(_RECEIVED, packet_id))
                     self._out += _ACK.pack(_PUBREC, 2, packet_id)
         return MessageReceived(
             message=Message(

@@ -108,6 +108,23 @@ def test_journal_incoming_qos2_until_pubrel() -> None:
     assert kinds(session) == [(ChangeKind.FORGOTTEN, 7)]
 
 
+def test_journal_deferred_pubrec_journals_the_id_when_released() -> None:
+    # An id is stored only once its PUBREC goes out: a process killed while the
+    # message waited for its consumer gets it again from the broker after the
+    # restart, instead of dropping the re-delivery as a duplicate.
+    session, broker = make_session(journal=True, defer_acks=True)
+    session.subscribe([TopicSubscription(filter="t", qos=QOS2)])
+    session.take_journal()
+    broker.send(session, PublishPacket(topic="t", payload=b"m", qos=QOS2, packet_id=3))
+    assert session.take_journal() == []
+    assert session.take_owed_acks() == [(3, 2)]
+    session.release_ack(3, 2)
+    assert kinds(session) == [(ChangeKind.RECEIVED, 3)]
+    broker.send(session, PublishPacket(topic="t", payload=b"q", qos=QOS1, packet_id=4))
+    session.release_owed_acks()
+    assert session.take_journal() == []
+
+
 def test_journal_subscriptions() -> None:
     session, _ = make_session(journal=True)
     subs = [TopicSubscription(filter="a/#", qos=QOS1), TopicSubscription(filter="b")]

@@ -20,6 +20,7 @@ from hypothesis import given, settings, strategies as st
 from tests._fakes import FakeBroker as ScriptedFakeBroker, make_client
 from trio_mqttconn import (
     ChangeKind,
+    ConnectionLost,
     MemorySessionStore,
     MqttClient,
     ProtocolVersion,
@@ -32,7 +33,7 @@ from trio_mqttconn import (
     TopicSubscription,
 )
 from trio_mqttconn._journal import apply_changes
-from trio_mqttconn._packets import PubAckPacket, PublishPacket
+from trio_mqttconn._packets import PubAckPacket, PublishPacket, PubRecPacket
 from trio_mqttconn._properties import Properties
 from trio_mqttconn.testing import Answer
 
@@ -277,3 +278,45 @@ async def test_store_lost_session_republish_replaces_the_stored_message(
             assert again.packet_id is not None
             await second.send(PubAckPacket(packet_id=again.packet_id))
         assert store.state.outgoing == ()
+
+
+@pytest.mark.trio
+async def test_store_keeps_an_incoming_qos2_id_only_once_its_message_was_taken(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A QoS 2 message parked beside a full buffer has its PUBREC withheld; if the
+    # store kept its id already, a process started after a crash would take the
+    # broker's re-delivery for a duplicate and the message would be lost.
+    store = MemorySessionStore()
+    async with ScriptedFakeBroker(release_deliveries=False) as broker:
+        broker.script(Answer(), Answer(session_present=True))
+        first = make_client(
+            broker,
+            clean_start=False,
+            session_expiry=60,
+            session_store=store,
+            reconnect=False,
+        )
+        # The process dies with a message parked: its connection is gone, nothing
+        # ends in order (a graceful unsubscribe would let the parked ack go).
+        with pytest.raises(ConnectionLost):  # noqa: PT012
+            async with first, first.subscription("t", qos=2, buffer=1):
+                conn = await broker.wait_connection(0)
+                taken = await conn.deliver("t", b"taken", qos=2)
+                parked = await conn.deliver("t", b"parked", qos=2)
+                await conn.wait_for(PubRecPacket)  # the taken one's, journaled first
+                conn.abort()
+                await trio.sleep_forever()
+        assert conn.packets(PubRecPacket) == [PubRecPacket(packet_id=taken.packet_id)]
+        assert taken.packet_id in store.state.incoming_qos2
+        assert parked.packet_id not in store.state.incoming_qos2
+
+        second = make_client(
+            broker, clean_start=False, session_expiry=60, session_store=store
+        )
+        async with second, second.subscription("t", qos=2) as sub:
+            conn = await broker.wait_connection(1)
+            await conn.send(attrs.evolve(parked, dup=True))
+            with trio.fail_after(5):
+                message = await sub.receive()
+            assert message.payload == b"parked"
