@@ -307,7 +307,7 @@ async def test_store_keeps_an_incoming_qos2_id_only_once_its_message_was_taken(
                 await conn.wait_for(PubRecPacket)  # the taken one's, journaled first
                 conn.abort()
                 await trio.sleep_forever()
-        assert conn.packets(PubRecPacket) == [PubRecPacket(packet_id=taken.packet_id)]
+        assert [p.packet_id for p in conn.packets(PubRecPacket)] == [taken.packet_id]
         assert taken.packet_id in store.state.incoming_qos2
         assert parked.packet_id not in store.state.incoming_qos2
 
