@@ -184,6 +184,7 @@ def bench(session: nox.Session) -> None:
         session.run("python", "bench/clients.py", *session.posargs)
     session.run("python", "bench/shared.py", *session.posargs)
     session.run("python", "bench/request_response.py", *session.posargs)
+    session.run("python", "bench/session_store.py", *session.posargs)
 
 
 @nox.session

@@ -14,8 +14,10 @@ QoS 2 messages the broker already has (PUBREL, not PUBLISH: no duplicate), and
 does not deliver again an incoming QoS 2 message it had acknowledged.
 
 Stores are synchronous and called from the event loop (no threads): they must be
-quick and local. `SqliteSessionStore` commits one transaction per write of the
-engine, which coalesces concurrent publishes.
+quick and local. `SqliteSessionStore` commits one transaction per
+`SessionStore.apply`: the engine calls it before each packet it sends, with what
+was journaled since the last call (a completion rides along with the next
+packet). ``bench/session_store.py`` measures what that costs.
 """
 
 from __future__ import annotations
@@ -141,10 +143,11 @@ class SqliteSessionStore:
         ) as client:
             ...
 
-    Each engine write commits one transaction first. With ``fsync=False`` (the
-    default, SQLite ``synchronous=NORMAL``) a commit survives the process being
-    killed at any point; ``fsync=True`` (``synchronous=FULL``) also survives the
-    machine losing power, at the cost of an fsync per commit.
+    Each `SessionStore.apply` (before each packet the engine sends) commits one
+    transaction. With ``fsync=False`` (the default, SQLite ``synchronous=NORMAL``)
+    a commit survives the process being killed at any point; ``fsync=True``
+    (``synchronous=FULL``) also survives the machine losing power, at the cost of
+    an fsync per commit.
 
     Args:
         path: The database file; created (with its directory's permissions) if
