@@ -12,6 +12,12 @@ against the client's bounded intake, past which the reader pauses) or
 
 With ``manual_ack=True`` a QoS 1/2 message's acknowledgement goes out only when the
 application calls ``message.ack()``.
+
+A consumer waiting on an empty channel is woken with the backend's own primitives
+(`_Waits`): on trio the reader reschedules the waiting task with the message itself,
+as trio's memory channels do; on asyncio the message is queued and the consumer's
+future completes. No Event per wait, no anyio backend lookup per message: with a
+task per subscription the wake-up is most of what a message costs.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ Theory of operation
 The reader hands every received message to `Router.deliver`, which never waits:
 the subscription tree (or the MQTT 5 subscription identifiers, checked against
 the topic: a resumed session may carry an earlier process's) names the matching
-subscriptions and each gets the message with ``send_nowait``. A subscription whose
+subscriptions, remembered by (topic, identifiers) until a subscription comes or
+goes, and each gets the message with `Subscription._offer` (on trio a consumer task
+waiting on an empty channel is handed the message itself). A subscription whose
 channel is full *parks* the message (``overflow="wait"``); for QoS 1/2 the message's
 PUBACK/PUBREC is then withheld (a `Hold` the link keeps in arrival order) until the
 consumer took it, so the broker stops sending at our Receive Maximum. Parked QoS 0
