@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     assert __doc__ is not None
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 messages, 1 round")
-    parser.add_argument("--rounds", type=int, default=5, help="best of N runs")
+    parser.add_argument("--rounds", type=int, default=3, help="best of N runs")
     parser.add_argument("--messages", type=int, default=1000, help="per run")
     parser.add_argument("--backends", default="trio,asyncio")
     parser.add_argument(
