@@ -108,6 +108,8 @@ __all__ = ["ClientStatistics", "MqttClient", "Transport"]
 Transport = Callable[[Endpoint], Awaitable[anyio.abc.ByteStream]]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
+#: QoS by wire value (``QoS(n)`` goes through Enum's slow ``__call__``).
+_QOS: tuple[QoS, ...] = tuple(QoS(value) for value in range(3))
 #: Compatibility names (older code and tests import them from here).
 _RUNNING_IN = RUNNING_IN
 _HUB_BUFFER = HUB_BUFFER
@@ -845,7 +847,8 @@ class MqttClient:
             check_topic("topic", topic)
         data_payload = to_payload(payload)
         if type(qos) is not QoS:
-            qos = QoS(qos)
+            # An int 0..2 by table: QoS(qos) costs more than the rest of the checks.
+            qos = _QOS[qos] if type(qos) is int and 0 <= qos <= 2 else QoS(qos)
         validate_topic_name(topic)
         props = EMPTY_PROPERTIES if properties is None else properties
         await operations.publish(self, topic, data_payload, qos, retain, props)

@@ -1,7 +1,9 @@
-"""Writes straight to the socket (trio): used when they may be, and exact when full.
+"""Writes straight to the socket (trio) or the transport (asyncio): used when they
+may be, and exact when full.
 
-On trio, with a plain socket stream and no write in progress, ``_send`` hands the
-bytes to the socket itself (see ``direct_socket``). These tests serve the client over
+On trio, with a plain socket stream and no write in progress, ``Link.send`` hands the
+bytes to the socket itself (see ``direct_socket``); on asyncio to anyio's transport
+(see ``direct_transport``). These tests serve the client over
 one end of a socketpair, with a hand-made broker on the other end, and fill the
 client's send buffer on purpose so that the direct write is refused or partial and
 the rest takes the stream's path: every byte must still arrive, in order, once.
@@ -26,7 +28,7 @@ from trio_mqttconn._packets import (
     PublishPacket,
     encode_packet,
 )
-from trio_mqttconn._transports import direct_socket
+from trio_mqttconn._transports import direct_socket, direct_transport
 
 if TYPE_CHECKING:
     from trio_mqttconn._packets import Packet
@@ -102,8 +104,11 @@ async def test_direct_writes_only_for_a_plain_socket_stream_on_trio(
         async with await anyio.abc.SocketStream.from_socket(left) as stream:
             found = direct_socket(stream)
             assert found is (left if anyio_backend_name == "trio" else None)
+            transport = direct_transport(stream)
+            assert transport is (None if anyio_backend_name == "trio" else stream)
     one, _other = memory_byte_stream_pair()
     assert direct_socket(one) is None
+    assert direct_transport(one) is None
 
 
 async def test_publishes_arrive_whole_when_the_socket_buffer_is_full() -> None:
@@ -140,7 +145,7 @@ async def test_publishes_arrive_whole_when_the_socket_buffer_is_full() -> None:
         broker.close()
 
 
-@pytest.mark.parametrize("anyio_backend", ["trio"])  # the direct path is trio's
+@pytest.mark.parametrize("anyio_backend", ["trio"])  # asyncio: the reader sees it first
 async def test_a_failed_direct_write_ends_the_connection_with_a_clear_error() -> None:
     broker = SocketPairBroker()
     client = make_client(broker)
@@ -161,5 +166,44 @@ async def test_a_failed_direct_write_ends_the_connection_with_a_clear_error() ->
                 group.start_soon(broker.accept)
                 with pytest.raises(ConnectionLost, match=r"^lost the connection to "):
                     await body()
+    finally:
+        broker.close()
+
+
+async def test_a_cancellation_during_the_yield_after_a_direct_write_waits() -> None:
+    """The schedule point after a write that went out without waiting is not a cancel
+    point (on asyncio: no shielded cancel scope, yet anyio does not interrupt it): the
+    publish returns, the connection stays, and the next checkpoint is cancelled."""
+    broker = SocketPairBroker()
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(broker.accept)
+                async with make_client(broker) as client:
+                    await client.publish("t", b"w")  # the link is ready
+                    packet = await broker.receive_packet()
+                    assert isinstance(packet, PublishPacket)
+                    returned = False
+                    with anyio.CancelScope() as scope:
+
+                        async def cancel() -> None:
+                            scope.cancel()
+
+                        # Runs while the publish below is at its yield after the write.
+                        group.start_soon(cancel)
+                        await client.publish("t", b"x")
+                        returned = True
+                        await anyio.lowlevel.checkpoint()
+                    assert returned
+                    assert scope.cancelled_caught
+                    packet = await broker.receive_packet()
+                    assert isinstance(packet, PublishPacket)
+                    assert packet.payload == b"x"
+                    assert client.is_connected
+                    await client.publish("t", b"y")
+                    packet = await broker.receive_packet()
+                    assert isinstance(packet, PublishPacket)
+                    assert packet.payload == b"y"
+                    assert client.statistics().connects == 1
     finally:
         broker.close()

@@ -33,18 +33,25 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import TYPE_CHECKING, Final
+import sys
+import types
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
 import attrs
 
 from .._exceptions import ConnectionLost, InvalidStateError, MqttError, ProtocolError
+from .._groups import running_on_trio
+from .._transports import direct_transport
 from . import trace
 
 if TYPE_CHECKING:
+    import asyncio
     import socket
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Generator
+
+    from anyio._backends._asyncio import SocketStream as AsyncioSocketStream
 
     from .._session import ClientSession
     from .._transports import Endpoint
@@ -109,6 +116,39 @@ def make_ack(hold: Hold) -> Callable[[], None]:
     return _Ack(hold)
 
 
+@types.coroutine
+def _resume_soon(done: asyncio.Future[None]) -> Generator[Any, None, None]:
+    """asyncio: a schedule point that anyio's cancel scopes do not interrupt.
+
+    *done* is a finished future of the running loop. The task waits on it for one
+    turn of the loop (a done future's callbacks are scheduled at once); anyio never
+    cancels a task whose awaited future is done (it is about to resume), so this
+    is what ``anyio.lowlevel.cancel_shielded_checkpoint()`` does, without the cost
+    of entering and leaving a shielded cancel scope. A cancellation meanwhile is
+    delivered at the task's next checkpoint.
+    """
+    done._asyncio_future_blocking = True
+    yield done
+
+
+def _check_cancelled() -> Callable[[], Awaitable[None]]:
+    """The running backend's ``checkpoint_if_cancelled``, without anyio's lookup of
+    the backend on every call (trio's own on trio)."""
+    if running_on_trio():
+        import trio  # imported already (running_on_trio)
+
+        return trio.lowlevel.checkpoint_if_cancelled
+    # anyio's other backend, asyncio: its module is loaded.
+    backend = getattr(
+        sys.modules.get("anyio._backends._asyncio"), "AsyncIOBackend", None
+    )
+    check = getattr(backend, "checkpoint_if_cancelled", None)
+    if check is None:  # pragma: no cover - another anyio version
+        return anyio.lowlevel.checkpoint_if_cancelled
+    found: Callable[[], Awaitable[None]] = check
+    return found
+
+
 @attrs.define(eq=False)
 class _Batch:
     """Bytes queued behind the active writer, written together."""
@@ -135,6 +175,17 @@ class Link:
     on_end: Callable[[Link, BaseException], None]
     #: The stream's socket, when writes may go to it directly (see direct_socket).
     sock: socket.socket | None = None
+    #: anyio's asyncio stream, when writes may go to its transport directly (see
+    #: direct_transport); set when the link is made.
+    direct: AsyncioSocketStream | None = attrs.field(default=None, init=False)
+    #: ``checkpoint_if_cancelled`` of the running backend.
+    check_cancelled: Callable[[], Awaitable[None]] = attrs.field(
+        factory=_check_cancelled, init=False
+    )
+    #: The running backend's clock.
+    clock: Callable[[], float] = attrs.field(default=anyio.current_time, init=False)
+    #: With `direct`: a finished future of the running loop (see _resume_soon).
+    _done: asyncio.Future[None] | None = attrs.field(default=None, init=False)
     #: Hands the session's journal to the session store before each write.
     persist: Callable[[], None] | None = None
     #: Cancel scopes of the work serving this link; ending it cancels them all.
@@ -158,6 +209,21 @@ class Link:
     acks: collections.deque[Hold] = attrs.Factory(collections.deque)
     _acks_wanted: anyio.Event = attrs.Factory(anyio.Event)
     _ended_event: anyio.Event = attrs.Factory(anyio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        if self.sock is not None:
+            import trio  # the direct socket is trio's only
+
+            self.clock = trio.current_time
+            return
+        direct = self.direct = direct_transport(self.stream)
+        if direct is not None:
+            import asyncio  # running it
+
+            loop = asyncio.get_running_loop()
+            self.clock = loop.time
+            done = self._done = loop.create_future()
+            done.set_result(None)
 
     # -- ownership -----------------------------------------------------------------
 
@@ -345,7 +411,9 @@ class Link:
 
     # -- writing -----------------------------------------------------------------------
 
-    async def send(self, data: bytes, *, wait: bool = True) -> None:
+    async def send(
+        self, data: bytes, *, wait: bool = True, checked: bool = False
+    ) -> None:
         """Write *data*; one writer at a time, the others coalesced.
 
         When no write is in progress the caller writes itself. Otherwise its bytes
@@ -357,6 +425,9 @@ class Link:
         the socket (trio) or transport (asyncio) buffer is never cut. One that
         arrives while the stream waits may have left part of a packet on the wire,
         so the link ends; frames are never continued.
+
+        With *checked*, the caller has just checked for cancellation (and not
+        yielded since): the write does not check again.
 
         Raises:
             ConnectionLost: the link ended, or the write failed.
@@ -378,22 +449,24 @@ class Link:
                     f"sending to {self.where} failed: {batch.error}"
                 ) from batch.error
             return
+        if not checked:
+            await self.check_cancelled()
         sock = self.sock
-        if sock is None:
-            await anyio.lowlevel.checkpoint_if_cancelled()
-        else:
-            # Only ever set on trio (see direct_socket): its primitives directly.
-            import trio  # imported already: asyncio never gets here
-
-            await trio.lowlevel.checkpoint_if_cancelled()
         self.writing = True
         written = 0
         try:
             if await self._write(sock, data):
-                # Written without waiting (trio only). Still a schedule point, not
-                # a cancel point, taken while still the writer: what others queue
-                # meanwhile goes out in one write.
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                # Written without waiting. Still a schedule point, not a cancel
+                # point, taken while still the writer: what others queue meanwhile
+                # goes out in one write.
+                if sock is not None:
+                    # Only ever set on trio (see direct_socket): its primitives.
+                    import trio  # imported already: asyncio never gets here
+
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                else:
+                    assert self._done is not None  # set with direct
+                    await _resume_soon(self._done)
             written += len(data)
             while self.outbox:
                 data = b"".join(self.outbox)
@@ -425,13 +498,12 @@ class Link:
             raise ConnectionLost(f"sending to {self.where} failed: {detail}") from exc
         finally:
             self.writing = False
-            self.last_sent = (
-                anyio.current_time() if sock is None else trio.current_time()
-            )
+            self.last_sent = self.clock()
             self.counters.bytes_sent += written
 
     async def _write(self, sock: socket.socket | None, data: bytes) -> bool:
-        """Write all of *data*; True if it went straight to the socket, unwaited."""
+        """Write all of *data*; True if it went to the socket (or the asyncio
+        transport) without waiting, and without a schedule point."""
         if sock is not None:
             try:
                 sent = sock.send(data)
@@ -440,7 +512,39 @@ class Link:
             if sent == len(data):
                 return True
             data = data[sent:]
+        elif (direct := self.direct) is not None:
+            return await self._write_transport(direct, data)
         await self.stream.send(data)
+        return False
+
+    @staticmethod
+    async def _write_transport(stream: AsyncioSocketStream, data: bytes) -> bool:
+        """anyio's asyncio ``SocketStream.send`` without its final checkpoint (see
+        direct_transport): True if *data* went to the socket without waiting."""
+        protocol = stream._protocol
+        if not protocol.write_event.is_set():
+            await stream.send(data)  # a write before was left waiting: anyio's way
+            return False
+        if stream._closed:
+            raise anyio.ClosedResourceError
+        if protocol.exception is not None:
+            raise anyio.BrokenResourceError from protocol.exception
+        transport = stream._transport
+        try:
+            transport.write(data)
+        except RuntimeError as exc:
+            if transport.is_closing():
+                raise anyio.BrokenResourceError from exc
+            raise
+        # anyio sets the high-water mark to 0: writing pauses while any byte waits.
+        written = protocol.write_event
+        if written.is_set():
+            return True
+        await written.wait()
+        if stream._closed:
+            raise anyio.ClosedResourceError  # aclose() dropped the rest
+        if protocol.exception is not None:
+            raise anyio.BrokenResourceError from protocol.exception
         return False
 
     async def violation(self, exc: ProtocolError, disconnect: bytes | None) -> None:

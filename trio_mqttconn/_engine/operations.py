@@ -84,13 +84,13 @@ async def publish(
     if qos is QoS.AT_MOST_ONCE:
         link = client._ready_link() or await client._wait_ready()
         # Cancelled here, before the session made the packet: no trace (no alias).
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await link.check_cancelled()
         _, data = link.session.publish(
             topic, payload, qos=qos, retain=retain, properties=properties
         )
         if trace.enabled():
             trace.sent("PUBLISH", len(data), topic=topic, qos=0, payload=len(payload))
-        await link.send(data)
+        await link.send(data, checked=True)
         client._counters.messages_published += 1
         return
     while True:
@@ -98,7 +98,7 @@ async def publish(
         if link.session.send_quota > 0:
             break
         await client._wait_quota()
-    await anyio.lowlevel.checkpoint_if_cancelled()
+    await link.check_cancelled()
     packet_id, data = link.session.publish(
         topic, payload, qos=qos, retain=retain, properties=properties
     )
@@ -121,7 +121,7 @@ async def publish(
         with contextlib.suppress(ConnectionLost):
             # The session keeps the message in flight: it is re-sent (or
             # published again) after reconnecting.
-            await link.send(data, wait=False)
+            await link.send(data, wait=False, checked=True)
         await op.done.wait()
     finally:
         if pending.get(op.packet_id) is op and not op.done.is_set():
