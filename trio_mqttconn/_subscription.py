@@ -143,7 +143,10 @@ def _trio_waits() -> _Waits:
 
     def end(sleepers: Sleepers, error: BaseException | None) -> None:
         for task in sleepers:
-            reschedule(task, error_outcome(error or StopAsyncIteration()))
+            reschedule(
+                task,
+                error_outcome(error if error is not None else StopAsyncIteration()),
+            )
             error = None
         sleepers.clear()
 
@@ -158,7 +161,7 @@ def _trio_waits() -> _Waits:
     )
 
 
-def _anyio_waits() -> _Waits:
+def _asyncio_waits() -> _Waits:
     get_running_loop = asyncio.get_running_loop
 
     def sleep(sleepers: Sleepers) -> Awaitable[None]:
@@ -195,7 +198,7 @@ def running_waits() -> _Waits:
     on_trio = running_on_trio()
     waits = _BACKENDS.get(on_trio)
     if waits is None:
-        waits = _BACKENDS[on_trio] = _trio_waits() if on_trio else _anyio_waits()
+        waits = _BACKENDS[on_trio] = _trio_waits() if on_trio else _asyncio_waits()
     return waits
 
 
