@@ -110,6 +110,7 @@ Transport = Callable[[Endpoint], Awaitable[anyio.abc.ByteStream]]
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 #: QoS by wire value (``QoS(n)`` goes through Enum's slow ``__call__``).
 _QOS: tuple[QoS, ...] = tuple(QoS(value) for value in range(3))
+_CONNECTED = SessionState.CONNECTED
 #: Compatibility names (older code and tests import them from here).
 _RUNNING_IN = RUNNING_IN
 _HUB_BUFFER = HUB_BUFFER
@@ -784,7 +785,7 @@ class MqttClient:
             link is None
             or link.ended is not None
             or self._state != "running"
-            or self._session.state is not SessionState.CONNECTED
+            or self._session.state is not _CONNECTED
         ):
             return None
         return link

@@ -192,6 +192,7 @@ class SessionState(enum.Enum):
 _DISCONNECTED: Final = SessionState.DISCONNECTED
 _CONNECTING: Final = SessionState.CONNECTING
 _CONNECTED: Final = SessionState.CONNECTED
+_V5: Final = ProtocolVersion.V5
 _STORED: Final = ChangeKind.STORED
 _RELEASED: Final = ChangeKind.RELEASED
 _COMPLETED: Final = ChangeKind.COMPLETED
@@ -587,7 +588,7 @@ class ClientSession:
         if not qos and fast:
             # The hot path: nothing to remember, nothing to alias.
             data = encode_publish_fast(
-                topic, payload, retain, self.protocol_version is ProtocolVersion.V5
+                topic, payload, retain, self.protocol_version is _V5
             )
             self._check_size("PublishPacket", data)
             return None, data
@@ -617,7 +618,7 @@ class ClientSession:
                 topic,
                 payload,
                 retain,
-                self.protocol_version is ProtocolVersion.V5,
+                self.protocol_version is _V5,
                 qos,
                 packet_id or 0,
             )

@@ -184,6 +184,10 @@ class Link:
     )
     #: The running backend's clock.
     clock: Callable[[], float] = attrs.field(default=anyio.current_time, init=False)
+    #: With `sock`: trio's ``cancel_shielded_checkpoint``.
+    _trio_yield: Callable[[], Awaitable[None]] = attrs.field(
+        default=anyio.lowlevel.cancel_shielded_checkpoint, init=False
+    )
     #: With `direct`: a finished future of the running loop (see _resume_soon).
     _done: asyncio.Future[None] | None = attrs.field(default=None, init=False)
     #: Hands the session's journal to the session store before each write.
@@ -211,10 +215,12 @@ class Link:
     _ended_event: anyio.Event = attrs.Factory(anyio.Event)
 
     def __attrs_post_init__(self) -> None:
-        if self.sock is not None:
-            import trio  # the direct socket is trio's only
+        if self.sock is not None or running_on_trio():
+            import trio  # imported already (the direct socket is trio's only)
 
-            self.clock = trio.current_time
+            # trio.current_time() asks the run for its clock each time.
+            self.clock = trio.lowlevel.current_clock().current_time
+            self._trio_yield = trio.lowlevel.cancel_shielded_checkpoint
             return
         direct = self.direct = direct_transport(self.stream)
         if direct is not None:
@@ -289,7 +295,7 @@ class Link:
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             detail = str(exc) or type(exc).__name__
             raise ConnectionLost(f"the connection broke: {detail}") from exc
-        self.last_heard = anyio.current_time()
+        self.last_heard = self.clock()
         self.counters.bytes_received += len(data)
         return data
 
@@ -455,18 +461,23 @@ class Link:
         self.writing = True
         written = 0
         try:
-            if await self._write(sock, data):
-                # Written without waiting. Still a schedule point, not a cancel
-                # point, taken while still the writer: what others queue meanwhile
-                # goes out in one write.
-                if sock is not None:
-                    # Only ever set on trio (see direct_socket): its primitives.
-                    import trio  # imported already: asyncio never gets here
-
-                    await trio.lowlevel.cancel_shielded_checkpoint()
+            if sock is not None:
+                # trio (see direct_socket): the socket itself, inline (the hot path).
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(data):
+                    # Written without waiting. Still a schedule point, not a cancel
+                    # point, taken while still the writer: what others queue
+                    # meanwhile goes out in one write.
+                    await self._trio_yield()
                 else:
-                    assert self._done is not None  # set with direct
-                    await _resume_soon(self._done)
+                    await self.stream.send(data[sent:])
+            elif await self._write(None, data):
+                # The same on asyncio (see direct_transport).
+                assert self._done is not None  # set with direct
+                await _resume_soon(self._done)
             written += len(data)
             while self.outbox:
                 data = b"".join(self.outbox)
