@@ -193,6 +193,8 @@ _DISCONNECTED: Final = SessionState.DISCONNECTED
 _CONNECTING: Final = SessionState.CONNECTING
 _CONNECTED: Final = SessionState.CONNECTED
 _V5: Final = ProtocolVersion.V5
+_QOS1: Final = QoS.AT_LEAST_ONCE
+_QOS2: Final = QoS.EXACTLY_ONCE
 _STORED: Final = ChangeKind.STORED
 _RELEASED: Final = ChangeKind.RELEASED
 _COMPLETED: Final = ChangeKind.COMPLETED
@@ -1574,7 +1576,7 @@ class ClientSession:
         sent = self._outgoing.get(packet_id)
         if sent is None:
             return None  # not ours (any more): ignored
-        if sent.qos != QoS.AT_LEAST_ONCE:
+        if sent.qos != _QOS1:
             raise self._mismatch("PubAckPacket", sent)
         del self._outgoing[packet_id]
         if self._journal is not None:
@@ -1603,7 +1605,7 @@ class ClientSession:
             else:
                 self._out += _ACK.pack(_PUBREL, 2, packet_id)
             return None
-        if sent.qos != QoS.EXACTLY_ONCE:
+        if sent.qos != _QOS2:
             raise self._mismatch("PubRecPacket", sent)
         if packet_id not in self._pubrel:
             if packet.reason_code >= 0x80:  # [v5:MQTT-4.4.0-2] done, failed

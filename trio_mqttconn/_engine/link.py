@@ -35,6 +35,7 @@ import collections
 import logging
 import sys
 import types
+import typing
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
     from anyio._backends._asyncio import SocketStream as AsyncioSocketStream
 
+    from .._groups import Event as _Event
     from .._session import ClientSession
     from .._transports import Endpoint
 
@@ -188,6 +190,11 @@ class Link:
     _trio_yield: Callable[[], Awaitable[None]] = attrs.field(
         default=anyio.lowlevel.cancel_shielded_checkpoint, init=False
     )
+    #: The backend's own event class, for the `Operation` of a QoS 1/2 publish
+    #: (anyio's Event on asyncio costs a backend lookup to make and a layer to wait).
+    #: Unlike anyio's, asyncio's ``wait()`` does not yield once set: callers make
+    #: sure they have yielded otherwise.
+    new_event: Callable[[], _Event] = attrs.field(default=anyio.Event, init=False)
     #: With `direct`: a finished future of the running loop (see _resume_soon).
     _done: asyncio.Future[None] | None = attrs.field(default=None, init=False)
     #: Hands the session's journal to the session store before each write.
@@ -221,11 +228,14 @@ class Link:
             # trio.current_time() asks the run for its clock each time.
             self.clock = trio.lowlevel.current_clock().current_time
             self._trio_yield = trio.lowlevel.cancel_shielded_checkpoint
+            self.new_event = trio.Event
             return
+        import asyncio  # running it (anyio's other backend)
+
+        # Its wait() returns True, not None: nobody looks.
+        self.new_event = typing.cast("Callable[[], _Event]", asyncio.Event)
         direct = self.direct = direct_transport(self.stream)
         if direct is not None:
-            import asyncio  # running it
-
             loop = asyncio.get_running_loop()
             self.clock = loop.time
             done = self._done = loop.create_future()

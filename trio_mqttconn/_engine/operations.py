@@ -115,16 +115,20 @@ async def publish(
             qos=int(qos),
             payload=len(payload),
         )
-    op = Operation(packet_id, done=client._new_event())
+    op = Operation(packet_id, done=link.new_event())
     pending = client._pending
     pending[packet_id] = op
     try:
         # Nothing yields between the session's publish and here: the bytes are
         # written or queued behind the active writer (they go out either way).
-        with contextlib.suppress(ConnectionLost):
+        try:
+            await link.send(data, wait=False, checked=True)
+        except ConnectionLost:
             # The session keeps the message in flight: it is re-sent (or
             # published again) after reconnecting.
-            await link.send(data, wait=False, checked=True)
+            pass
+        # Not set yet (nothing could answer before this task yielded): a schedule
+        # point here or in the write above, whichever event type the link made.
         await op.done.wait()
     finally:
         if pending.get(op.packet_id) is op and not op.done.is_set():
@@ -137,7 +141,7 @@ async def publish(
         # The session gave the re-send up: it breaks a limit of the new connection.
         raise result.error
     client._counters.messages_published += 1
-    if result.reason_code.is_failure:
+    if result.reason_code and result.reason_code.is_failure:  # 0 is success
         raise PublishError(
             f"the broker refused the message to {topic!r}: "
             f"{result.reason_code.phrase} (reason code {result.reason_code.value:#04x})",
