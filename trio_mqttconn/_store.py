@@ -205,6 +205,7 @@ class SqliteSessionStore:
             self._version = version
             (self._seq,) = db.execute(
                 "SELECT max(coalesce((SELECT max(seq) FROM outgoing), 0), "
+                "coalesce((SELECT max(released) FROM outgoing), 0), "
                 "coalesce((SELECT max(seq) FROM subscriptions), 0))"
             ).fetchone()
             return self._load(db)
@@ -213,7 +214,7 @@ class SqliteSessionStore:
 
     def _load(self, db: sqlite3.Connection) -> StoredSession:
         outgoing: list[PublishPacket] = []
-        released: list[int] = []
+        released: list[tuple[int, int]] = []
         decoder = PacketDecoder(self._version)
         for packet_id, data, was_released in db.execute(
             "SELECT packet_id, packet, released FROM outgoing ORDER BY seq"
@@ -227,7 +228,7 @@ class SqliteSessionStore:
                 )
             outgoing.append(packet)
             if was_released:
-                released.append(packet_id)
+                released.append((was_released, packet_id))
         incoming = tuple(
             row[0] for row in db.execute("SELECT packet_id FROM incoming_qos2")
         )
@@ -246,7 +247,8 @@ class SqliteSessionStore:
         )
         return StoredSession(
             outgoing=tuple(outgoing),
-            released=tuple(released),
+            # PUBREC order: the PUBRELs go out in it [MQTT-4.6.0-4].
+            released=tuple(packet_id for _, packet_id in sorted(released)),
             incoming_qos2=incoming,
             subscriptions=subscriptions,
         )
@@ -283,8 +285,11 @@ class SqliteSessionStore:
                 (packet_id, self._seq, encode_packet(change.packet, version)),
             )
         elif kind is ChangeKind.RELEASED:
+            # "released" holds the PUBREC's position in the sequence (0: none).
+            self._seq += 1
             db.execute(
-                "UPDATE outgoing SET released = 1 WHERE packet_id = ?", (packet_id,)
+                "UPDATE outgoing SET released = ? WHERE packet_id = ? AND released = 0",
+                (self._seq, packet_id),
             )
         elif kind is ChangeKind.COMPLETED:
             db.execute("DELETE FROM outgoing WHERE packet_id = ?", (packet_id,))
