@@ -20,6 +20,7 @@ import pytest
 
 from tests._fakes import memory_byte_stream_pair
 from trio_mqttconn import ConnectionLost, MqttClient, ProtocolVersion
+from trio_mqttconn._engine.link import _transport_drained, _transport_write
 from trio_mqttconn._packets import (
     ConnAckPacket,
     ConnectPacket,
@@ -31,6 +32,8 @@ from trio_mqttconn._packets import (
 from trio_mqttconn._transports import direct_socket, direct_transport
 
 if TYPE_CHECKING:
+    from anyio._backends._asyncio import SocketStream as AsyncioSocketStream
+
     from trio_mqttconn._packets import Packet
 
 pytestmark = pytest.mark.anyio
@@ -207,3 +210,75 @@ async def test_a_cancellation_during_the_yield_after_a_direct_write_waits() -> N
                     assert client.statistics().connects == 1
     finally:
         broker.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the transport path
+async def test_direct_transport_writes_fail_as_anyio_send_would() -> None:
+    left, right = socket.socketpair()
+    stream = await anyio.abc.SocketStream.from_socket(left)
+    direct = direct_transport(stream)
+    assert direct is not None
+    try:
+        assert _transport_write(direct, b"x")  # taken at once: nothing waits
+        assert right.recv(10) == b"x"
+        # The peer is gone: the transport reports it after the write, the next
+        # write raises it.
+        right.close()
+        _transport_write(direct, b"lost")
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        with pytest.raises(anyio.BrokenResourceError):
+            _transport_write(direct, b"y")
+    finally:
+        await stream.aclose()
+    with pytest.raises(anyio.ClosedResourceError):
+        _transport_write(direct, b"z")
+
+
+async def _drain(
+    direct: AsyncioSocketStream, outcome: list[BaseException | None]
+) -> None:
+    try:
+        await _transport_drained(direct)
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+        outcome.append(exc)
+    else:
+        outcome.append(None)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the transport path
+@pytest.mark.parametrize(
+    ("end", "expected"),
+    [
+        ("drained", type(None)),
+        ("closed", anyio.ClosedResourceError),
+        ("broken", anyio.BrokenResourceError),
+    ],
+)
+async def test_direct_transport_waits_until_drained_or_broken(
+    end: str, expected: type[BaseException | None]
+) -> None:
+    left, right = socket.socketpair()
+    right.setblocking(False)
+    stream = await anyio.abc.SocketStream.from_socket(left)
+    direct = direct_transport(stream)
+    assert direct is not None
+    outcome: list[BaseException | None] = []
+    try:
+        assert not _transport_write(direct, b"\x01" * 4_000_000)  # bytes wait
+        async with anyio.create_task_group() as group:
+            group.start_soon(_drain, direct, outcome)
+            await anyio.lowlevel.checkpoint()
+            if end == "drained":
+                received = 0
+                while received < 4_000_000:
+                    await anyio.wait_readable(right)
+                    received += len(right.recv(1 << 20))
+            elif end == "closed":
+                await stream.aclose()
+            else:
+                right.close()
+        assert [type(exc) for exc in outcome] == [expected]
+    finally:
+        await stream.aclose()
+        right.close()

@@ -484,10 +484,17 @@ class Link:
                     await self._trio_yield()
                 else:
                     await self.stream.send(data[sent:])
-            elif await self._write(None, data):
-                # The same on asyncio (see direct_transport).
-                assert self._done is not None  # set with direct
-                await _resume_soon(self._done)
+            elif (direct := self.direct) is not None:
+                # The same on asyncio (see direct_transport), inline too.
+                if not direct._protocol.write_event.is_set():
+                    await direct.send(data)  # bytes of a write before wait: anyio's way
+                elif _transport_write(direct, data):
+                    assert self._done is not None  # set with direct
+                    await _resume_soon(self._done)
+                else:
+                    await _transport_drained(direct)
+            else:
+                await self.stream.send(data)
             written += len(data)
             while self.outbox:
                 data = b"".join(self.outbox)
@@ -522,51 +529,23 @@ class Link:
             self.last_sent = self.clock()
             self.counters.bytes_sent += written
 
-    async def _write(self, sock: socket.socket | None, data: bytes) -> bool:
-        """Write all of *data*; True if it went to the socket (or the asyncio
-        transport) without waiting, and without a schedule point."""
+    async def _write(self, sock: socket.socket | None, data: bytes) -> None:
+        """Write all of *data* (the outbox: no schedule point when nothing waits)."""
         if sock is not None:
             try:
                 sent = sock.send(data)
             except BlockingIOError:
                 sent = 0
             if sent == len(data):
-                return True
+                return
             data = data[sent:]
-        elif (direct := self.direct) is not None:
-            return await self._write_transport(direct, data)
+        elif (
+            direct := self.direct
+        ) is not None and direct._protocol.write_event.is_set():
+            if not _transport_write(direct, data):
+                await _transport_drained(direct)
+            return
         await self.stream.send(data)
-        return False
-
-    @staticmethod
-    async def _write_transport(stream: AsyncioSocketStream, data: bytes) -> bool:
-        """anyio's asyncio ``SocketStream.send`` without its final checkpoint (see
-        direct_transport): True if *data* went to the socket without waiting."""
-        protocol = stream._protocol
-        if not protocol.write_event.is_set():
-            await stream.send(data)  # a write before was left waiting: anyio's way
-            return False
-        if stream._closed:
-            raise anyio.ClosedResourceError
-        if protocol.exception is not None:
-            raise anyio.BrokenResourceError from protocol.exception
-        transport = stream._transport
-        try:
-            transport.write(data)
-        except RuntimeError as exc:
-            if transport.is_closing():
-                raise anyio.BrokenResourceError from exc
-            raise
-        # anyio sets the high-water mark to 0: writing pauses while any byte waits.
-        written = protocol.write_event
-        if written.is_set():
-            return True
-        await written.wait()
-        if stream._closed:
-            raise anyio.ClosedResourceError  # aclose() dropped the rest
-        if protocol.exception is not None:
-            raise anyio.BrokenResourceError from protocol.exception
-        return False
 
     async def violation(self, exc: ProtocolError, disconnect: bytes | None) -> None:
         """Answer a protocol violation with DISCONNECT, through the write path.
@@ -582,3 +561,32 @@ class Link:
                 except (MqttError, OSError):
                     pass
         self.end(exc)
+
+
+def _transport_write(stream: AsyncioSocketStream, data: bytes) -> bool:
+    """anyio's asyncio ``SocketStream.send`` up to the write (see direct_transport),
+    while no bytes wait in the transport: True if none wait after it either."""
+    protocol = stream._protocol
+    if stream._closed:
+        raise anyio.ClosedResourceError
+    if protocol.exception is not None:
+        raise anyio.BrokenResourceError from protocol.exception
+    transport = stream._transport
+    try:
+        transport.write(data)
+    except RuntimeError as exc:
+        if transport.is_closing():
+            raise anyio.BrokenResourceError from exc
+        raise
+    # anyio sets the high-water mark to 0: writing pauses while any byte waits.
+    return protocol.write_event.is_set()
+
+
+async def _transport_drained(stream: AsyncioSocketStream) -> None:
+    """The rest of anyio's ``send``: wait until the transport took every byte."""
+    protocol = stream._protocol
+    await protocol.write_event.wait()
+    if stream._closed:
+        raise anyio.ClosedResourceError  # aclose() dropped the rest
+    if protocol.exception is not None:
+        raise anyio.BrokenResourceError from protocol.exception
