@@ -320,3 +320,38 @@ async def test_store_keeps_an_incoming_qos2_id_only_once_its_message_was_taken(
             with trio.fail_after(5):
                 message = await sub.receive()
             assert message.payload == b"parked"
+
+
+class _CountingStore:
+    """A `MemorySessionStore` that counts its transactions."""
+
+    def __init__(self) -> None:
+        self.inner = MemorySessionStore()
+        self.applies = 0
+
+    def open(self, client_id: str, protocol_version: ProtocolVersion) -> StoredSession:
+        return self.inner.open(client_id, protocol_version)
+
+    def apply(self, changes: Sequence[SessionChange]) -> None:
+        self.applies += 1
+        self.inner.apply(changes)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.trio
+async def test_store_concurrent_publishes_share_a_transaction() -> None:
+    # Publishes that join the writer's outbox leave in one write; the store is
+    # given their changes together, right before that write: one transaction.
+    store = _CountingStore()
+    async with ScriptedFakeBroker() as broker:
+        client = make_client(broker, session_store=store)
+        async with client, trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(
+                    functools.partial(client.publish, "t", b"%d" % n, qos=1)
+                )
+    assert store.inner.state.outgoing == ()
+    # 20 STOREDs and 20 COMPLETEDs in far fewer than 40 (or 20) transactions.
+    assert store.applies <= 10, store.applies

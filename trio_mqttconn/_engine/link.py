@@ -450,11 +450,9 @@ class Link:
         """
         if self.ended is not None:
             raise ConnectionLost(f"the connection to {self.where} ended")
-        if self.persist is not None:
-            # What these bytes (and the ones before them) did to the session is
-            # kept before they leave (see _store).
-            self.persist()
         if self.writing:
+            # The active writer hands the session's journal to the store before
+            # it writes the outbox: one transaction for all of it (see _store).
             self.outbox.append(data)
             if not wait:
                 return
@@ -467,6 +465,11 @@ class Link:
             return
         if not checked:
             await self.check_cancelled()
+        if self.persist is not None:
+            # What these bytes (and the ones before them) did to the session is
+            # kept before they leave (see _store); a SessionStoreError stops the
+            # client and reaches the caller as it is.
+            self.persist()
         sock = self.sock
         self.writing = True
         written = 0
@@ -499,6 +502,8 @@ class Link:
             while self.outbox:
                 data = b"".join(self.outbox)
                 self.outbox.clear()
+                if self.persist is not None:
+                    self.persist()
                 batch, self.batch = self.batch, _Batch()
                 try:
                     await self._write(sock, data)
