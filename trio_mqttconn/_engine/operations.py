@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     from .._groups import Event as _Event
     from .._properties import Properties
     from .._session import ClientSession
+    from .link import Link
 
-__all__ = ["Operation", "publish", "request"]
+__all__ = ["Operation", "publish", "qos0_packet", "request"]
 
 # Enum members by class attribute cost a lookup each time (Python 3.11).
 _QOS0: Final = QoS.AT_MOST_ONCE
@@ -83,16 +84,16 @@ async def publish(
     retain: bool,
     properties: Properties,
 ) -> None:
-    """The body of `MqttClient.publish` (arguments already checked)."""
+    """The body of `MqttClient.publish` (arguments already checked).
+
+    `MqttClient.publish` runs the QoS 0 branch itself while a link is ready (one
+    coroutine less on the hot path), the same steps in the same order.
+    """
     if qos is _QOS0:
         link = client._ready_link() or await client._wait_ready()
         # Cancelled here, before the session made the packet: no trace (no alias).
         await link.check_cancelled()
-        _, data = link.session.publish(
-            topic, payload, qos=qos, retain=retain, properties=properties
-        )
-        if trace.enabled():
-            trace.sent("PUBLISH", len(data), topic=topic, qos=0, payload=len(payload))
+        data = qos0_packet(link, topic, payload, retain, properties)
         await link.send(data, checked=True)
         client._counters.messages_published += 1
         return
@@ -147,6 +148,18 @@ async def publish(
             f"{result.reason_code.phrase} (reason code {result.reason_code.value:#04x})",
             reason_code=result.reason_code,
         )
+
+
+def qos0_packet(
+    link: Link, topic: str, payload: bytes, retain: bool, properties: Properties
+) -> bytes:
+    """The session's QoS 0 PUBLISH on *link* (after the cancellation check)."""
+    _, data = link.session.publish(
+        topic, payload, qos=_QOS0, retain=retain, properties=properties
+    )
+    if trace.enabled():
+        trace.sent("PUBLISH", len(data), topic=topic, qos=0, payload=len(payload))
+    return data
 
 
 async def request(
