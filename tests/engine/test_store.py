@@ -355,3 +355,11 @@ async def test_store_concurrent_publishes_share_a_transaction() -> None:
     assert store.inner.state.outgoing == ()
     # 20 STOREDs and 20 COMPLETEDs in far fewer than 40 (or 20) transactions.
     assert store.applies <= 10, store.applies
+
+
+def test_store_a_stored_message_pickles() -> None:
+    # What docs/session-store.rst promises a store of one's own.
+    import pickle
+
+    packet = _packet(3, 2, b"payload")
+    assert pickle.loads(pickle.dumps(packet)) == packet
