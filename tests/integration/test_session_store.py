@@ -117,7 +117,10 @@ async def test_session_store_survives_sigkill(
     done = tmp_path / "done.txt"
     received: Counter[str] = Counter()
     expected: set[str] = set()  # returned, or held by the store at a kill
-    all_there = anyio.Event()
+    # Set by the collector on each new message, replaced by the waiter: the
+    # expected set grows run by run, so only the waiter decides "all there"
+    # (an event set when an earlier run's messages were in let it stop early).
+    arrived = anyio.Event()
 
     async with (
         MqttClient(
@@ -129,8 +132,7 @@ async def test_session_store_survives_sigkill(
         async def collect() -> None:
             async for message in messages:
                 received[message.payload.decode()] += 1
-                if expected and expected <= received.keys():
-                    all_there.set()
+                arrived.set()
 
         async with anyio.create_task_group() as group:
             group.start_soon(collect)
@@ -161,8 +163,9 @@ async def test_session_store_survives_sigkill(
             # them: the store had work to hand over.
             assert sum(n for n, _ in held) > 0
             with anyio.fail_after(60):
-                if not expected <= received.keys():
-                    await all_there.wait()
+                while not expected <= received.keys():
+                    arrived = anyio.Event()
+                    await arrived.wait()
             group.cancel_scope.cancel()
 
     missing = expected - received.keys()
