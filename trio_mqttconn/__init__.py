@@ -27,6 +27,7 @@ from ._enums import (
     ReasonCode as ReasonCode,
     RetainHandling as RetainHandling,
 )
+from ._events import ConnAckInfo as ConnAckInfo
 from ._exceptions import (
     ConfigError as ConfigError,
     ConnectError as ConnectError,

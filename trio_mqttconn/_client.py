@@ -659,7 +659,7 @@ class MqttClient:
 
     @property
     def restored_subscriptions(self) -> tuple[TopicSubscription, ...]:
-        """The subscriptions the `session_store` kept from an earlier process.
+        """The subscriptions the ``session_store`` kept from an earlier process.
 
         Set when the client starts; empty without a store. The broker may deliver
         messages for them as soon as it resumes the session: subscribe to them

@@ -209,8 +209,13 @@ class SqliteSessionStore:
                 "coalesce((SELECT max(seq) FROM subscriptions), 0))"
             ).fetchone()
             return self._load(db)
-        except sqlite3.Error as exc:
-            raise self._fail("opening", exc) from exc
+        except BaseException as exc:
+            # Nothing stays open on a failed open (a store of another client id,
+            # a damaged row, a broken file).
+            self.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._fail("opening", exc) from exc
+            raise
 
     def _load(self, db: sqlite3.Connection) -> StoredSession:
         outgoing: list[PublishPacket] = []

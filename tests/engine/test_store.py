@@ -23,6 +23,7 @@ from trio_mqttconn import (
     ConnectionLost,
     MemorySessionStore,
     MqttClient,
+    MqttError,
     ProtocolVersion,
     QoS,
     SessionChange,
@@ -143,7 +144,9 @@ def test_store_sqlite_matches_the_reference(
 
 def test_store_sqlite_refuses_another_client_or_version(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    SqliteSessionStore(path).open("first", V5)
+    first = SqliteSessionStore(path)
+    first.open("first", V5)
+    first.close()
     with pytest.raises(SessionStoreError, match="'first', not 'second'"):
         SqliteSessionStore(path).open("second", V5)
     with pytest.raises(SessionStoreError, match="protocol level 5 session, not 4"):
@@ -363,3 +366,16 @@ def test_store_a_stored_message_pickles() -> None:
 
     packet = _packet(3, 2, b"payload")
     assert pickle.loads(pickle.dumps(packet)) == packet
+
+
+@pytest.mark.trio
+async def test_store_is_closed_when_the_first_connect_fails(tmp_path: Path) -> None:
+    # Nothing stays open (Python 3.13 reports an unclosed sqlite3 connection).
+    store = SqliteSessionStore(tmp_path / "s.db")
+    async with ScriptedFakeBroker() as broker:
+        broker.script(Answer(refuse=True))
+        client = make_client(broker, session_store=store, reconnect=False)
+        with pytest.raises(MqttError):
+            async with client:
+                pass
+    assert store._db is None
