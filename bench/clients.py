@@ -43,6 +43,7 @@ import datetime
 import os
 import platform
 import queue
+import re
 import shlex
 import shutil
 import subprocess
@@ -1109,6 +1110,15 @@ def write_results(
     clients = "\n".join(f"- {p.label}: {p.version}" for p in peers)
     machine = "\n".join(f"- {n}" for n in notes)
     s = settings
+    # The other benches' sections (between their begin/end markers) are kept.
+    kept = "".join(
+        f"\n{match.group(0)}\n"
+        for match in re.finditer(
+            r"<!-- (bench/[\w.]+): begin -->.*?<!-- \1: end -->",
+            path.read_text() if path.exists() else "",
+            flags=re.DOTALL,
+        )
+    )
     path.write_text(
         f"""# Client benchmark results
 
@@ -1163,7 +1173,7 @@ message on CPU rows. *goal*: at least 0.95x gmqtt.
 ## Machine
 
 {machine}
-"""
+{kept}"""
     )
 
 
