@@ -324,6 +324,28 @@ async def test_failover_cycles_through_the_uris_while_reconnecting(
         ]
 
 
+@pytest.mark.parametrize("on_reconnect", [False, True], ids=["first", "reconnect"])
+async def test_failover_goes_on_past_a_fatal_connack_refusal(
+    autojump_clock: trio.testing.MockClock,
+    virtual_deadline: None,
+    on_reconnect: bool,
+) -> None:
+    # #9 section 5: "A fatal refusal from one URI does not stop failover": node a
+    # refuses this client (not authorized there), node b takes it.
+    async with FakeBroker() as broker:
+        if not on_reconnect:
+            broker.script(Answer(reason_code=ReasonCode.NOT_AUTHORIZED))
+        async with make_client(broker, TWO_URIS) as client:
+            if on_reconnect:
+                broker.script(Answer(reason_code=ReasonCode.NOT_AUTHORIZED))
+                await broker.connections[-1].close()
+                await broker.wait_attempts(3)
+            await client.wait_connected()
+            assert client.is_connected
+            hosts = [a.endpoint.host for a in broker.attempts]  # type: ignore[attr-defined]
+            assert hosts[-2:] == ["a.test", "b.test"]
+
+
 async def test_failover_all_uris_failing_raises_the_last_error(
     autojump_clock: trio.testing.MockClock,
     virtual_deadline: None,
