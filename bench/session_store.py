@@ -410,21 +410,16 @@ What limits it:
   per message sent, an UPDATE per PUBREC, a DELETE per completion, COMMIT): about
   20-40 µs of CPU, most of it SQLite's commit appending a WAL frame (cProfile:
   `Connection.execute` is ~75 % of the store's time, `encode_packet` per stored
-  message ~1.5 µs; `MemorySessionStore.apply` ~3.5 µs). QoS 1 needs one transaction
-  per message, QoS 2 two (PUBLISH, PUBREL). The journal alone ("memory") costs a
-  few µs per message, within the noise of this shared machine.
+  message ~1.5 µs; `MemorySessionStore.apply` ~3.5 µs). The journal alone
+  ("memory") costs a few µs per message, within the noise of this shared machine.
+- **One transaction per socket write**: the writer hands the journal to the store
+  right before each write, the outbox's included, so publishes that leave together
+  share a transaction: with 1 in flight QoS 1 needs one per message and QoS 2 two
+  (PUBLISH, PUBREL); with 20 in flight "store writes per message" falls well below
+  one and the sqlite store costs little throughput.
 - **fsync=True**: each transaction also waits for an fsync on the event loop (stores
   are synchronous by design), so the rate is about 1 / (fsync latency x writes per
-  message), and 20 in flight barely helps.
-- **Transactions do not coalesce**: with 20 in flight ~90 % of the packets join the
-  writer's outbox and leave in one socket write, but `Link.send` persists once per
-  packet, so "store writes per message" stays at 1.0 for QoS 1 (QoS 2: ~1.1, as
-  the PUBRELs for one read's PUBRECs go out in one `send`). Persisting once per
-  socket write instead (before the first `_write` and before each outbox flush),
-  tried as a patch on this machine with 20 in flight: 0.1-0.4 writes per message,
-  fsync=True 3,000-9,000 msg/s where the unpatched engine made 250-1,500 in the
-  same runs, sqlite 35-75 µs of CPU per message instead of 65-107. A proposed
-  engine change, not in these numbers.
+  message); more in flight means fewer, larger transactions.
 
 Machine: {platform.processor() or platform.machine()}, {cores} logical CPUs,
 {platform.platform()}, Python {platform.python_version()}, broker:
