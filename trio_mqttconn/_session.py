@@ -415,6 +415,9 @@ class ClientSession:
     )
     _pubrel: dict[int, None] = attrs.field(factory=dict, init=False, repr=False)
     _incoming_qos2: set[int] = attrs.field(factory=set, init=False, repr=False)
+    # With a journal: ids of messages a lost session discarded, still stored under
+    # them until `forget`; never handed out meanwhile (one id, one stored message).
+    _reserved: set[int] = attrs.field(factory=set, init=False, repr=False)
     _subscribes: dict[int, int] = attrs.field(factory=dict, init=False, repr=False)
     _unsubscribes: dict[int, int] = attrs.field(factory=dict, init=False, repr=False)
     _in_aliases: dict[int, str] = attrs.field(factory=dict, init=False, repr=False)
@@ -1077,9 +1080,11 @@ class ClientSession:
 
         After a CONNACK with Session Present = 0, `Connected.discarded` lists the
         outgoing messages the broker never took; they stay in the journal's state
-        until the engine published each again (call this right before that
-        `publish`, so that both changes reach the store together) or gave it up.
+        until the engine published each again (call this right after that
+        `publish`, before writing its bytes, so that both changes reach the store
+        together) or gave it up. Their ids are not handed out until then.
         """
+        self._reserved.discard(packet_id)
         if self._journal is not None:
             self._journal.append(SessionChange(_COMPLETED, packet_id))
 
@@ -1170,12 +1175,14 @@ class ClientSession:
 
     def _allocate_id(self, name: str) -> int:
         """Return the next free packet id without taking it [v5:MQTT-2.2.1-3]."""
-        outgoing, subscribes, unsubscribes = (
+        outgoing, subscribes, unsubscribes, reserved = (
             self._outgoing,
             self._subscribes,
             self._unsubscribes,
+            self._reserved,
         )
-        if len(outgoing) + len(subscribes) + len(unsubscribes) >= _MAX_PACKET_ID:
+        in_use = len(outgoing) + len(subscribes) + len(unsubscribes) + len(reserved)
+        if in_use >= _MAX_PACKET_ID:
             raise InvalidStateError(
                 f"cannot send {name}: all 65535 packet identifiers are in use; "
                 f"wait for acknowledgements"
@@ -1185,6 +1192,7 @@ class ClientSession:
             packet_id in outgoing
             or packet_id in subscribes
             or packet_id in unsubscribes
+            or (reserved and packet_id in reserved)
         ):
             packet_id = packet_id % _MAX_PACKET_ID + 1
         return packet_id
@@ -1344,6 +1352,9 @@ class ClientSession:
                 journal.extend(SessionChange(_COMPLETED, i) for i in pubrel)
                 journal.extend(
                     SessionChange(_FORGOTTEN, i) for i in self._incoming_qos2
+                )
+                self._reserved.update(
+                    p.packet_id for p in discarded if p.packet_id is not None
                 )
             self._outgoing.clear()
             pubrel.clear()

@@ -171,6 +171,29 @@ def test_journal_lost_session_settles_released_and_incoming() -> None:
     assert kinds(session) == [(ChangeKind.COMPLETED, two)]
 
 
+def test_journal_ids_of_discarded_messages_are_not_reused_until_forgotten() -> None:
+    # A discarded message stays stored under its id until the engine published it
+    # again; a republish of another message must not take that id, or the store
+    # would replace one message by the other (and lose it on a crash).
+    session, broker = make_session(journal=True)
+    ids = [session.publish("t", b"%d" % n, qos=QOS1)[0] for n in range(3)]
+    assert ids == [1, 2, 3]
+    feed(session, ack(PUBACK, 3))
+    session._next_id = 1  # as after a wrap-around: the next free id is 1
+    session.take_journal()
+    resume(session, broker, session_present=False)
+    new, _ = session.publish("t", b"0", qos=QOS1)
+    assert new == 3  # 1 and 2 are still the stored messages' ids
+    session.forget(1)
+    assert kinds(session) == [
+        (ChangeKind.STORED, 3),
+        (ChangeKind.COMPLETED, 1),
+    ]
+    session._next_id = 1
+    again, _ = session.publish("t", b"1", qos=QOS1)
+    assert again == 1  # free again once forgotten
+
+
 def test_journal_forget_without_journal_does_nothing() -> None:
     session, _ = make_session()
     session.forget(1)

@@ -83,9 +83,6 @@ async def _republish(client: MqttClient, link: Link, connected: Connected) -> No
             await client._wait_quota()
         packet, op = waiting[0]
         session = link.session
-        if packet.packet_id is not None:
-            # Settled together with its new publish (one store transaction).
-            session.forget(packet.packet_id)
         try:
             new_id, data = session.publish(
                 packet.topic,
@@ -98,6 +95,8 @@ async def _republish(client: MqttClient, link: Link, connected: Connected) -> No
             # A stricter broker (lower maximum QoS, no retain, smaller packets):
             # that one publish fails, the client goes on.
             waiting.pop(0)
+            if packet.packet_id is not None:
+                session.forget(packet.packet_id)
             if op is not None:
                 op.fail(
                     exc
@@ -106,6 +105,10 @@ async def _republish(client: MqttClient, link: Link, connected: Connected) -> No
                 )
             continue
         waiting.pop(0)
+        if packet.packet_id is not None:
+            # Settled with its new publish: both reach the store in one
+            # transaction, before the bytes below (the ids differ: see forget).
+            session.forget(packet.packet_id)
         if op is not None and new_id is not None:
             op.packet_id = new_id
             pending[new_id] = op

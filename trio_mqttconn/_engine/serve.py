@@ -377,6 +377,8 @@ def _poison_check(
         topic = packet.topic
     else:
         packet, op = client._unpublished.pop(0)
+        if packet.packet_id is not None:
+            session.forget(packet.packet_id)  # given up: not stored any more
         topic = packet.topic
     error = PublishError(
         f"the broker closed the connection each time the message to {topic!r} "
