@@ -25,6 +25,7 @@ from trio_mqttconn import (
     MqttClient,
     MqttError,
     ProtocolVersion,
+    PublishError,
     QoS,
     SessionChange,
     SessionStore,
@@ -379,3 +380,34 @@ async def test_store_is_closed_when_the_first_connect_fails(tmp_path: Path) -> N
             async with client:
                 pass
     assert store._db is None
+
+
+@pytest.mark.trio
+async def test_store_forgets_a_poison_message_it_gave_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The broker drops the connection after each send of the message: the client
+    # gives that publish up (PublishError), and so does the store: a restarted
+    # process must not send it again for ever.
+    store = MemorySessionStore()
+    async with (
+        ScriptedFakeBroker(
+            ack_publishes=False, default_answer=Answer(session_present=True)
+        ) as broker,
+        make_client(
+            broker, clean_start=False, session_expiry=60, session_store=store
+        ) as client,
+    ):
+
+        async def drop_each_time() -> None:
+            for index in range(3):
+                conn = await broker.wait_connection(index)
+                await conn.wait_for(PublishPacket)
+                conn.abort()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drop_each_time)
+            with pytest.raises(PublishError, match="each time the message"):
+                await client.publish("poison", b"x", qos=1)
+        await client.wait_connected()
+    assert store.state.outgoing == ()
