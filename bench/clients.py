@@ -43,7 +43,6 @@ import datetime
 import os
 import platform
 import queue
-import re
 import shlex
 import shutil
 import subprocess
@@ -57,6 +56,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import attrs
+from _results import kept_sections
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -1111,14 +1111,7 @@ def write_results(
     machine = "\n".join(f"- {n}" for n in notes)
     s = settings
     # The other benches' sections (between their begin/end markers) are kept.
-    kept = "".join(
-        f"\n{match.group(0)}\n"
-        for match in re.finditer(
-            r"<!-- (bench/[\w.]+): begin -->.*?<!-- \1: end -->",
-            path.read_text() if path.exists() else "",
-            flags=re.DOTALL,
-        )
-    )
+    kept = kept_sections(path)
     path.write_text(
         f"""# Client benchmark results
 

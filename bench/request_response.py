@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 import trio
+from _results import replace_section
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -374,14 +375,7 @@ Machine: {platform.processor() or platform.machine()}, {cores} logical CPUs,
 
 def update_results(path: Path, text: str) -> None:
     """Replace this script's section of *path*, or append it."""
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, _, rest = old.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        new = head + text + tail
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + text + "\n"
-    path.write_text(new)
+    replace_section(path, text, BEGIN, END)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 import attrs
+from _results import replace_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -437,14 +438,7 @@ def sqlite_version() -> str:
 
 def update_results(path: Path, text: str) -> None:
     """Replace this script's section of *path*, or append it."""
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, _, rest = old.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        new = head + text + tail
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + text + "\n"
-    path.write_text(new)
+    replace_section(path, text, BEGIN, END)
 
 
 def profile(broker: Mosquitto, subscriber: list[str], spec: str, messages: int) -> None:

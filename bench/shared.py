@@ -31,6 +31,7 @@ from pathlib import Path
 
 import attrs
 import trio
+from _results import replace_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -258,14 +259,7 @@ def broker_version() -> str:
 
 def update_results(path: Path, text: str) -> None:
     """Replace this script's section of *path*, or append it."""
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, _, rest = old.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        new = head + text + tail
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + text + "\n"
-    path.write_text(new)
+    replace_section(path, text, BEGIN, END)
 
 
 async def produce(broker: Mosquitto, qos: int, scale: float, rounds: int) -> list[Row]:
