@@ -369,6 +369,7 @@ class Bench:
         blame: Peer,
         *,
         sub_role: str,
+        pub_role: str = "pub",
         qos: int,
         size: int,
         count: int,
@@ -382,7 +383,7 @@ class Bench:
             sub_role, topic, qos=qos, size=size, count=count, nfilters=nfilters
         )
         pub_args = self.args(
-            "pub", topic, qos=qos, size=size, count=count, nfilters=nfilters
+            pub_role, topic, qos=qos, size=size, count=count, nfilters=nfilters
         )
         try:
             with driver(sub_peer, sub_args, self.log) as sub:
@@ -404,11 +405,13 @@ class Bench:
         peer: Peer,
         *,
         sub_role: str = "sub",
+        pub_role: str = "pub",
         qos: int,
         size: int,
         count: int,
         nfilters: int = 0,
         publisher_too: bool = True,
+        subscriber_too: bool = True,
     ) -> None:
         """Measure *peer* as subscriber and (with *publisher_too*) as publisher.
 
@@ -428,17 +431,21 @@ class Bench:
                 pub_peer,
                 peer,
                 sub_role=sub_role,
+                pub_role=pub_role,
                 qos=qos,
                 size=size,
                 count=count,
                 nfilters=nfilters,
             )
 
-        ran = run(peer, ref)
-        if ran is None:
-            return
-        sub_values, pub_values = ran
-        values = {f"sub.{k}": v for k, v in sub_values.items()}
+        if subscriber_too:
+            ran = run(peer, ref)
+            if ran is None:
+                return
+            sub_values, pub_values = ran
+            values = {f"sub.{k}": v for k, v in sub_values.items()}
+        else:
+            sub_values, pub_values, values = {}, {}, {}
         if publisher_too and ref is not peer:
             ran = run(ref, peer)
             if ran is None:
@@ -451,7 +458,7 @@ class Bench:
             values["pub.rate"] = ref_sub_values.get("rate", 0.0)
             values["pub.received"] = ref_sub_values.get("received", 0.0)
         self._store(scenario, peer, values)
-        lost = count - int(sub_values.get("received", 0))
+        lost = count - int(sub_values.get("received", count))
         text = (
             f"    {peer.label:24} sub {sub_values.get('rate', 0):>8,.0f} msg/s "
             f"{sub_values.get('cpu_us', 0):6.1f} µs/msg"
@@ -567,6 +574,23 @@ class Bench:
 
         found.append(("slow", slow))
 
+        def awaited(peer: Peer) -> None:
+            # trio_mqttconn's QoS 0 publisher above uses publish_nowait (as gmqtt
+            # and paho publish); this one awaits publish() for every message.
+            if not peer.key.startswith("tmc"):
+                return
+            self.pair(
+                "await-64-0",
+                peer,
+                pub_role="pubawait",
+                qos=0,
+                size=64,
+                count=s.qos0_count,
+                subscriber_too=False,
+            )
+
+        found.append(("await-64-0", awaited))
+
         def connects(peer: Peer) -> None:
             args = self.args(
                 "connect",
@@ -663,6 +687,20 @@ def rows(settings: Settings) -> list[Row]:
             f"{n} filters, a task per subscription: subscriber CPU µs/msg",
             "tasks",
             "sub.cpu_us",
+            False,
+            digits=1,
+            cpu=True,
+        ),
+        Row(
+            "64 B QoS 0, `await publish()` per message: msg/s published",
+            "await-64-0",
+            "pub.rate",
+            True,
+        ),
+        Row(
+            "64 B QoS 0, `await publish()` per message: publisher CPU µs/msg",
+            "await-64-0",
+            "pub.cpu_us",
             False,
             digits=1,
             cpu=True,
@@ -1134,7 +1172,11 @@ message on CPU rows. *goal*: at least 0.95x gmqtt.
   clients back to back per scenario. MQTT 5 everywhere, default client options.
 - Throughput: {s.qos0_count:,} messages at QoS 0, {s.qos12_count:,} at QoS 1/2; the
   publisher keeps 20 QoS 1/2 messages in flight (mosquitto's receive maximum; gmqtt 19,
-  its packet-id pool allows no more). {pairing}
+  its packet-id pool allows no more). At QoS 0, gmqtt and paho publish synchronously
+  (gmqtt yields to its loop every 64 messages); trio_mqttconn's publisher does the
+  same with `publish_nowait()` (falling back to `await publish()` when it would block),
+  and the "`await publish()` per message" rows show the awaited call, a checkpoint
+  each. {pairing}
   msg/s counts from the first to the last message received; CPU is
   `time.process_time()` (C: `CLOCK_PROCESS_CPUTIME_ID`) inside each process from
   "connected and subscribed" to the end, divided by the messages.

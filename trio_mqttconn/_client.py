@@ -863,6 +863,54 @@ class MqttClient:
             return
         await operations.publish(self, topic, data_payload, qos, retain, props)
 
+    def publish_nowait(
+        self,
+        topic: str,
+        payload: bytes | bytearray | memoryview | str = b"",
+        *,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publish a QoS 0 message now, without waiting, or raise `anyio.WouldBlock`.
+
+        The synchronous twin of ``await publish(topic, payload)`` for QoS 0, like
+        ``send_nowait`` of a memory channel: it hands the message to the connection
+        (the socket, or the bytes waiting for the writer, up to 64 KiB) and returns;
+        it is neither a cancel point nor a schedule point. A loop of it must reach a
+        checkpoint of its own now and then, so that other tasks run::
+
+            for i, reading in enumerate(readings):
+                try:
+                    client.publish_nowait("sensors/t", reading)
+                except anyio.WouldBlock:
+                    await client.publish("sensors/t", reading)  # waits for room
+                if i % 64 == 63:
+                    await anyio.lowlevel.checkpoint()
+
+        Raises:
+            anyio.WouldBlock: not connected right now (reconnecting), or 64 KiB of
+                earlier writes still wait; nothing of the message was sent and
+                nothing of it remains (no topic alias).
+            ValueError: invalid topic name, or the broker's limits forbid it.
+            TypeError: *topic* is not a str, or *payload* is neither bytes nor str.
+            ConnectionLost: the connection broke while the message was written.
+            NotOpenError: the client is not running.
+        """
+        if type(topic) is not str:
+            check_topic("topic", topic)
+        data_payload = to_payload(payload)
+        validate_topic_name(topic)
+        props = EMPTY_PROPERTIES if properties is None else properties
+        link = self._ready_link()
+        if link is None:
+            self._check_open()
+            raise anyio.WouldBlock("not connected: the client is (re)connecting")
+        if not link.can_send_nowait():
+            raise anyio.WouldBlock("earlier writes still wait for the connection")
+        data = operations.qos0_packet(link, topic, data_payload, retain, props)
+        link.send_nowait(data)
+        self._counters.messages_published += 1
+
     # -- subscribing ----------------------------------------------------------------------
 
     async def subscribe(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import _common
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from trio_mqttconn import Message, MqttClient, ProtocolVersion
 
@@ -171,8 +172,17 @@ async def pub(spec: _common.Spec) -> None:
         _common.ready()
         timer = _common.PublishTimer(spec.count)
         if qos == 0:
+            # Like gmqtt's and paho's synchronous publish: publish_nowait, a
+            # checkpoint every 64 messages, the awaited publish when it would block.
+            publish_nowait = client.publish_nowait
             for i in range(spec.count):
-                await client.publish(topics[i % ntopics], payload, qos=qos)
+                topic = topics[i % ntopics]
+                try:
+                    publish_nowait(topic, payload)
+                except anyio.WouldBlock:
+                    await client.publish(topic, payload)
+                if i % 64 == 63:
+                    await anyio.lowlevel.checkpoint()
         else:
             it = iter(range(spec.count))
 
@@ -183,6 +193,21 @@ async def pub(spec: _common.Spec) -> None:
             async with anyio.create_task_group() as tg:
                 for _ in range(_common.WINDOW):
                     tg.start_soon(worker)
+        timer.done()
+        await anyio.to_thread.run_sync(_common.wait_stdin_eof)
+        timer.report()
+
+
+async def pubawait(spec: _common.Spec) -> None:
+    """Role ``pubawait``: QoS 0, ``await publish()`` for every message."""
+    topics = spec.topics()
+    ntopics = len(topics)
+    payload = spec.payload
+    async with _client(spec) as client:
+        _common.ready()
+        timer = _common.PublishTimer(spec.count)
+        for i in range(spec.count):
+            await client.publish(topics[i % ntopics], payload)
         timer.done()
         await anyio.to_thread.run_sync(_common.wait_stdin_eof)
         timer.report()
@@ -213,7 +238,7 @@ async def connect(spec: _common.Spec) -> None:
         await cycle()
 
 
-ROLES = _common.roles(sub, filters, tasks, slow, pub, pingpong, connect)
+ROLES = _common.roles(sub, filters, tasks, slow, pub, pubawait, pingpong, connect)
 
 
 def main(backend: str) -> None:

@@ -58,10 +58,12 @@ if TYPE_CHECKING:
     from .._session import ClientSession
     from .._transports import Endpoint
 
-__all__ = ["Counters", "Hold", "Link", "READ_SIZE"]
+__all__ = ["NOWAIT_BUFFER", "READ_SIZE", "Counters", "Hold", "Link"]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 READ_SIZE: Final = 65536
+#: What `Link.send_nowait` lets wait for the writer (or in asyncio's transport).
+NOWAIT_BUFFER: Final = 65536
 
 
 @attrs.define(eq=False)
@@ -215,6 +217,10 @@ class Link:
     closed: bool = False
     writing: bool = False
     outbox: list[bytes] = attrs.Factory(list)
+    #: Bytes `send_nowait` put in the outbox since the writer last took it.
+    outbox_bytes: int = 0
+    #: `send_nowait` made the ack writer the writer: it writes the outbox.
+    flush_wanted: bool = False
     batch: _Batch = attrs.Factory(_Batch)
     #: Withheld acknowledgements, in arrival order of their PUBLISH.
     acks: collections.deque[Hold] = attrs.Factory(collections.deque)
@@ -266,6 +272,11 @@ class Link:
             for hold in self.acks:
                 hold.link = None
             self.acks.clear()
+            if self.flush_wanted:
+                # The ack writer never got to the bytes send_nowait left: the
+                # ones waiting behind them learn the link ended.
+                self.flush_wanted = False
+                self.batch.fail(reason)
             self.on_end(self, reason)
             self._ended_event.set()
             for scope in self.scopes:
@@ -374,7 +385,13 @@ class Link:
                     return
                 if data and trace.enabled():
                     trace.sent("withheld PUBACK/PUBREC", len(data))
-                if data:
+                if self.flush_wanted:
+                    # send_nowait left bytes for us: we are the writer.
+                    self.flush_wanted = False
+                    if data:
+                        self.outbox.append(data)
+                    await self._flush()
+                elif data:
                     await self.send(data, wait=False)
         except ConnectionLost as exc:
             self.end(exc)
@@ -499,36 +516,130 @@ class Link:
             else:
                 await self.stream.send(data)
             written += len(data)
-            while self.outbox:
-                data = b"".join(self.outbox)
-                self.outbox.clear()
-                if self.persist is not None:
-                    self.persist()
-                batch, self.batch = self.batch, _Batch()
-                try:
-                    await self._write(sock, data)
-                except BaseException as exc:
-                    batch.fail(exc)
-                    raise
-                written += len(data)
-                batch.done.set()
+            if self.outbox:
+                written += await self._write_outbox(sock)
         except BaseException as exc:
+            failure = self._write_failed(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        finally:
+            self.writing = False
+            self.last_sent = self.clock()
+            self.counters.bytes_sent += written
+
+    async def _write_outbox(self, sock: socket.socket | None) -> int:
+        """As the writer, write the outbox until it stays empty; return the bytes."""
+        written = 0
+        while self.outbox:
+            data = b"".join(self.outbox)
             self.outbox.clear()
-            self.batch.fail(exc)
-            self.batch = _Batch()
-            if self.ended is None:
-                self._session.send_failed()
-            if isinstance(exc, anyio.get_cancelled_exc_class()):
-                self.end(ConnectionLost("a write was interrupted by cancellation"))
+            self.outbox_bytes = 0
+            if self.persist is not None:
+                self.persist()
+            batch, self.batch = self.batch, _Batch()
+            try:
+                await self._write(sock, data)
+            except BaseException as exc:
+                batch.fail(exc)
                 raise
-            if isinstance(exc, ConnectionLost):
-                self.end(exc)
+            written += len(data)
+            batch.done.set()
+        return written
+
+    def _write_failed(self, exc: BaseException) -> BaseException:
+        """End the link after a failed or interrupted write; what the writer raises.
+
+        A cancellation and a `ConnectionLost` are raised as they are; any other
+        error becomes a `ConnectionLost` naming the endpoint.
+        """
+        self.outbox.clear()
+        self.outbox_bytes = 0
+        self.batch.fail(exc)
+        self.batch = _Batch()
+        if self.ended is None:
+            self._session.send_failed()
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            self.end(ConnectionLost("a write was interrupted by cancellation"))
+            return exc
+        if isinstance(exc, ConnectionLost):
+            self.end(exc)
+            return exc
+        detail = str(exc) or type(exc).__name__
+        reason = ConnectionLost(f"sending failed: {detail}")
+        reason.__cause__ = exc
+        self.end(reason)
+        return ConnectionLost(f"sending to {self.where} failed: {detail}")
+
+    # -- writing without waiting (publish_nowait) ------------------------------------
+
+    def can_send_nowait(self) -> bool:
+        """Whether `send_nowait` takes bytes now: less than `NOWAIT_BUFFER` bytes
+        wait for the writer (or, on asyncio, in the transport)."""
+        if self.writing:
+            return self.outbox_bytes < NOWAIT_BUFFER
+        direct = self.direct
+        if direct is not None:
+            return bool(direct._transport.get_write_buffer_size() < NOWAIT_BUFFER)
+        return True
+
+    def send_nowait(self, data: bytes) -> None:
+        """Hand *data* to the connection without waiting (after `can_send_nowait`).
+
+        Written at once when the socket (trio) or the transport (asyncio) takes it;
+        otherwise what is left joins the outbox and the link's ack writer task
+        writes it, so a packet is never half-sent and the order of writes holds.
+
+        Raises:
+            ConnectionLost: the socket failed (the link ends).
+        """
+        if self.ended is not None:
+            raise ConnectionLost(f"the connection to {self.where} ended")
+        if self.writing:
+            self.outbox.append(data)
+            self.outbox_bytes += len(data)
+            return
+        if self.persist is not None:
+            self.persist()
+        try:
+            if (sock := self.sock) is not None:
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                self.counters.bytes_sent += sent
+                self.last_sent = self.clock()
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            elif (direct := self.direct) is not None:
+                _transport_write(direct, data)
+                self.counters.bytes_sent += len(data)
+                self.last_sent = self.clock()
+                return
+        except BaseException as exc:
+            failure = self._write_failed(exc)
+            if failure is exc:
                 raise
-            detail = str(exc) or type(exc).__name__
-            reason = ConnectionLost(f"sending failed: {detail}")
-            reason.__cause__ = exc
-            self.end(reason)
-            raise ConnectionLost(f"sending to {self.where} failed: {detail}") from exc
+            raise failure from exc
+        # The rest (or, on TLS and WebSocket streams, all of it) is written by
+        # the ack writer task, which becomes the writer now.
+        self.writing = True
+        self.outbox.append(data)
+        self.outbox_bytes += len(data)
+        self.flush_wanted = True
+        self._acks_wanted.set()
+
+    async def _flush(self) -> None:
+        """As the writer (`send_nowait` made us one), write the outbox."""
+        written = 0
+        try:
+            written = await self._write_outbox(self.sock)
+        except BaseException as exc:
+            failure = self._write_failed(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
         finally:
             self.writing = False
             self.last_sent = self.clock()
