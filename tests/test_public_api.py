@@ -12,8 +12,9 @@ from trio_mqttconn import MqttClient
 
 PUBLIC = {
     name: value
-    for name, value in vars(trio_mqttconn).items()
-    if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    for name in dir(trio_mqttconn)  # the names imported when first used too
+    if not name.startswith("_")
+    and not isinstance(value := getattr(trio_mqttconn, name), types.ModuleType)
 }
 
 
@@ -36,6 +37,30 @@ def test_public_api_methods_are_documented(name: str) -> None:
         if isinstance(member, type):
             continue
         assert inspect.getdoc(member), f"{name}.{attr} has no docstring"
+
+
+def test_public_api_plain_client_import_loads_no_pip_services_or_sqlite() -> None:
+    """Memory (#9, peak RSS): ``import trio_mqttconn`` leaves the pip-services
+    layer and SQLite to their first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trio_mqttconn; "
+        "print(sorted(m for m in ('sqlite3', 'trio_mqttconn._queue', "
+        "'trio_mqttconn._connection', 'trio_mqttconn._store') if m in sys.modules)); "
+        "trio_mqttconn.MqttMessageQueue; "
+        "print('trio_mqttconn._queue' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_public_api_unknown_name_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        trio_mqttconn.Nope  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_public_api_client_repr_hides_password() -> None:
