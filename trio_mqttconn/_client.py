@@ -552,11 +552,17 @@ class MqttClient:
         link, connected, rest = result
         self._state = "running"
         self._attach(link, connected)
+        # Nothing came with the CONNACK: the link is served (and ready) before we
+        # return, so the caller's first request does not wait for the supervisor.
+        opened = not rest
+        if opened:
+            serve.open_link(self, self._session, link, connected, rest)
         self._spawn(
             self._supervisor,
             link,
             connected,
             rest,
+            opened,
             name=f"mqtt-supervisor[{self.client_id}]",
         )
 
@@ -721,10 +727,10 @@ class MqttClient:
     # -- connections -----------------------------------------------------------------
 
     async def _supervisor(
-        self, link: Link, connected: Connected, rest: list[Event]
+        self, link: Link, connected: Connected, rest: list[Event], opened: bool
     ) -> None:
         try:
-            await connector.supervise(self, link, connected, rest)
+            await connector.supervise(self, link, connected, rest, opened=opened)
         finally:
             last = self._conn
             self._shutdown()
@@ -748,10 +754,17 @@ class MqttClient:
             self._quota.set()
 
     async def _serve(
-        self, link: Link, connected: Connected, rest: list[Event]
+        self,
+        link: Link,
+        connected: Connected,
+        rest: list[Event],
+        *,
+        opened: bool = False,
     ) -> BaseException:
         """Run one link until it ends; return why it ended (see ``_engine.serve``)."""
-        return await serve.serve_link(self, self._session, link, connected, rest)
+        return await serve.serve_link(
+            self, self._session, link, connected, rest, opened=opened
+        )
 
     def _filter_options(self) -> dict[str, tuple[TopicSubscription, Properties]]:
         """What to subscribe to again after a reconnect that lost the session."""

@@ -255,14 +255,23 @@ async def connect_round(client: MqttClient) -> tuple[Link, Connected, list[Event
 
 
 async def supervise(
-    client: MqttClient, link: Link, connected: Connected, rest: list[Event]
+    client: MqttClient,
+    link: Link,
+    connected: Connected,
+    rest: list[Event],
+    *,
+    opened: bool = False,
 ) -> None:
-    """Serve one link at a time; reconnect with backoff until the client closes."""
+    """Serve one link at a time; reconnect with backoff until the client closes.
+
+    *opened*: the first link's work was started already (``serve.open_link``).
+    """
     backoff: Backoff | None = None  # made when first needed
     delay = 0.0
     while True:
         started = anyio.current_time()
-        reason = await client._serve(link, connected, rest)
+        reason = await client._serve(link, connected, rest, opened=opened)
+        opened = False
         if client._state != "running":
             return
         where = link.where

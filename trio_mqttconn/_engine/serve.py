@@ -3,8 +3,10 @@
 Theory of operation
 -------------------
 `attach` makes a new `Link` the client's connection (before anyone may use it);
-publishers use it once it is restored (``MqttClient._set_ready``). `serve_link`
-runs it until it ends and returns why. Beside it run the
+publishers use it once it is restored (``MqttClient._set_ready``). `open_link`
+starts serving it without waiting (for a first link that brought nothing else,
+before ``async with`` returns: the caller's first request finds it ready);
+`serve_link` runs it until it ends and returns why. Beside it run the
 link's keepalive watchdog and ack writer and, after a reconnect, the restore task
 (``restore``), each under a scope that ends with the link. It reads itself (the
 supervisor's task is the link's reader):
@@ -67,7 +69,15 @@ if TYPE_CHECKING:
     from .link import Hold, Link
     from .operations import Operation
 
-__all__ = ["POISON_TRIES", "attach", "disconnect", "handle", "link_ended", "serve_link"]
+__all__ = [
+    "POISON_TRIES",
+    "attach",
+    "disconnect",
+    "handle",
+    "link_ended",
+    "open_link",
+    "serve_link",
+]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 
@@ -93,18 +103,20 @@ def attach(client: MqttClient, link: Link, connected: Connected) -> None:
         client._on_connect(counters.connects > 1)
 
 
-async def serve_link(
+def open_link(
     client: MqttClient,
     session: ClientSession,
     link: Link,
     connected: Connected,
     rest: list[Event],
-) -> BaseException:
-    """Run *link* until it ends; return why it ended.
+) -> None:
+    """Start serving *link* (never waits): its tasks, what came with the CONNACK,
+    then the restore task, or the link is ready at once.
 
-    The caller's task reads; the keepalive watchdog, the ack writer and, after a
-    reconnect, the restoring of publishes and subscriptions run beside it under
-    scopes that end with the link.
+    The keepalive watchdog, the ack writer and, after a reconnect, the restoring
+    of publishes and subscriptions run under scopes that end with the link.
+    `MqttClient._start` calls it for a first link that brought nothing else, so
+    that ``async with`` returns with the link ready; `serve_link` otherwise.
     """
     shield = client._shield_tasks
     client._spawn(
@@ -146,6 +158,24 @@ async def serve_link(
         )
     else:
         client._set_ready(link)
+
+
+async def serve_link(
+    client: MqttClient,
+    session: ClientSession,
+    link: Link,
+    connected: Connected,
+    rest: list[Event],
+    *,
+    opened: bool = False,
+) -> BaseException:
+    """Run *link* until it ends; return why it ended.
+
+    The caller's task reads; `open_link` (unless *opened*: done already) starts
+    the work beside it.
+    """
+    if not opened:
+        open_link(client, session, link, connected, rest)
     with link.new_scope():
         await _read(client, session, link)
     # The link is over: nothing may use it again.
@@ -318,20 +348,32 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
     if link is None or not client.is_connected:
         client._stop_tasks()
         return
-    with anyio.move_on_after(client.disconnect_timeout):
-        try:
-            properties = EMPTY_PROPERTIES
-            if session_expiry is not None and client.protocol is ProtocolVersion.V5:
-                properties = Properties(session_expiry_interval=session_expiry)
-            await link.send(link.session.disconnect(properties=properties))
-        except (MqttError, OSError, ValueError):
-            pass
-        # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]: the tasks
-        # stop, then the stream is closed.
-        link.end(NotOpenError("the client is closed"))
-        client._stop_tasks()
-        link.closed = True
-        await link.stream.aclose()
+    # The stream is closed here, whatever happens, not by the reader (which sees
+    # the broker's EOF after our DISCONNECT, usually before we get to close it).
+    link.closed = True
+    closed = False
+    try:
+        with anyio.move_on_after(client.disconnect_timeout):
+            try:
+                properties = EMPTY_PROPERTIES
+                if session_expiry is not None and client.protocol is ProtocolVersion.V5:
+                    properties = Properties(session_expiry_interval=session_expiry)
+                await link.send(link.session.disconnect(properties=properties))
+            except (MqttError, OSError, ValueError):
+                pass
+            # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]: the tasks
+            # stop, then the stream is closed.
+            link.end(NotOpenError("the client is closed"))
+            client._stop_tasks()
+            await link.stream.aclose()
+            closed = True
+    finally:
+        if not closed:
+            # The DISCONNECT (or the stream's closing handshake) took longer
+            # than disconnect_timeout, or failed.
+            link.end(NotOpenError("the client is closed"))
+            client._stop_tasks()
+            await anyio.aclose_forcefully(link.stream)
 
 
 def _lost_requests(client: MqttClient) -> None:
