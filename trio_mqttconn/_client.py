@@ -473,8 +473,7 @@ class MqttClient:
         group, self._outer = self._outer, None
         try:
             try:
-                with anyio.CancelScope(shield=True):
-                    await self._close()
+                await self._close()  # shielded (the graceful DISCONNECT is)
             finally:
                 self._stop_tasks()  # whatever happened, nothing is left running
                 if group is not None:
@@ -617,7 +616,8 @@ class MqttClient:
         if not self._stopping:
             self._stopping = True
             for scope in self._task_scopes:
-                scope.cancel()
+                if not scope.cancel_called:  # a link's end cancelled its own
+                    scope.cancel()
 
     async def aclose(self, *, session_expiry: int | None = None) -> None:
         """Disconnect gracefully, stop every task of the client and wait for them.

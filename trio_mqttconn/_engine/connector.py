@@ -131,7 +131,12 @@ async def handshake(
     stream: anyio.abc.ByteStream | None = None
     first = True
     try:
-        with anyio.fail_after(client.connect_timeout or math.inf):
+        # anyio.fail_after without its generator-based context manager: past the
+        # deadline the scope swallows the cancellation and we get below it.
+        scope = anyio.CancelScope(
+            deadline=anyio.current_time() + (client.connect_timeout or math.inf)
+        )
+        with scope:
             stream = await open_stream(client, endpoint)
             packet = connect_packet(client, endpoint)
             connect = session.connect(packet)
@@ -199,6 +204,7 @@ async def handshake(
                             + _REFUSAL_HINTS.get(event.reason_code, ""),
                             reason_code=event.reason_code,
                         )
+        raise TimeoutError  # the deadline cancelled the attempt
     except TimeoutError as exc:
         if stream is not None:
             await anyio.aclose_forcefully(stream)

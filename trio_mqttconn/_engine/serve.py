@@ -342,6 +342,9 @@ def link_ended(client: MqttClient, link: Link, reason: BaseException) -> None:
 async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
     """Send DISCONNECT on the live link (bounded by *disconnect_timeout*), end it.
 
+    Shielded from cancellation: the caller's own cancellation (a cancelled body of
+    ``async with``) does not cut the graceful DISCONNECT short.
+
     *session_expiry*: MQTT 5's Session Expiry Interval for the DISCONNECT, if any.
     """
     link = client._conn
@@ -353,7 +356,7 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
     link.closed = True
     closed = False
     try:
-        with anyio.move_on_after(client.disconnect_timeout):
+        with anyio.move_on_after(client.disconnect_timeout, shield=True):
             try:
                 properties = EMPTY_PROPERTIES
                 if session_expiry is not None and client.protocol is ProtocolVersion.V5:
@@ -373,7 +376,8 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
             # than disconnect_timeout, or failed.
             link.end(NotOpenError("the client is closed"))
             client._stop_tasks()
-            await anyio.aclose_forcefully(link.stream)
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(link.stream)
 
 
 def _lost_requests(client: MqttClient) -> None:
