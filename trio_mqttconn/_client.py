@@ -732,9 +732,12 @@ class MqttClient:
         try:
             await connector.supervise(self, link, connected, rest, opened=opened)
         finally:
+            # While closing, _close() stops the tasks (after the DISCONNECT).
+            closing = self._state == "closing"
             last = self._conn
             self._shutdown()
-            self._stop_tasks()
+            if not closing:
+                self._stop_tasks()
             if last is not None:
                 await last.close()
 

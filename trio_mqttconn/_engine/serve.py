@@ -364,12 +364,15 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
                 await link.send(link.session.disconnect(properties=properties))
             except (MqttError, OSError, ValueError):
                 pass
-            # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]: the tasks
-            # stop, then the stream is closed.
+            # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]: the link
+            # ends (nothing can use it any more, its tasks are cancelled), the
+            # stream is closed, then the other tasks stop. The supervisor has
+            # usually returned by then (its reader was the link's): not
+            # cancelling it saves asyncio's cancel() a repr() of the task.
             link.end(NotOpenError("the client is closed"))
-            client._stop_tasks()
             await link.stream.aclose()
             closed = True
+            client._stop_tasks()
     finally:
         if not closed:
             # The DISCONNECT (or the stream's closing handshake) took longer
