@@ -229,3 +229,17 @@ async def test_publish_nowait_on_a_stream_without_direct_writes() -> None:
                 b"4",
                 b"end",
             ]
+
+
+async def test_publish_nowait_right_after_async_with_returns() -> None:
+    """A first connection that brought nothing with its CONNACK is ready when
+    ``async with`` returns: no WouldBlock for the first message."""
+    async with FakeBroker() as broker, make_fake_client(broker) as client:
+        client.publish_nowait("t", b"first")
+        await client.publish("t", b"second")
+        conn = broker.connections[0]
+        await broker.wait_until(lambda: len(conn.packets(PublishPacket)) == 2)
+        assert [p.payload for p in conn.packets(PublishPacket)] == [
+            b"first",
+            b"second",
+        ]
