@@ -96,6 +96,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
+    from ._engine.connector import Scope
     from ._events import ConnAckInfo, Connected, Event
     from ._message import Message
     from ._packets import PublishPacket, TopicSubscription, Will
@@ -310,7 +311,7 @@ class MqttClient:
     _state: str = attrs.field(init=False, default="new")
     _task_group: TaskGroup | None = attrs.field(init=False, default=None)
     #: The cancel scope of every live task of the client (see ``_spawn``).
-    _task_scopes: set[anyio.CancelScope] = attrs.field(init=False, factory=set)
+    _task_scopes: set[Scope] = attrs.field(init=False, factory=set)
     #: ``async with``: the tasks are shielded from the body's cancellation, so that
     #: leaving the body always disconnects gracefully (``__aexit__`` stops them).
     _shield_tasks: bool = attrs.field(init=False, default=False)
@@ -536,7 +537,7 @@ class MqttClient:
     async def _start(self) -> None:
         """The first connection, then the supervisor task that keeps it."""
         # aclose() may come while we connect: it cancels this scope too.
-        scope = anyio.CancelScope()
+        scope = connector.new_scope()
         self._task_scopes.add(scope)
         result: tuple[Link, Connected, list[Event]] | None = None
         try:
@@ -570,7 +571,7 @@ class MqttClient:
         function: Callable[..., Awaitable[object]],
         *args: object,
         name: str,
-        scope: anyio.CancelScope | None = None,
+        scope: Scope | None = None,
     ) -> None:
         """Start a task of the client in its task group, under its own cancel scope.
 
@@ -582,7 +583,7 @@ class MqttClient:
         """
         assert self._task_group is not None
         task_scope = (
-            anyio.CancelScope(shield=self._shield_tasks) if scope is None else scope
+            connector.new_scope(shield=self._shield_tasks) if scope is None else scope
         )
         if self._stopping:
             task_scope.cancel()
@@ -593,7 +594,7 @@ class MqttClient:
 
     async def _guarded(
         self,
-        scope: anyio.CancelScope,
+        scope: Scope,
         function: Callable[..., Awaitable[object]],
         args: tuple[object, ...],
     ) -> None:

@@ -437,7 +437,12 @@ def direct_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
     """
     if not isinstance(stream, anyio.abc.SocketStream) or not running_on_trio():
         return None
-    sock: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    # anyio's own accessor: extra(raw_socket) builds every socket attribute
+    # first, with a getpeername() system call.
+    sock = getattr(stream, "_raw_socket", None)
+    if not isinstance(sock, socket.socket):  # pragma: no cover - another anyio
+        found: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        return found
     return sock
 
 

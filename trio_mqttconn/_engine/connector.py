@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import random as _random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -29,6 +29,7 @@ from .._backoff import Backoff
 from .._enums import ProtocolVersion, ReasonCode
 from .._events import Connected, ConnectionRefused
 from .._exceptions import ConnectError, ConnectionLost, ConnectTimeout, ProtocolError
+from .._groups import running_on_trio
 from .._packets import ConnectPacket
 from .._session import SessionState
 from .._transports import connect_stream, direct_socket
@@ -36,11 +37,20 @@ from . import trace
 from .link import READ_SIZE, Link
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .._client import MqttClient
     from .._events import Event
     from .._transports import Endpoint
 
-__all__ = ["FATAL_CONNACK", "connect_round", "handshake", "supervise"]
+__all__ = [
+    "FATAL_CONNACK",
+    "Scope",
+    "connect_round",
+    "handshake",
+    "new_scope",
+    "supervise",
+]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 
@@ -71,6 +81,45 @@ _REFUSAL_HINTS = {
 
 #: A connection "stayed up" once it lived this many times the delay before it.
 STABLE_FACTOR = 4.0
+
+
+class Scope(Protocol):
+    """What the engine asks of a cancel scope: anyio's, or trio's own."""
+
+    @property
+    def cancel_called(self) -> bool:
+        """Whether `cancel` was called (or the deadline passed)."""
+        ...  # pragma: no cover
+
+    def cancel(self) -> None:
+        """Cancel the code inside the scope."""
+        ...  # pragma: no cover
+
+    def __enter__(self) -> object: ...  # pragma: no cover
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...  # pragma: no cover
+
+
+def new_scope(*, timeout: float = math.inf, shield: bool = False) -> Scope:
+    """A cancel scope of the running backend, cancelled *timeout* s from now.
+
+    trio's own on trio: anyio's wraps it, finds the backend each time it is made
+    and adds a layer to entering and leaving it (the engine makes several per
+    connection). Unlike ``fail_after``, leaving it after its deadline passed does
+    not raise (`handshake` checks whether its block was left early).
+    """
+    if running_on_trio():
+        import trio  # imported already (running_on_trio)
+
+        deadline = math.inf if timeout == math.inf else trio.current_time() + timeout
+        return trio.CancelScope(deadline=deadline, shield=shield)
+    deadline = math.inf if timeout == math.inf else anyio.current_time() + timeout
+    return anyio.CancelScope(deadline=deadline, shield=shield)
 
 
 def connect_packet(client: MqttClient, endpoint: Endpoint) -> ConnectPacket:
@@ -133,10 +182,7 @@ async def handshake(
     try:
         # anyio.fail_after without its generator-based context manager: past the
         # deadline the scope swallows the cancellation and we get below it.
-        scope = anyio.CancelScope(
-            deadline=anyio.current_time() + (client.connect_timeout or math.inf)
-        )
-        with scope:
+        with new_scope(timeout=client.connect_timeout or math.inf):
             stream = await open_stream(client, endpoint)
             packet = connect_packet(client, endpoint)
             connect = session.connect(packet)

@@ -60,6 +60,7 @@ from .._exceptions import (
 from .._properties import EMPTY_PROPERTIES, Properties
 from .._session import SessionState
 from . import restore, trace
+from .connector import new_scope
 from .subscriptions import filter_options, resubscribed
 
 if TYPE_CHECKING:
@@ -356,7 +357,7 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
     link.closed = True
     closed = False
     try:
-        with anyio.move_on_after(client.disconnect_timeout, shield=True):
+        with new_scope(timeout=client.disconnect_timeout, shield=True):
             try:
                 properties = EMPTY_PROPERTIES
                 if session_expiry is not None and client.protocol is ProtocolVersion.V5:
