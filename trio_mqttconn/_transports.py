@@ -21,6 +21,7 @@ function ever puts a password into a message or a repr.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -83,6 +84,8 @@ _SCHEMES: typing.Final[Mapping[str, tuple[str, int]]] = {
 _NORMALISED: typing.Final = frozenset({"mqtt", "mqtts", "ws", "wss", "unix"})
 _DEFAULT_WS_PATH: typing.Final = "/mqtt"
 _SCHEME_RE: typing.Final = re.compile(r"[a-z][a-z0-9+.-]*")
+#: What a host name cannot hold (``\s`` is ``str.isspace``'s set).
+_BAD_HOST_RE: typing.Final = re.compile(r'[\s<>"{}|\\^`%]')
 # X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
 _NAME_MISMATCH_CODES: typing.Final = frozenset({62, 64})
 
@@ -241,7 +244,7 @@ def parse_uri(uri: str) -> Endpoint:
         host, _, port_text = hostinfo.partition(":")
     if not host:
         fail(f"missing host; write it as {scheme_text}://host:port")
-    if any(c.isspace() or c in '<>"{}|\\^`%' for c in host):
+    if _BAD_HOST_RE.search(host):
         fail("the host holds characters a host name cannot have")
 
     port = default_port
@@ -475,7 +478,9 @@ def direct_transport(stream: anyio.abc.ByteStream) -> AsyncioSocketStream | None
     return typing.cast("AsyncioSocketStream", stream)
 
 
+@functools.lru_cache(maxsize=64)
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Cached: ipaddress parses in Python, on every connection attempt.
     try:
         return ipaddress.ip_address(host)
     except ValueError:

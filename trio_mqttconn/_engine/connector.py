@@ -174,7 +174,6 @@ async def handshake(
     client: MqttClient, endpoint: Endpoint
 ) -> tuple[Link, Connected, list[Event]]:
     """One connection attempt: stream, CONNECT, CONNACK, bounded by connect_timeout."""
-    where = endpoint.display()
     session = client._session
     counters = client._counters
     stream: anyio.abc.ByteStream | None = None
@@ -203,12 +202,12 @@ async def handshake(
                     data = await stream.receive(READ_SIZE)
                 except anyio.EndOfStream:
                     raise ConnectError(
-                        f"{where} closed the connection before answering CONNECT; "
+                        f"{endpoint.display()} closed the connection before answering CONNECT; "
                         "check the protocol version and the broker's log"
                     ) from None
                 if first and _looks_like_http(data):
                     raise ConnectError(
-                        f"{where} answered CONNECT with HTTP: it is a web or "
+                        f"{endpoint.display()} answered CONNECT with HTTP: it is a web or "
                         "WebSocket port, not MQTT; use ws:// (or wss://) with the "
                         "broker's WebSocket path, or the broker's MQTT port"
                     )
@@ -236,15 +235,16 @@ async def handshake(
                         )
                         if event.client_id:
                             client.client_id = event.client_id
-                        _LOGGER.debug(
-                            "received CONNACK from %s: session present %s",
-                            where,
-                            event.session_present,
-                        )
+                        if _LOGGER.isEnabledFor(logging.DEBUG):
+                            _LOGGER.debug(
+                                "received CONNACK from %s: session present %s",
+                                endpoint.display(),
+                                event.session_present,
+                            )
                         return link, event, events[index + 1 :]
                     if isinstance(event, ConnectionRefused):
                         raise ConnectError(
-                            f"{where} refused the connection: "
+                            f"{endpoint.display()} refused the connection: "
                             f"{event.reason_code.phrase} "
                             f"(reason code {event.reason_code.value:#04x})"
                             + _REFUSAL_HINTS.get(event.reason_code, ""),
@@ -256,7 +256,7 @@ async def handshake(
             await anyio.aclose_forcefully(stream)
         session.connection_lost()
         raise ConnectTimeout(
-            f"connecting to {where} took longer than {client.connect_timeout:g} s "
+            f"connecting to {endpoint.display()} took longer than {client.connect_timeout:g} s "
             "(connect_timeout)"
         ) from exc
     except BaseException as exc:
@@ -268,7 +268,7 @@ async def handshake(
             raise
         if isinstance(exc, ProtocolError):
             raise ConnectError(
-                f"{where} answered CONNECT with an invalid packet: {exc}"
+                f"{endpoint.display()} answered CONNECT with an invalid packet: {exc}"
             ) from exc
         if isinstance(
             exc,
@@ -278,7 +278,9 @@ async def handshake(
             | anyio.EndOfStream,
         ):
             detail = str(exc) or type(exc).__name__
-            raise ConnectError(f"connection to {where} failed: {detail}") from exc
+            raise ConnectError(
+                f"connection to {endpoint.display()} failed: {detail}"
+            ) from exc
         raise
 
 

@@ -94,12 +94,13 @@ def attach(client: MqttClient, link: Link, connected: Connected) -> None:
         client._router.session_lost()
     counters = client._counters
     counters.connects += 1
-    _LOGGER.info(
-        "connected to %s as %r (connection %d)",
-        link.where,
-        client.client_id,
-        counters.connects,
-    )
+    if _LOGGER.isEnabledFor(logging.INFO):
+        _LOGGER.info(
+            "connected to %s as %r (connection %d)",
+            link.where,
+            client.client_id,
+            counters.connects,
+        )
     if client._on_connect is not None:
         client._on_connect(counters.connects > 1)
 
