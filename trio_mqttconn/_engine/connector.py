@@ -16,6 +16,7 @@ duplicate client id) sees the delays grow.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random as _random
@@ -194,7 +195,16 @@ async def handshake(
                     keepalive=packet.keepalive,
                     username=packet.username,
                 )
-            await stream.send(connect)
+            sock = direct_socket(stream)
+            sent = 0
+            if sock is not None:
+                # trio: the socket itself, as Link.send writes; no schedule point
+                # after it, waiting for the CONNACK is one. Any error: anyio's
+                # send below tries again and reports it its way.
+                with contextlib.suppress(OSError):
+                    sent = sock.send(connect)
+            if sent < len(connect):
+                await stream.send(connect[sent:] if sent else connect)
             counters.bytes_sent += len(connect)
             sent_at = anyio.current_time()
             while True:
@@ -219,7 +229,7 @@ async def handshake(
                     if isinstance(event, Connected):
                         link = Link(
                             stream=stream,
-                            sock=direct_socket(stream),
+                            sock=sock,
                             endpoint=endpoint,
                             keepalive=float(event.keepalive),
                             last_heard=anyio.current_time(),
