@@ -33,9 +33,9 @@ from .._exceptions import ConnectError, ConnectionLost, ConnectTimeout, Protocol
 from .._groups import running_on_trio
 from .._packets import ConnectPacket
 from .._session import SessionState
-from .._transports import connect_stream, direct_socket
+from .._transports import connect_stream, direct_socket, direct_transport
 from . import trace
-from .link import READ_SIZE, Link
+from .link import READ_SIZE, Link, _transport_drained, _transport_write
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -203,6 +203,13 @@ async def handshake(
                 # send below tries again and reports it its way.
                 with contextlib.suppress(OSError):
                     sent = sock.send(connect)
+            elif (direct := direct_transport(stream)) is not None and (
+                direct._protocol.write_event.is_set()
+            ):
+                # asyncio: the same with the transport (see Link.send).
+                if not _transport_write(direct, connect):
+                    await _transport_drained(direct)
+                sent = len(connect)
             if sent < len(connect):
                 await stream.send(connect[sent:] if sent else connect)
             counters.bytes_sent += len(connect)
