@@ -60,7 +60,7 @@ from .._exceptions import (
 from .._properties import EMPTY_PROPERTIES, Properties
 from .._session import SessionState
 from . import restore, trace
-from .connector import new_scope
+from .connector import current_time, new_scope
 from .subscriptions import filter_options, resubscribed
 
 if TYPE_CHECKING:
@@ -335,7 +335,7 @@ def link_ended(client: MqttClient, link: Link, reason: BaseException) -> None:
     counters = client._counters
     detail = str(reason) or type(reason).__name__
     counters.last_disconnect_reason = f"lost the connection to {link.where}: {detail}"
-    counters.last_disconnect_time = anyio.current_time()
+    counters.last_disconnect_time = current_time()
     # An Event that has not fired yet keeps its waiters: the next link sets it.
     if client._ready.is_set() and client._state == "running":
         client._ready = anyio.Event()
