@@ -8,9 +8,9 @@ sees the end first.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-import trio
-import trio.testing
 
 from tests._fakes import (
     FakeBroker,
@@ -20,6 +20,9 @@ from tests._fakes import (
     virtual_deadline_fixture,  # noqa: F401 - the virtual_deadline fixture
 )
 from trio_mqttconn._packets import DisconnectPacket, PublishPacket
+
+if TYPE_CHECKING:
+    import trio.testing
 
 pytestmark = pytest.mark.trio
 
