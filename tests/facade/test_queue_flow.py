@@ -335,11 +335,14 @@ async def test_connection_subscribe_passes_flow_control_options(
                 proxy.drop(rst=True)
                 await publish_all(mosquitto.uri, unique_topic, [b"after"])
                 await keeper.wait_for(3 if not fail else 2)
-    got = [(m.payload, m.dup) for m in keeper.messages]
+    # "after" may carry DUP: mosquitto can send it on the dropped connection
+    # before it notices the drop, then again on the new one.
+    got = [(m.payload, m.dup) for m in keeper.messages[:-1]]
+    assert keeper.messages[-1].payload == b"after"
     if fail:
-        assert got == [(b"first", False), (b"after", False)]
+        assert got == [(b"first", False)]
     else:
-        assert got == [(b"first", False), (b"first", True), (b"after", False)]
+        assert got == [(b"first", False), (b"first", True)]
 
 
 async def test_queue_acknowledges_what_it_drops_and_clears(
