@@ -96,7 +96,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
-    from ._engine.connector import Scope
+    from ._engine.serve import Scope
     from ._events import ConnAckInfo, Connected, Event
     from ._message import Message
     from ._packets import PublishPacket, TopicSubscription, Will
@@ -537,7 +537,7 @@ class MqttClient:
     async def _start(self) -> None:
         """The first connection, then the supervisor task that keeps it."""
         # aclose() may come while we connect: it cancels this scope too.
-        scope = connector.new_scope()
+        scope = serve.new_scope()
         self._task_scopes.add(scope)
         result: tuple[Link, Connected, list[Event]] | None = None
         try:
@@ -583,7 +583,7 @@ class MqttClient:
         """
         assert self._task_group is not None
         task_scope = (
-            connector.new_scope(shield=self._shield_tasks) if scope is None else scope
+            serve.new_scope(shield=self._shield_tasks) if scope is None else scope
         )
         if self._stopping:
             task_scope.cancel()

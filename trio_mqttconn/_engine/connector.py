@@ -20,7 +20,7 @@ import contextlib
 import logging
 import math
 import random as _random
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -30,29 +30,19 @@ from .._backoff import Backoff
 from .._enums import ProtocolVersion, ReasonCode
 from .._events import Connected, ConnectionRefused
 from .._exceptions import ConnectError, ConnectionLost, ConnectTimeout, ProtocolError
-from .._groups import running_on_trio
 from .._packets import ConnectPacket
 from .._session import SessionState
 from .._transports import connect_stream, direct_socket, direct_transport
 from . import trace
 from .link import READ_SIZE, Link, _transport_drained, _transport_write
+from .serve import current_time, new_scope
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .._client import MqttClient
     from .._events import Event
     from .._transports import Endpoint
 
-__all__ = [
-    "FATAL_CONNACK",
-    "Scope",
-    "connect_round",
-    "current_time",
-    "handshake",
-    "new_scope",
-    "supervise",
-]
+__all__ = ["FATAL_CONNACK", "connect_round", "handshake", "supervise"]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 
@@ -83,57 +73,6 @@ _REFUSAL_HINTS = {
 
 #: A connection "stayed up" once it lived this many times the delay before it.
 STABLE_FACTOR = 4.0
-
-
-class Scope(Protocol):
-    """What the engine asks of a cancel scope: anyio's, or trio's own."""
-
-    @property
-    def cancel_called(self) -> bool:
-        """Whether `cancel` was called (or the deadline passed)."""
-        ...  # pragma: no cover
-
-    def cancel(self) -> None:
-        """Cancel the code inside the scope."""
-        ...  # pragma: no cover
-
-    def __enter__(self) -> object: ...  # pragma: no cover
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool: ...  # pragma: no cover
-
-
-def current_time() -> float:
-    """The running backend's clock: `anyio.current_time` without its lookup of the
-    backend (several per connection)."""
-    if running_on_trio():
-        import trio  # imported already (running_on_trio)
-
-        return trio.current_time()
-    import asyncio  # running it (anyio's other backend)
-
-    return asyncio.get_running_loop().time()
-
-
-def new_scope(*, timeout: float = math.inf, shield: bool = False) -> Scope:
-    """A cancel scope of the running backend, cancelled *timeout* s from now.
-
-    trio's own on trio: anyio's wraps it, finds the backend each time it is made
-    and adds a layer to entering and leaving it (the engine makes several per
-    connection). Unlike ``fail_after``, leaving it after its deadline passed does
-    not raise (`handshake` checks whether its block was left early).
-    """
-    if running_on_trio():
-        import trio  # imported already (running_on_trio)
-
-        deadline = math.inf if timeout == math.inf else trio.current_time() + timeout
-        return trio.CancelScope(deadline=deadline, shield=shield)
-    deadline = math.inf if timeout == math.inf else current_time() + timeout
-    return anyio.CancelScope(deadline=deadline, shield=shield)
 
 
 def connect_packet(client: MqttClient, endpoint: Endpoint) -> ConnectPacket:
