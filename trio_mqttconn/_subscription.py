@@ -17,15 +17,19 @@ A consumer waiting on an empty channel is woken with the backend's own primitive
 (`_Waits`): on trio the reader reschedules the waiting task with the message itself,
 as trio's memory channels do; on asyncio the message is queued and the consumer's
 future completes. No Event per wait, no anyio backend lookup per message: with a
-task per subscription the wake-up is most of what a message costs.
+task per subscription the wake-up is most of what a message costs. On trio the
+waiting task yields trio's own trap, made once per subscription, and is sent the
+message as it is (no coroutine, trap or Outcome per message: a thousand waiting
+tasks kept as many alive, which the garbage collector walked again and again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias, final
+import types
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias, cast, final
 
 import anyio
 import attrs
@@ -64,12 +68,14 @@ class Sleepers(list[Any]):
     tasks wait at once.
     """
 
-    __slots__ = ("abort", "owner")
+    __slots__ = ("abort", "owner", "trap")
 
     def __init__(self) -> None:
         super().__init__()
         self.owner: object = None
         self.abort: Callable[[Any], Any] | None = None
+        #: What the waiting task yields to trio's scheduler (see `_trio_waits`).
+        self.trap: object = None
 
 
 @final
@@ -98,6 +104,9 @@ class _Waits:
     #: ``end(sleepers, error)``: the subscription ended; wake every sleeper (the
     #: first one raises *error*, when not None, if *direct*). Never blocks.
     end: Callable[[Sleepers, BaseException | None], None]
+    #: ``wake(sleepers)``: wake every sleeper with nothing handed over (its
+    #: ``sleep`` returns None). Never blocks.
+    wake: Callable[[Sleepers], None]
     checkpoint: Callable[[], Awaitable[None]]
     checkpoint_if_cancelled: Callable[[], Awaitable[None]]
     cancel_shielded_checkpoint: Callable[[], Awaitable[None]]
@@ -112,34 +121,42 @@ def _trio_waits() -> _Waits:
     wait_task_rescheduled = lowlevel.wait_task_rescheduled
     reschedule = lowlevel.reschedule
     succeeded = lowlevel.Abort.SUCCEEDED
+    trap_type = _trio_trap_type()
 
-    def aborter(
-        sleepers: Sleepers, task: object
-    ) -> Callable[[object], trio.lowlevel.Abort]:
+    def aborter(sleepers: Sleepers, task: object) -> None:
         def abort(_: object) -> trio.lowlevel.Abort:
             sleepers.remove(task)  # cancelled: nobody reschedules it now
             return succeeded
 
         sleepers.owner = task
         sleepers.abort = abort
-        return abort
+        sleepers.trap = None if trap_type is None else trap_type(abort)
 
     def sleep(sleepers: Sleepers) -> Awaitable[None]:
-        # Not a coroutine function itself: the caller awaits trio's own wait
-        # directly, one frame less per wake-up. (No closure here: its cells
-        # would be made on every call.)
+        # Not a coroutine function itself: the caller awaits the wait directly,
+        # one frame less per wake-up. (No closure here: its cells would be made
+        # on every call.)
         task = current_task()
         sleepers.append(task)
+        if sleepers.owner is not task or sleepers.abort is None:
+            aborter(sleepers, task)
+        trap = sleepers.trap
+        if trap is not None:
+            return _yield_to_trio(trap)
         abort = sleepers.abort
-        if sleepers.owner is not task or abort is None:
-            abort = aborter(sleepers, task)
-        return wait_task_rescheduled(abort)
+        assert abort is not None
+        return wait_task_rescheduled(abort)  # pragma: no cover - another trio
 
     value = outcome.Value
     error_outcome = outcome.Error
 
     def hand(sleepers: Sleepers, message: Message) -> None:
-        reschedule(sleepers.pop(0), value(message))
+        if trap_type is not None:
+            # The task's own trap takes the message as it is (`_yield_to_trio`):
+            # no Outcome made and unwrapped per message.
+            reschedule(sleepers.pop(0), cast("Any", message))
+        else:  # pragma: no cover - another trio
+            reschedule(sleepers.pop(0), value(message))
 
     def end(sleepers: Sleepers, error: BaseException | None) -> None:
         for task in sleepers:
@@ -150,15 +167,52 @@ def _trio_waits() -> _Waits:
             error = None
         sleepers.clear()
 
+    def wake(sleepers: Sleepers) -> None:
+        for task in sleepers:
+            reschedule(task, value(None))
+        sleepers.clear()
+
     return _Waits(
         direct=True,
         sleep=sleep,
         hand=hand,
         end=end,
+        wake=wake,
         checkpoint=lowlevel.checkpoint,
         checkpoint_if_cancelled=lowlevel.checkpoint_if_cancelled,
         cancel_shielded_checkpoint=lowlevel.cancel_shielded_checkpoint,
     )
+
+
+def _trio_trap_type() -> Callable[[Any], object] | None:
+    """The message ``trio.lowlevel.wait_task_rescheduled`` yields to the scheduler.
+
+    A consumer that waits once per message yields it itself (`_yield_to_trio`),
+    one made per subscription and reused: ``wait_task_rescheduled`` makes a
+    coroutine, a generator and that message (with its ``__dict__``) per wait,
+    and they live until the task wakes, a thousand of them at once with a task
+    per subscription, which is what keeps the garbage collector busy. None when
+    trio has it elsewhere (then its public function is used).
+    """
+    try:
+        from trio._core._traps import WaitTaskRescheduled
+    except ImportError:  # pragma: no cover - another trio
+        return None
+    return cast("Callable[[Any], object]", WaitTaskRescheduled)
+
+
+@types.coroutine
+def _yield_to_trio(trap: object) -> Generator[object, Any, Any]:
+    """``wait_task_rescheduled`` with a trap made already (see `_trio_trap_type`).
+
+    trio's scheduler sends the task what it was rescheduled with, as it is: a
+    Message handed over by the producer (`_Waits.hand`), returned as it is, or an
+    Outcome (the end of the subscription, a cancellation), unwrapped.
+    """
+    handed = yield trap
+    if type(handed) is Message:
+        return handed
+    return handed.unwrap()
 
 
 def _asyncio_waits() -> _Waits:
@@ -184,6 +238,7 @@ def _asyncio_waits() -> _Waits:
         sleep=sleep,
         hand=wake,
         end=wake,
+        wake=wake,
         checkpoint=anyio.lowlevel.checkpoint,
         checkpoint_if_cancelled=anyio.lowlevel.checkpoint_if_cancelled,
         cancel_shielded_checkpoint=anyio.lowlevel.cancel_shielded_checkpoint,

@@ -33,19 +33,23 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import attrs
 
-from .._subscription import _STREAK, PARKED_OVERHEAD, Subscription, _Intake
+from .._subscription import (
+    _STREAK,
+    PARKED_OVERHEAD,
+    Sleepers,
+    Subscription,
+    _Intake,
+    _Waits,
+    running_waits,
+)
 from .._subtree import SubscriptionTree
 from .._topics import topic_matches
 from .link import Hold, make_ack
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .._client import MqttClient
-    from .._groups import Event
     from .._message import Message
     from .._packets import TopicSubscription
     from .._properties import Properties
@@ -289,19 +293,21 @@ class Hub:
     """The queue of every synchronous listener, and the task that calls them.
 
     A plain deque of ``[message, hold, QoS 0 bytes, subscription]``: the reader
-    appends without waiting and wakes the task only when it sleeps. Entries beyond
-    `capacity` count as parked: a QoS 1/2 message's acknowledgement is withheld
-    until the task took it, a QoS 0 message's bytes count against the intake.
+    appends without waiting and wakes the task only when it sleeps (with the
+    backend's own primitives, as a subscription's consumer: no Event per wait).
+    Entries beyond `capacity` count as parked: a QoS 1/2 message's acknowledgement
+    is withheld until the task took it, a QoS 0 message's bytes count against the
+    intake.
     """
 
     intake: _Intake
-    #: Makes the task's wake-up event (the running backend's own).
-    new_event: Callable[[], Event] = anyio.Event
     capacity: int = HUB_BUFFER
     #: ``(message, hold, QoS 0 bytes, subscription)``: a tuple when it fitted, a
     #: list (which may get a hold) when parked.
     queue: collections.deque[Any] = attrs.Factory(collections.deque)
-    _waiter: Event | None = None
+    #: The task, while it waits for the queue (see `_Waits`).
+    _sleepers: Sleepers = attrs.Factory(Sleepers)
+    _waits: _Waits | None = None
     _closed: bool = False
 
     def put(self, sub: Subscription, message: Message) -> bool:
@@ -317,11 +323,14 @@ class Hub:
                 size = len(message.payload) + len(message.topic) + PARKED_OVERHEAD
                 self.intake.used += size
             queue.append([message, None, size, sub])
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        if self._sleepers:
+            self._wake()
         return fits
+
+    def _wake(self) -> None:
+        waits = self._waits
+        assert waits is not None  # set by the task before it slept
+        waits.wake(self._sleepers)
 
     def parked(self, sub: Subscription) -> int:
         """How many of *sub*'s messages wait beyond the capacity."""
@@ -334,10 +343,8 @@ class Hub:
     def close(self) -> None:
         """No more messages: the task ends once it has called what is queued."""
         self._closed = True
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        if self._sleepers:
+            self._wake()
 
     async def run(self, client: MqttClient) -> None:
         """Call the listeners, in order (the hub's task).
@@ -349,13 +356,14 @@ class Hub:
         RUNNING_IN.set(client)
         queue = self.queue
         intake = self.intake
+        waits = self._waits = running_waits()
+        sleepers = self._sleepers
         streak = 0
         while True:
             if not queue:
                 if self._closed:
                     return
-                waiter = self._waiter = self.new_event()
-                await waiter.wait()
+                await waits.sleep(sleepers)
                 streak = 0
                 continue
             message, hold, size, sub = queue.popleft()
@@ -366,7 +374,7 @@ class Hub:
             streak += 1
             if streak >= _STREAK:
                 streak = 0
-                await anyio.lowlevel.checkpoint()
+                await waits.checkpoint()
             listener = sub._listener
             if listener is None or sub._client is None:
                 if sub._manual_ack:

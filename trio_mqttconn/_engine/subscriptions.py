@@ -212,7 +212,7 @@ def _listener_hub(client: MqttClient) -> Hub:
     """The shared dispatch queue of synchronous listeners (made on first use)."""
     router = client._router
     if router.hub is None:
-        router.hub = Hub(intake=router.intake, new_event=client._new_event)
+        router.hub = Hub(intake=router.intake)
         client._spawn(router.hub.run, client, name=f"mqtt-dispatch[{client.client_id}]")
     return router.hub
 

@@ -1,0 +1,107 @@
+"""The synchronous listeners' task waits like a subscription's consumer (#9, speed).
+
+`Hub` sleeps with the backend's own primitives (`_Waits`: on trio the task is
+rescheduled, on asyncio a future completes) instead of an Event per wait. These
+tests pin what must not change with that: a message put while the task sleeps
+wakes it, listeners are called in order, a cancelled wait leaves no sleeper behind,
+and closing ends the task once it called what was queued. On trio a waiting
+consumer yields trio's own trap, made once per subscription.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+import anyio
+import pytest
+
+from trio_mqttconn import Message
+from trio_mqttconn._engine.router import Hub
+from trio_mqttconn._packets import TopicSubscription
+from trio_mqttconn._subscription import Subscription, _Intake, _trio_trap_type
+
+if TYPE_CHECKING:
+    from trio_mqttconn import MqttClient
+
+pytestmark = pytest.mark.anyio
+
+
+class _Client:
+    """What the hub's task needs of a client: nothing but an identity."""
+
+
+def _client() -> MqttClient:
+    return cast("MqttClient", _Client())
+
+
+def _hub_subscription(hub: Hub, seen: list[bytes]) -> Subscription:
+    sub = Subscription(
+        topic_filter="t/+",
+        options=TopicSubscription(filter="t/+"),
+        client=_client(),
+    )
+    sub._hub = hub
+    sub._listener = lambda message: seen.append(message.payload)
+    return sub
+
+
+async def test_a_message_put_wakes_the_sleeping_task_and_close_ends_it() -> None:
+    hub = Hub(intake=_Intake(limit=1 << 20))
+    seen: list[bytes] = []
+    sub = _hub_subscription(hub, seen)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hub.run, _client())
+            for n in range(3):
+                await anyio.wait_all_tasks_blocked()
+                assert len(hub._sleepers) == 1
+                assert sub._offer(Message(topic=f"t/{n}", payload=b"%d" % n))
+                assert sub._offer(Message(topic=f"t/{n}", payload=b"%d+" % n))
+                assert not hub._sleepers  # woken once, not once per message
+            await anyio.wait_all_tasks_blocked()
+            hub.close()
+    assert seen == [b"0", b"0+", b"1", b"1+", b"2", b"2+"]
+
+
+async def test_a_cancelled_wait_leaves_no_sleeper() -> None:
+    hub = Hub(intake=_Intake(limit=1 << 20))
+    seen: list[bytes] = []
+    sub = _hub_subscription(hub, seen)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hub.run, _client())
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+        # A later message finds nobody to wake, and nothing to trip over.
+        assert not [s for s in hub._sleepers if not getattr(s, "done", bool)()]
+        assert sub._offer(Message(topic="t/x", payload=b"late"))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hub.run, _client())
+            await anyio.wait_all_tasks_blocked()
+            hub.close()
+    assert seen == [b"late"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_consumer_yields_the_trap_made_for_its_subscription() -> None:
+    assert _trio_trap_type() is not None  # trio moved it: the slow path is used
+    sub = Subscription(topic_filter="t/+", options=TopicSubscription(filter="t/+"))
+    offered = [Message(topic=f"t/{n}", payload=b"%d" % n) for n in range(3)]
+    got: list[Message] = []
+    traps: set[int] = set()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def consume() -> None:
+                async for message in sub:
+                    got.append(message)
+
+            tg.start_soon(consume)
+            for message in offered:
+                await anyio.wait_all_tasks_blocked()
+                traps.add(id(sub._sleepers.trap))
+                assert sub._offer(message)
+            await anyio.wait_all_tasks_blocked()
+            sub._close()
+    assert len(traps) == 1
+    assert [m is o for m, o in zip(got, offered, strict=True)] == [True] * 3
