@@ -149,10 +149,19 @@ async def test_publishes_arrive_whole_when_the_socket_buffer_is_full() -> None:
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])  # asyncio: the reader sees it first
-async def test_a_failed_direct_write_ends_the_connection_with_a_clear_error() -> None:
+@pytest.mark.parametrize("nowait", [False, True])
+async def test_a_failed_direct_write_ends_the_connection_with_a_clear_error(
+    nowait: bool,
+) -> None:
     broker = SocketPairBroker()
     client = make_client(broker)
     client.reconnect = False
+
+    async def publish() -> None:
+        if nowait:  # publish_nowait's synchronous write
+            client.publish_nowait("t", b"x")
+        else:
+            await client.publish("t", b"x")
 
     async def body() -> None:
         async with client:
@@ -160,7 +169,7 @@ async def test_a_failed_direct_write_ends_the_connection_with_a_clear_error() ->
             with pytest.raises(
                 ConnectionLost, match=r"^sending to mqtt://pair:1883 failed: "
             ):
-                await client.publish("t", b"x")
+                await publish()
             await anyio.sleep_forever()
 
     try:

@@ -10,8 +10,6 @@ client's send buffer on purpose.
 
 from __future__ import annotations
 
-import socket
-
 import anyio
 import anyio.lowlevel
 import pytest
@@ -183,30 +181,6 @@ async def test_publish_nowait_while_reconnecting_would_block() -> None:
             link.end(ConnectionLost("dropped by the test"))
             with pytest.raises(anyio.WouldBlock, match="connecting"):
                 client.publish_nowait("t", b"y")
-
-
-@pytest.mark.parametrize("anyio_backend", ["trio"])  # a sync send error on trio
-async def test_publish_nowait_on_a_broken_socket_raises_connection_lost() -> None:
-    broker = SocketPairBroker()
-    client = make_client(broker)
-    client.reconnect = False
-
-    async def body() -> None:
-        async with client:
-            await client.publish("t", b"w")  # the link is ready
-            broker.client_sock.shutdown(socket.SHUT_WR)  # sends now fail: EPIPE
-            with pytest.raises(ConnectionLost, match=r"^sending to mqtt://pair"):
-                client.publish_nowait("t", b"x")
-            await anyio.sleep_forever()
-
-    try:
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as group:
-                group.start_soon(broker.accept)
-                with pytest.raises(ConnectionLost, match=r"^lost the connection to "):
-                    await body()
-    finally:
-        broker.close()
 
 
 async def test_publish_nowait_on_a_stream_without_direct_writes() -> None:

@@ -631,19 +631,18 @@ class Link:
         self._acks_wanted.set()
 
     async def _flush(self) -> None:
-        """As the writer (`send_nowait` made us one), write the outbox."""
-        written = 0
+        """Write what `send_nowait` left in the outbox, as `send` writes bytes."""
+        data = b"".join(self.outbox)
+        self.outbox.clear()
+        self.outbox_bytes = 0
+        batch, self.batch = self.batch, _Batch()
+        self.writing = False  # send() becomes the writer, with no await before
         try:
-            written = await self._write_outbox(self.sock)
+            await self.send(data, checked=True)
         except BaseException as exc:
-            failure = self._write_failed(exc)
-            if failure is exc:
-                raise
-            raise failure from exc
-        finally:
-            self.writing = False
-            self.last_sent = self.clock()
-            self.counters.bytes_sent += written
+            batch.fail(exc)
+            raise
+        batch.done.set()
 
     async def _write(self, sock: socket.socket | None, data: bytes) -> None:
         """Write all of *data* (the outbox: no schedule point when nothing waits)."""
