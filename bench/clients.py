@@ -53,7 +53,7 @@ import time
 import uuid
 from importlib import metadata
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 from _results import kept_sections
@@ -556,40 +556,27 @@ class Bench:
 
         found.append(("tasks", tasks))
 
-        def slow(peer: Peer) -> None:
-            # One subscription read at half the pace of another on the same topic:
-            # the fast one's throughput (trio_mqttconn only: the others have no
-            # per-subscription buffers to hold the slow one's messages).
-            if not peer.key.startswith("tmc"):
-                return
-            self.pair(
-                "slow",
-                peer,
-                sub_role="slow",
-                qos=0,
-                size=64,
-                count=s.qos0_count,
-                publisher_too=False,
-            )
+        def ours_only(scenario: str, **options: Any) -> Callable[[Peer], None]:
+            def run(peer: Peer) -> None:
+                if peer.key.startswith("tmc"):
+                    self.pair(
+                        scenario, peer, qos=0, size=64, count=s.qos0_count, **options
+                    )
 
-        found.append(("slow", slow))
+            return run
 
-        def awaited(peer: Peer) -> None:
-            # trio_mqttconn's QoS 0 publisher above uses publish_nowait (as gmqtt
-            # and paho publish); this one awaits publish() for every message.
-            if not peer.key.startswith("tmc"):
-                return
-            self.pair(
+        # One subscription read at half the pace of another on the same topic: the
+        # fast one's throughput (trio_mqttconn only: the others have no
+        # per-subscription buffers to hold the slow one's messages).
+        found.append(("slow", ours_only("slow", sub_role="slow", publisher_too=False)))
+        # trio_mqttconn's QoS 0 publisher above uses publish_nowait (as gmqtt and
+        # paho publish); this one awaits publish() for every message.
+        found.append(
+            (
                 "await-64-0",
-                peer,
-                pub_role="pubawait",
-                qos=0,
-                size=64,
-                count=s.qos0_count,
-                subscriber_too=False,
+                ours_only("await-64-0", pub_role="pubawait", subscriber_too=False),
             )
-
-        found.append(("await-64-0", awaited))
+        )
 
         def connects(peer: Peer) -> None:
             args = self.args(
