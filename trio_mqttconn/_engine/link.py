@@ -225,6 +225,8 @@ class Link:
     #: Withheld acknowledgements, in arrival order of their PUBLISH.
     acks: collections.deque[Hold] = attrs.Factory(collections.deque)
     _acks_wanted: anyio.Event = attrs.Factory(anyio.Event)
+    #: Starts `ack_writer` in the client's task group (once, when first wanted).
+    start_ack_writer: Callable[[], None] | None = None
     _ended_event: anyio.Event = attrs.Factory(anyio.Event)
 
     def __attrs_post_init__(self) -> None:
@@ -354,8 +356,13 @@ class Link:
             session.take_owed_acks()
 
     def acks_ready(self) -> None:
-        """A hold was released: wake the ack writer."""
+        """A hold was released (or `send_nowait` left bytes): wake the ack writer,
+        started the first time it is wanted."""
         self._acks_wanted.set()
+        start = self.start_ack_writer
+        if start is not None and self.ended is None:
+            self.start_ack_writer = None
+            start()
 
     def take_ready_acks(self) -> bytes:
         """The released acks at the head of the queue, in order (with what else the
@@ -628,7 +635,7 @@ class Link:
         self.outbox.append(data)
         self.outbox_bytes += len(data)
         self.flush_wanted = True
-        self._acks_wanted.set()
+        self.acks_ready()
 
     async def _flush(self) -> None:
         """Write what `send_nowait` left in the outbox, as `send` writes bytes."""

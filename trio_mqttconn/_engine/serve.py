@@ -175,7 +175,8 @@ def open_link(
     """Start serving *link* (never waits): its tasks, what came with the CONNACK,
     then the restore task, or the link is ready at once.
 
-    The keepalive watchdog, the ack writer and, after a reconnect, the restoring
+    The keepalive watchdog, the ack writer (once an ack was withheld or
+    ``publish_nowait`` left bytes to write) and, after a reconnect, the restoring
     of publishes and subscriptions run under scopes that end with the link.
     `MqttClient._start` calls it for a first link that brought nothing else, so
     that ``async with`` returns with the link ready; `serve_link` otherwise.
@@ -186,11 +187,16 @@ def open_link(
         name=f"mqtt-keepalive[{client.client_id}]",
         scope=link.new_scope(shield=shield),
     )
-    client._spawn(
-        link.ack_writer,
-        name=f"mqtt-acks[{client.client_id}]",
-        scope=link.new_scope(shield=shield),
-    )
+
+    def start_ack_writer() -> None:
+        client._spawn(
+            link.ack_writer,
+            name=f"mqtt-acks[{client.client_id}]",
+            scope=link.new_scope(shield=shield),
+        )
+
+    # Started when first needed: most links never withhold an ack.
+    link.start_ack_writer = start_ack_writer
     # What came with the CONNACK is routed first, so that the session's
     # output (re-sends, and the acks of those messages) is filtered too.
     held: dict[int, Hold] = {}
