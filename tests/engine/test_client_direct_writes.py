@@ -20,7 +20,7 @@ import pytest
 
 from tests._fakes import memory_byte_stream_pair
 from trio_mqttconn import ConnectionLost, MqttClient, ProtocolVersion
-from trio_mqttconn._engine.link import _transport_drained, _transport_write
+from trio_mqttconn._engine.link import transport_drained, transport_write
 from trio_mqttconn._packets import (
     ConnAckPacket,
     ConnectPacket,
@@ -228,27 +228,27 @@ async def test_direct_transport_writes_fail_as_anyio_send_would() -> None:
     direct = direct_transport(stream)
     assert direct is not None
     try:
-        assert _transport_write(direct, b"x")  # taken at once: nothing waits
+        assert transport_write(direct, b"x")  # taken at once: nothing waits
         assert right.recv(10) == b"x"
         # The peer is gone: the transport reports it after the write, the next
         # write raises it.
         right.close()
-        _transport_write(direct, b"lost")
+        transport_write(direct, b"lost")
         for _ in range(3):
             await anyio.lowlevel.checkpoint()
         with pytest.raises(anyio.BrokenResourceError):
-            _transport_write(direct, b"y")
+            transport_write(direct, b"y")
     finally:
         await stream.aclose()
     with pytest.raises(anyio.ClosedResourceError):
-        _transport_write(direct, b"z")
+        transport_write(direct, b"z")
 
 
 async def _drain(
     direct: AsyncioSocketStream, outcome: list[BaseException | None]
 ) -> None:
     try:
-        await _transport_drained(direct)
+        await transport_drained(direct)
     except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
         outcome.append(exc)
     else:
@@ -274,7 +274,7 @@ async def test_direct_transport_waits_until_drained_or_broken(
     assert direct is not None
     outcome: list[BaseException | None] = []
     try:
-        assert not _transport_write(direct, b"\x01" * 4_000_000)  # bytes wait
+        assert not transport_write(direct, b"\x01" * 4_000_000)  # bytes wait
         async with anyio.create_task_group() as group:
             group.start_soon(_drain, direct, outcome)
             await anyio.lowlevel.checkpoint()

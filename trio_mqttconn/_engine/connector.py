@@ -34,7 +34,7 @@ from .._packets import ConnectPacket
 from .._session import SessionState
 from .._transports import connect_stream, direct_socket, direct_transport
 from . import trace
-from .link import READ_SIZE, Link, _transport_drained, _transport_write
+from .link import READ_SIZE, Link, transport_drained, transport_write
 from .serve import current_time, new_scope
 
 if TYPE_CHECKING:
@@ -159,8 +159,8 @@ async def handshake(
                 direct._protocol.write_event.is_set()
             ):
                 # asyncio: the same with the transport (see Link.send).
-                if not _transport_write(direct, connect):
-                    await _transport_drained(direct)
+                if not transport_write(direct, connect):
+                    await transport_drained(direct)
                 sent = len(connect)
             if sent < len(connect):
                 await stream.send(connect[sent:] if sent else connect)

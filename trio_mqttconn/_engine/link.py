@@ -58,7 +58,15 @@ if TYPE_CHECKING:
     from .._session import ClientSession
     from .._transports import Endpoint
 
-__all__ = ["NOWAIT_BUFFER", "READ_SIZE", "Counters", "Hold", "Link"]
+__all__ = [
+    "NOWAIT_BUFFER",
+    "READ_SIZE",
+    "Counters",
+    "Hold",
+    "Link",
+    "transport_drained",
+    "transport_write",
+]
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 READ_SIZE: Final = 65536
@@ -515,11 +523,11 @@ class Link:
                 # The same on asyncio (see direct_transport), inline too.
                 if not direct._protocol.write_event.is_set():
                     await direct.send(data)  # bytes of a write before wait: anyio's way
-                elif _transport_write(direct, data):
+                elif transport_write(direct, data):
                     assert self._done is not None  # set with direct
                     await _resume_soon(self._done)
                 else:
-                    await _transport_drained(direct)
+                    await transport_drained(direct)
             else:
                 await self.stream.send(data)
             written += len(data)
@@ -620,7 +628,7 @@ class Link:
                     return
                 data = data[sent:]
             elif (direct := self.direct) is not None:
-                _transport_write(direct, data)
+                transport_write(direct, data)
                 self.counters.bytes_sent += len(data)
                 self.last_sent = self.clock()
                 return
@@ -664,8 +672,8 @@ class Link:
         elif (
             direct := self.direct
         ) is not None and direct._protocol.write_event.is_set():
-            if not _transport_write(direct, data):
-                await _transport_drained(direct)
+            if not transport_write(direct, data):
+                await transport_drained(direct)
             return
         await self.stream.send(data)
 
@@ -685,7 +693,7 @@ class Link:
         self.end(exc)
 
 
-def _transport_write(stream: AsyncioSocketStream, data: bytes) -> bool:
+def transport_write(stream: AsyncioSocketStream, data: bytes) -> bool:
     """anyio's asyncio ``SocketStream.send`` up to the write (see direct_transport),
     while no bytes wait in the transport: True if none wait after it either."""
     protocol = stream._protocol
@@ -704,7 +712,7 @@ def _transport_write(stream: AsyncioSocketStream, data: bytes) -> bool:
     return protocol.write_event.is_set()
 
 
-async def _transport_drained(stream: AsyncioSocketStream) -> None:
+async def transport_drained(stream: AsyncioSocketStream) -> None:
     """The rest of anyio's ``send``: wait until the transport took every byte."""
     protocol = stream._protocol
     await protocol.write_event.wait()
