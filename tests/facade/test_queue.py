@@ -817,7 +817,10 @@ async def test_queue_closed_by_its_receiver(
             await queue.close(None)  # runs in the listen task, begin_listen's
             self.closed.set()
 
-    queue, closer = make_queue(mosquitto, unique_topic), Closer()
+    # QoS 0: the send returns after its write. A QoS 1 send would race its PUBACK
+    # against the receiver closing the queue (a flake, 1 run in 5).
+    queue = make_queue(mosquitto, unique_topic, "options.qos", 0)
+    closer = Closer()
     with anyio.fail_after(TIMEOUT):
         async with queue:
             await queue.begin_listen(None, closer)
