@@ -41,13 +41,13 @@ def test_public_api_methods_are_documented(name: str) -> None:
 
 def test_public_api_plain_client_import_loads_no_pip_services_or_sqlite() -> None:
     """Memory (#9, peak RSS): ``import trio_mqttconn`` leaves the pip-services
-    layer and SQLite to their first use."""
+    layer and SQLite to their first use, and asyncio to an asyncio program."""
     import subprocess
     import sys
 
     code = (
         "import sys, trio_mqttconn; "
-        "print(sorted(m for m in ('sqlite3', 'trio_mqttconn._queue', "
+        "print(sorted(m for m in ('sqlite3', 'asyncio', 'trio_mqttconn._queue', "
         "'trio_mqttconn._connection', 'trio_mqttconn._store') if m in sys.modules)); "
         "trio_mqttconn.MqttMessageQueue; "
         "print('trio_mqttconn._queue' in sys.modules)"

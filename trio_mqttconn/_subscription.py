@@ -25,7 +25,6 @@ tasks kept as many alive, which the garbage collector walked again and again).
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import types
 from collections.abc import Awaitable, Callable, Generator
@@ -216,6 +215,8 @@ def _yield_to_trio(trap: object) -> Generator[object, Any, Any]:
 
 
 def _asyncio_waits() -> _Waits:
+    import asyncio  # running it: loaded already (not imported on trio: memory)
+
     get_running_loop = asyncio.get_running_loop
 
     def sleep(sleepers: Sleepers) -> Awaitable[None]:
