@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib as _importlib
 import logging as _logging
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ._client import (
     ClientStatistics as ClientStatistics,
@@ -64,7 +64,7 @@ from ._subscription import (
 from ._transports import Endpoint as Endpoint, parse_uri as parse_uri
 from ._version import __version__ as __version__
 
-if _TYPE_CHECKING:
+if TYPE_CHECKING:
     # Imported when first used (see __getattr__): the pip-services components and
     # the SQLite session store, which a plain MqttClient user never loads.
     from ._config import ConfigParams as ConfigParams
@@ -157,17 +157,24 @@ for _name, _value in list(globals().items()):
 del _name, _value
 
 
-def __getattr__(name: str) -> object:
-    """Import a public name of the pip-services layer or the store when first used."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module, __name__), name)
-    _own(value)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:
+    # Hidden from type checkers: they see the imports above, so a misspelt name
+    # is still an error for them.
+
+    def __getattr__(name: str) -> object:
+        """Import a public name of the pip-services layer or the store when first used."""
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(_importlib.import_module(module, __name__), name)
+        _own(value)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
     """The module's names, the ones imported when first used included."""
     return sorted(set(globals()) | set(_LAZY))
+
+
+del TYPE_CHECKING
