@@ -334,7 +334,7 @@ class ResolvedConnection(Mapping[str, str]):
     reads it as those options, and can: it is a read-only mapping with the keys of
     `to_config` (``options["uri"]``, ``options.get("username")``,
     ``options.get_as_string("uri")``), values as text. The typed attributes
-    (`endpoints`, `port` as an int ...) are there as well. The password is never
+    (``endpoints``, ``port`` as an int ...) are there as well. The password is never
     shown by ``repr()``.
     """
 

@@ -112,7 +112,7 @@ class MemorySessionStore:
         return self.state
 
     def apply(self, changes: Sequence[SessionChange]) -> None:
-        """Apply *changes* to `state`."""
+        """Apply *changes* to ``state``."""
         self.state = apply_changes(self.state, tuple(changes))
 
     def close(self) -> None:
