@@ -344,8 +344,10 @@ class Subscription:
     #: ``manual_ack=True``: QoS 1/2 acknowledgements wait for ``message.ack()``.
     _manual_ack: bool = attrs.field(default=False, repr=False, alias="manual_ack")
     #: Messages that found the channel full: [message, hold, QoS 0 bytes, sub].
-    _parked: collections.deque[list[Any]] = attrs.field(
-        init=False, factory=collections.deque, repr=False
+    #: Made when first needed (an empty deque costs about 600 bytes, a thousand
+    #: subscriptions most of which never park).
+    _parked: collections.deque[list[Any]] | None = attrs.field(
+        init=False, default=None, repr=False
     )
     _intake: _Intake | None = attrs.field(init=False, default=None, repr=False)
     #: Why the subscription ended, when the broker ended it (its iterator raises).
@@ -403,7 +405,10 @@ class Subscription:
         if not message.qos and intake is not None:
             size = len(message.payload) + len(message.topic) + PARKED_OVERHEAD
             intake.used += size
-        self._parked.append([message, None, size, self])
+        parked = self._parked
+        if parked is None:
+            parked = self._parked = collections.deque()
+        parked.append([message, None, size, self])
 
     def _hold_last(self, hold: Hold) -> None:
         """The message parked last withholds *hold* until it is taken."""
@@ -411,6 +416,7 @@ class Subscription:
         if self._hub is not None:
             self._hub.queue[-1][1] = hold
         else:
+            assert self._parked is not None  # _park came first
             self._parked[-1][1] = hold
 
     def _refill(self) -> None:
@@ -608,7 +614,9 @@ class Subscription:
             delivered=self._delivered,
             dropped=self._dropped,
             buffer=self.buffer,
-            parked=len(self._parked) if self._hub is None else self._hub.parked(self),
+            parked=(
+                len(self._parked or ()) if self._hub is None else self._hub.parked(self)
+            ),
         )
 
     async def unsubscribe(self) -> None:
