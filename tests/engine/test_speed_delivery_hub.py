@@ -15,10 +15,16 @@ from typing import TYPE_CHECKING, cast
 import anyio
 import pytest
 
-from trio_mqttconn import Message
+from trio_mqttconn import Message, MqttInternalError
 from trio_mqttconn._engine.router import Hub
 from trio_mqttconn._packets import TopicSubscription
-from trio_mqttconn._subscription import Subscription, _Intake, _trio_trap_type
+from trio_mqttconn._subscription import (
+    _HUB_QUEUE,
+    Subscription,
+    _HubQueue,
+    _Intake,
+    _trio_trap_type,
+)
 
 if TYPE_CHECKING:
     from trio_mqttconn import MqttClient
@@ -40,8 +46,7 @@ def _hub_subscription(hub: Hub, seen: list[bytes]) -> Subscription:
         options=TopicSubscription(filter="t/+"),
         client=_client(),
     )
-    sub._hub = hub
-    sub._listener = lambda message: seen.append(message.payload)
+    sub._share(lambda message: seen.append(message.payload), hub)
     return sub
 
 
@@ -105,3 +110,24 @@ async def test_trio_consumer_yields_the_trap_made_for_its_subscription() -> None
             sub._close()
     assert len(traps) == 1
     assert [m is o for m, o in zip(got, offered, strict=True)] == [True] * 3
+
+
+async def test_hub_subscriptions_share_one_empty_channel() -> None:
+    """Memory (#9, peak RSS with 1,000 filters): a listener's subscription keeps no
+    channel or park of its own; the shared channel never takes a message."""
+    hub = Hub(intake=_Intake(limit=1 << 20))
+    seen: list[bytes] = []
+    subs = [_hub_subscription(hub, seen) for _ in range(3)]
+    assert all(sub._queue is _HUB_QUEUE and sub._parked is None for sub in subs)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hub.run, _client())
+            for n, sub in enumerate(subs):
+                assert sub._offer(Message(topic="t/x", payload=b"%d" % n))
+            await anyio.wait_all_tasks_blocked()
+            hub.close()
+    assert seen == [b"0", b"1", b"2"]
+    assert not _HUB_QUEUE
+    assert [sub.statistics().queued for sub in subs] == [0, 0, 0]
+    with pytest.raises(MqttInternalError, match="hub subscription"):
+        _HubQueue().append(Message(topic="t", payload=b""))

@@ -181,8 +181,8 @@ async def subscribe(
     if shared:
         # Synchronous listeners share one dispatcher task: a task switch per
         # message per subscription would cost more than most listeners do.
-        sub._listener = listener
-        sub._hub = _listener_hub(client)
+        assert listener is not None  # shared says so
+        sub._share(listener, _listener_hub(client))
     router = client._router
     options = _filter_subscription(router, topic_filter, sub.options)
     router.register(sub)
