@@ -77,6 +77,7 @@ from ._groups import (
     TaskGroup,
     collapse as _collapse,
     event_factory,
+    new_scope,
     open_task_group,
 )
 from ._properties import EMPTY_PROPERTIES, Properties
@@ -96,8 +97,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
-    from ._engine.serve import Scope
     from ._events import ConnAckInfo, Connected, Event
+    from ._groups import Scope
     from ._message import Message
     from ._packets import PublishPacket, TopicSubscription, Will
     from ._rpc import RequestStatistics, Responder, _Requester
@@ -537,7 +538,7 @@ class MqttClient:
     async def _start(self) -> None:
         """The first connection, then the supervisor task that keeps it."""
         # aclose() may come while we connect: it cancels this scope too.
-        scope = serve.new_scope()
+        scope = new_scope()
         self._task_scopes.add(scope)
         result: tuple[Link, Connected, list[Event]] | None = None
         try:
@@ -582,9 +583,7 @@ class MqttClient:
         before ``__aexit__`` disconnects.
         """
         assert self._task_group is not None
-        task_scope = (
-            serve.new_scope(shield=self._shield_tasks) if scope is None else scope
-        )
+        task_scope = new_scope(shield=self._shield_tasks) if scope is None else scope
         if self._stopping:
             task_scope.cancel()
         self._task_scopes.add(task_scope)

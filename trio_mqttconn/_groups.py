@@ -8,6 +8,7 @@ ExceptionGroup (trio's "Designing for multiple errors", option 2).
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
@@ -23,11 +24,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Event",
+    "Scope",
     "OwnsTaskGroup",
     "TaskGroup",
     "collapse",
+    "current_time",
     "event_factory",
     "leave_group",
+    "new_scope",
     "open_task_group",
     "running_on_trio",
 ]
@@ -204,3 +208,57 @@ class OwnsTaskGroup:
             self._nursery = self._outer_nursery
             if group is not None:  # pragma: no branch - __aenter__ succeeded
                 await leave_group(group, exc)
+
+
+# -- the running backend's cancel scope and clock (trio's own on trio) -----------
+
+
+class Scope(Protocol):
+    """What the engine asks of a cancel scope: anyio's, or trio's own."""
+
+    @property
+    def cancel_called(self) -> bool:
+        """Whether `cancel` was called (or the deadline passed)."""
+        ...  # pragma: no cover
+
+    def cancel(self) -> None:
+        """Cancel the code inside the scope."""
+        ...  # pragma: no cover
+
+    def __enter__(self) -> object: ...  # pragma: no cover
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...  # pragma: no cover
+
+
+def current_time() -> float:
+    """The running backend's clock: `anyio.current_time` without its lookup of the
+    backend (several per connection)."""
+    if running_on_trio():
+        import trio  # imported already (running_on_trio)
+
+        return trio.current_time()
+    import asyncio  # running it (anyio's other backend)
+
+    return asyncio.get_running_loop().time()
+
+
+def new_scope(*, timeout: float = math.inf, shield: bool = False) -> Scope:
+    """A cancel scope of the running backend, cancelled *timeout* s from now.
+
+    trio's own on trio: anyio's wraps it, finds the backend each time it is made
+    and adds a layer to entering and leaving it (the engine makes several per
+    connection). Unlike ``fail_after``, leaving it after its deadline passed does
+    not raise (`handshake` checks whether its block was left early).
+    """
+    if running_on_trio():
+        import trio  # imported already (running_on_trio)
+
+        deadline = math.inf if timeout == math.inf else trio.current_time() + timeout
+        return trio.CancelScope(deadline=deadline, shield=shield)
+    deadline = math.inf if timeout == math.inf else current_time() + timeout
+    return anyio.CancelScope(deadline=deadline, shield=shield)

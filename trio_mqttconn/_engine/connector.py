@@ -30,12 +30,12 @@ from .._backoff import Backoff
 from .._enums import ProtocolVersion, ReasonCode
 from .._events import Connected, ConnectionRefused
 from .._exceptions import ConnectError, ConnectionLost, ConnectTimeout, ProtocolError
+from .._groups import current_time, new_scope
 from .._packets import ConnectPacket
 from .._session import SessionState
 from .._transports import connect_stream, direct_socket, direct_transport
 from . import trace
 from .link import READ_SIZE, Link, transport_drained, transport_write
-from .serve import current_time, new_scope
 
 if TYPE_CHECKING:
     from .._client import MqttClient

@@ -28,17 +28,13 @@ SUBSCRIBE/UNSUBSCRIBE still waiting back to their callers to be asked again, and
 gives up a message the broker drops the connection for every time
 (`POISON_TRIES`). `link_ended` (the link's ``on_end``) makes callers wait for the
 next link; `disconnect` ends the link gracefully when the client closes.
-
-`new_scope` and `current_time` are the running backend's cancel scope and clock
-(trio's own on trio) for the lifecycle: the client's, the connector's and ours.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -61,15 +57,13 @@ from .._exceptions import (
     ProtocolError,
     PublishError,
 )
-from .._groups import running_on_trio
+from .._groups import current_time, new_scope
 from .._properties import EMPTY_PROPERTIES, Properties
 from .._session import SessionState
 from . import restore, trace
 from .subscriptions import filter_options, resubscribed
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .._client import MqttClient
     from .._events import Connected, Event
     from .._session import ClientSession
@@ -78,13 +72,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "POISON_TRIES",
-    "Scope",
     "attach",
-    "current_time",
     "disconnect",
     "handle",
     "link_ended",
-    "new_scope",
     "open_link",
     "serve_link",
 ]
@@ -93,57 +84,6 @@ _LOGGER = logging.getLogger("trio_mqttconn.client")
 
 #: Connections in a row lost with nothing completed before a message is given up.
 POISON_TRIES: Final = 3
-
-
-class Scope(Protocol):
-    """What the engine asks of a cancel scope: anyio's, or trio's own."""
-
-    @property
-    def cancel_called(self) -> bool:
-        """Whether `cancel` was called (or the deadline passed)."""
-        ...  # pragma: no cover
-
-    def cancel(self) -> None:
-        """Cancel the code inside the scope."""
-        ...  # pragma: no cover
-
-    def __enter__(self) -> object: ...  # pragma: no cover
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool: ...  # pragma: no cover
-
-
-def current_time() -> float:
-    """The running backend's clock: `anyio.current_time` without its lookup of the
-    backend (several per connection)."""
-    if running_on_trio():
-        import trio  # imported already (running_on_trio)
-
-        return trio.current_time()
-    import asyncio  # running it (anyio's other backend)
-
-    return asyncio.get_running_loop().time()
-
-
-def new_scope(*, timeout: float = math.inf, shield: bool = False) -> Scope:
-    """A cancel scope of the running backend, cancelled *timeout* s from now.
-
-    trio's own on trio: anyio's wraps it, finds the backend each time it is made
-    and adds a layer to entering and leaving it (the engine makes several per
-    connection). Unlike ``fail_after``, leaving it after its deadline passed does
-    not raise (`handshake` checks whether its block was left early).
-    """
-    if running_on_trio():
-        import trio  # imported already (running_on_trio)
-
-        deadline = math.inf if timeout == math.inf else trio.current_time() + timeout
-        return trio.CancelScope(deadline=deadline, shield=shield)
-    deadline = math.inf if timeout == math.inf else current_time() + timeout
-    return anyio.CancelScope(deadline=deadline, shield=shield)
 
 
 def attach(client: MqttClient, link: Link, connected: Connected) -> None:
