@@ -128,7 +128,7 @@ from ._events import (
 )
 from ._exceptions import InvalidStateError, ProtocolError, PublishLimitError
 from ._journal import ChangeKind, SessionChange, StoredSession
-from ._message import Message
+from ._message import received_message
 from ._packets import (
     AuthPacket,
     ConnAckPacket,
@@ -1530,14 +1530,14 @@ class ClientSession:
                         self._journal.append(SessionChange(_RECEIVED, packet_id))
                     self._out += _ACK.pack(_PUBREC, 2, packet_id)
         return MessageReceived(
-            message=Message(
-                topic=topic,
-                payload=packet.payload,
-                qos=qos,
-                retain=packet.retain,
-                dup=packet.dup,
-                packet_id=packet.packet_id,
-                properties=properties,
+            message=received_message(
+                topic,
+                packet.payload,
+                qos,
+                packet.retain,
+                packet.dup,
+                packet.packet_id,
+                properties,
             )
         )
 
