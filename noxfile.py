@@ -27,6 +27,7 @@ CORE_MODULES = ",".join(
         "_session",
         "_journal",
         "_message",
+        "_frozen",
         "_backoff",
     )
 )

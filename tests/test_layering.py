@@ -13,6 +13,7 @@ CORE = [
     "_enums",
     "_events",
     "_exceptions",
+    "_frozen",
     "_message",
     "_packets",
     "_properties",

@@ -127,6 +127,7 @@ from ._events import (
     Unsubscribed,
 )
 from ._exceptions import InvalidStateError, ProtocolError, PublishLimitError
+from ._frozen import unfrozen_twin
 from ._journal import ChangeKind, SessionChange, StoredSession
 from ._message import received_message
 from ._packets import (
@@ -173,6 +174,8 @@ _PUBREL: Final = 0x62  # PUBREL has the reserved flags 0010 [v5:MQTT-3.6.1-1]
 _PUBCOMP: Final = 0x70
 
 _PONG: Final = PongReceived()
+_UNFROZEN_RECEIVED: Final = unfrozen_twin(MessageReceived)
+_new = object.__new__
 
 
 @final
@@ -1529,17 +1532,18 @@ class ClientSession:
                     if self._journal is not None:
                         self._journal.append(SessionChange(_RECEIVED, packet_id))
                     self._out += _ACK.pack(_PUBREC, 2, packet_id)
-        return MessageReceived(
-            message=received_message(
-                topic,
-                packet.payload,
-                qos,
-                packet.retain,
-                packet.dup,
-                packet.packet_id,
-                properties,
-            )
+        event = _new(_UNFROZEN_RECEIVED)  # MessageReceived(...), see `._frozen`
+        event.message = received_message(
+            topic,
+            packet.payload,
+            qos,
+            packet.retain,
+            packet.dup,
+            packet.packet_id,
+            properties,
         )
+        event.__class__ = MessageReceived
+        return event  # type: ignore[no-any-return]
 
     def _over_receive_maximum(self, unacked: int) -> None:
         """The broker has *unacked* QoS 1/2 PUBLISH outstanding, above our limit."""

@@ -7,8 +7,17 @@ import pickle
 import attrs
 import pytest
 
-from trio_mqttconn import Message, Properties, QoS
+from trio_mqttconn import Message, Properties, ProtocolVersion, QoS
+from trio_mqttconn._events import MessageReceived
+from trio_mqttconn._frozen import unfrozen_twin
 from trio_mqttconn._message import received_message
+from trio_mqttconn._packets import (
+    ConnectPacket,
+    PacketDecoder,
+    PublishPacket,
+    encode_packet,
+)
+from trio_mqttconn._session import ClientSession
 
 _PROPS = Properties(content_type="text/plain", subscription_identifiers=(3,))
 
@@ -52,3 +61,48 @@ def test_received_message_pickles_and_evolves_like_any_message() -> None:
     assert type(evolved) is Message
     assert evolved.topic == "s/2"
     assert evolved.payload == b"21.5"
+
+
+def test_unfrozen_twin_needs_a_slotted_class() -> None:
+    @attrs.frozen(slots=False)
+    class Loose:
+        value: int
+
+    with pytest.raises(TypeError, match="Loose is not slotted"):
+        unfrozen_twin(Loose)
+
+
+def test_decoded_publish_and_its_event_are_plain_frozen_instances() -> None:
+    decoder = PacketDecoder(ProtocolVersion.V5)
+    decoder.feed(
+        encode_packet(
+            PublishPacket(
+                topic="a/b", payload=b"x", qos=QoS.AT_LEAST_ONCE, packet_id=3
+            ),
+            ProtocolVersion.V5,
+        )
+    )
+    packet = decoder.next_packet()
+    assert type(packet) is PublishPacket
+    assert packet == PublishPacket(
+        topic="a/b", payload=b"x", qos=QoS.AT_LEAST_ONCE, packet_id=3
+    )
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        packet.topic = "c"  # type: ignore[misc]
+    event = _receive_one_publish()
+    assert type(event) is MessageReceived
+    assert event == MessageReceived(message=Message(topic="a/b", payload=b"x"))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.message = event.message  # type: ignore[misc]
+
+
+def _receive_one_publish() -> object:
+    session = ClientSession()
+    session.connect(ConnectPacket(client_id="c"))
+    session.receive_data(b"\x20\x03\x00\x00\x00")  # CONNACK, MQTT 5
+    session.events()
+    session.receive_data(
+        encode_packet(PublishPacket(topic="a/b", payload=b"x"), ProtocolVersion.V5)
+    )
+    [event] = session.events()
+    return event
