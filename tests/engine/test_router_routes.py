@@ -107,7 +107,8 @@ def test_the_route_cache_stays_bounded() -> None:
     for n in range(_ROUTE_CACHE_SIZE + 10):
         _deliver(router, f"t/{n}")
         sub.receive_nowait()
-    assert len(router.routes) <= _ROUTE_CACHE_SIZE
+    assert sum(map(len, router.routes.values())) <= _ROUTE_CACHE_SIZE
+    assert router.routes_size <= _ROUTE_CACHE_SIZE
 
 
 def test_clear_forgets_the_routes() -> None:

@@ -89,9 +89,12 @@ class Router:
     qos2_held: dict[int, Hold] = attrs.Factory(dict)
     #: (filter, topic) -> whether the filter matches (checks of identifiers).
     match_cache: dict[tuple[str, str], bool] = attrs.Factory(dict)
-    #: (topic, subscription identifiers) -> the subscriptions it goes to, but for
-    #: `catch_all`; emptied whenever a subscription comes or goes.
-    routes: dict[tuple[str, tuple[int, ...]], list[Subscription]] = attrs.Factory(dict)
+    #: subscription identifiers -> topic -> the subscriptions it goes to, but for
+    #: `catch_all`; emptied whenever a subscription comes or goes. (Two levels: a
+    #: ``(topic, identifiers)`` key would be a tuple made and hashed per message.)
+    routes: dict[tuple[int, ...], dict[str, list[Subscription]]] = attrs.Factory(dict)
+    #: How many topics `routes` holds, over all identifier tuples.
+    routes_size: int = 0
 
     # -- registry ------------------------------------------------------------------
 
@@ -181,7 +184,8 @@ class Router:
         """
         topic = message.topic
         identifiers = message.properties.subscription_identifiers
-        found = self.routes.get((topic, identifiers))
+        by_topic = self.routes.get(identifiers)
+        found = None if by_topic is None else by_topic.get(topic)
         if found is None:
             found = self._route(topic, identifiers)
         if self.catch_all:
@@ -196,9 +200,15 @@ class Router:
         if found is None:
             found = self.tree.match(topic)
         routes = self.routes
-        if len(routes) >= _ROUTE_CACHE_SIZE:
+        if self.routes_size >= _ROUTE_CACHE_SIZE:
             routes.clear()
-        routes[topic, identifiers] = found
+        if not routes:
+            self.routes_size = 0
+        by_topic = routes.get(identifiers)
+        if by_topic is None:
+            by_topic = routes[identifiers] = {}
+        by_topic[topic] = found
+        self.routes_size += 1
         return found
 
     def _by_identifiers(
@@ -248,7 +258,8 @@ class Router:
         # `route`, inlined (once per message).
         topic = message.topic
         identifiers = message.properties.subscription_identifiers
-        targets = self.routes.get((topic, identifiers))
+        by_topic = self.routes.get(identifiers)
+        targets = None if by_topic is None else by_topic.get(topic)
         if targets is None:
             targets = self._route(topic, identifiers)
         if self.catch_all:
