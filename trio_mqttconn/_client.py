@@ -326,9 +326,11 @@ class MqttClient:
     _link: Link | None = attrs.field(init=False, default=None)
     #: The live link, ready or not.
     _conn: Link | None = attrs.field(init=False, default=None)
-    _ready: anyio.Event = attrs.field(init=False, factory=anyio.Event)
-    _quota: anyio.Event = attrs.field(init=False, factory=anyio.Event)
-    _finished: anyio.Event = attrs.field(init=False, factory=anyio.Event)
+    #: The running backend's events when made in one of its tasks (else anyio's):
+    #: see __attrs_post_init__.
+    _ready: _Event = attrs.field(init=False)
+    _quota: _Event = attrs.field(init=False)
+    _finished: _Event = attrs.field(init=False)
     _pending: dict[int, Operation] = attrs.field(init=False, factory=dict)
     #: Messages a lost broker session discarded and that are not published again
     #: yet (a connection may end while they wait for the send quota).
@@ -379,6 +381,13 @@ class MqttClient:
             journal=self.session_store is not None,
         )
         self._router = Router(intake=_Intake(limit=self.intake_limit))
+        # trio's own events when made in a trio task (anyio's Event finds the
+        # backend each time it is made); a client made outside any event loop
+        # gets anyio's, which bind to the loop that first uses them.
+        new_event = event_factory()
+        self._ready = new_event()
+        self._quota = new_event()
+        self._finished = new_event()
 
     def __repr__(self) -> str:
         uris = ", ".join(endpoint.display() for endpoint in self._endpoints)
@@ -825,7 +834,7 @@ class MqttClient:
         # One Event shared by every waiter; replaced only once it has fired, so no
         # waiter is ever left on an Event nobody will set.
         if self._quota.is_set():
-            self._quota = anyio.Event()
+            self._quota = self._new_event()
         await self._quota.wait()
 
     # -- publishing -----------------------------------------------------------------------

@@ -171,6 +171,12 @@ def _redact(uri: str) -> str:
     return f"{uri[: start + colon]}:***{uri[start + at :]}"
 
 
+#: Endpoints parsed from URIs without credentials (an Endpoint is frozen): a
+#: program that makes a client per connection parses its URI once.
+_PARSED: dict[str, Endpoint] = {}
+_PARSED_MAX: typing.Final = 64
+
+
 def parse_uri(uri: str) -> Endpoint:
     """Parse a broker URI.
 
@@ -190,6 +196,20 @@ def parse_uri(uri: str) -> Endpoint:
         ConfigError: The URI cannot be used; the message shows it without the
             password and says what is wrong.
     """
+    if type(uri) is not str:
+        return _parse_uri(uri)
+    endpoint = _PARSED.get(uri)
+    if endpoint is not None:
+        return endpoint
+    endpoint = _parse_uri(uri)
+    if "@" not in uri:  # no credentials kept beyond the client
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[uri] = endpoint
+    return endpoint
+
+
+def _parse_uri(uri: str) -> Endpoint:
     text = uri.strip()
     if not text:
         raise ConfigError("mqtt uri is empty; write it as mqtt://host:port")

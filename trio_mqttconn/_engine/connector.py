@@ -20,7 +20,7 @@ import contextlib
 import logging
 import math
 import random as _random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
@@ -32,6 +32,7 @@ from .._events import Connected, ConnectionRefused
 from .._exceptions import ConnectError, ConnectionLost, ConnectTimeout, ProtocolError
 from .._groups import current_time, new_scope
 from .._packets import ConnectPacket
+from .._properties import EMPTY_PROPERTIES
 from .._session import SessionState
 from .._transports import connect_stream, direct_socket, direct_transport
 from . import trace
@@ -40,6 +41,7 @@ from .link import READ_SIZE, Link, transport_drained, transport_write
 if TYPE_CHECKING:
     from .._client import MqttClient
     from .._events import Event
+    from .._properties import Properties
     from .._transports import Endpoint
 
 __all__ = ["FATAL_CONNACK", "connect_round", "handshake", "supervise"]
@@ -81,17 +83,19 @@ def connect_packet(client: MqttClient, endpoint: Endpoint) -> ConnectPacket:
     password = client._password if client._password is not None else endpoint.password
     properties = client.properties
     if client.protocol is ProtocolVersion.V5:
-        changes: dict[str, Any] = {}
-        if client.session_expiry:
-            changes["session_expiry_interval"] = client.session_expiry
-        if client.receive_maximum != 65535:
-            changes["receive_maximum"] = client.receive_maximum
-        if client.maximum_packet_size is not None:
-            changes["maximum_packet_size"] = client.maximum_packet_size
-        if client.topic_alias_maximum:
-            changes["topic_alias_maximum"] = client.topic_alias_maximum
-        if changes:
-            properties = attrs.evolve(properties, **changes)
+        if properties is EMPTY_PROPERTIES:
+            # Made from the options alone: shared (Properties are frozen).
+            key = (
+                client.session_expiry,
+                client.receive_maximum,
+                client.maximum_packet_size,
+                client.topic_alias_maximum,
+            )
+            properties = _OPTION_PROPERTIES.get(key) or _remember(
+                key, _with_options(client, properties)
+            )
+        else:
+            properties = _with_options(client, properties)
     assert client.client_id is not None
     return ConnectPacket(
         client_id=client.client_id,
@@ -103,6 +107,36 @@ def connect_packet(client: MqttClient, endpoint: Endpoint) -> ConnectPacket:
         will=client.will,
         properties=properties,
     )
+
+
+#: CONNECT properties made from the client's options alone (no ``properties=``),
+#: by those options: ``attrs.evolve`` for each client cost more than the rest of
+#: its CONNECT.
+_OPTION_PROPERTIES: dict[tuple[int, int, int | None, int], Properties] = {}
+_OPTION_PROPERTIES_MAX: Final = 64
+
+
+def _remember(
+    key: tuple[int, int, int | None, int], properties: Properties
+) -> Properties:
+    if len(_OPTION_PROPERTIES) >= _OPTION_PROPERTIES_MAX:
+        _OPTION_PROPERTIES.clear()
+    _OPTION_PROPERTIES[key] = properties
+    return properties
+
+
+def _with_options(client: MqttClient, properties: Properties) -> Properties:
+    """*properties* with the MQTT 5 CONNECT properties the client's options set."""
+    changes: dict[str, Any] = {}
+    if client.session_expiry:
+        changes["session_expiry_interval"] = client.session_expiry
+    if client.receive_maximum != 65535:
+        changes["receive_maximum"] = client.receive_maximum
+    if client.maximum_packet_size is not None:
+        changes["maximum_packet_size"] = client.maximum_packet_size
+    if client.topic_alias_maximum:
+        changes["topic_alias_maximum"] = client.topic_alias_maximum
+    return attrs.evolve(properties, **changes) if changes else properties
 
 
 async def open_stream(client: MqttClient, endpoint: Endpoint) -> anyio.abc.ByteStream:

@@ -43,7 +43,7 @@ import anyio.abc
 import attrs
 
 from .._exceptions import ConnectionLost, InvalidStateError, MqttError, ProtocolError
-from .._groups import running_on_trio
+from .._groups import new_scope, running_on_trio
 from .._transports import direct_transport
 from . import trace
 
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
     from anyio._backends._asyncio import SocketStream as AsyncioSocketStream
 
-    from .._groups import Event as _Event
+    from .._groups import Event as _Event, Scope
     from .._session import ClientSession
     from .._transports import Endpoint
 
@@ -163,14 +163,33 @@ def _check_cancelled() -> Callable[[], Awaitable[None]]:
 
 @attrs.define(eq=False)
 class _Batch:
-    """Bytes queued behind the active writer, written together."""
+    """Bytes queued behind the active writer, written together.
 
-    done: anyio.Event = attrs.Factory(anyio.Event)
+    Its event is made by the first caller that waits (most batches have none).
+    """
+
+    finished: bool = False
     error: BaseException | None = None
+    _event: anyio.Event | None = None
+
+    def set(self) -> None:
+        """The batch was written (or failed): wake its waiters."""
+        self.finished = True
+        if self._event is not None:
+            self._event.set()
 
     def fail(self, error: BaseException) -> None:
         self.error = error
-        self.done.set()
+        self.set()
+
+    async def wait(self) -> None:
+        """Wait until the batch was written or failed (a checkpoint either way)."""
+        event = self._event
+        if event is None:
+            event = self._event = anyio.Event()
+            if self.finished:
+                event.set()
+        await event.wait()
 
 
 @attrs.define(eq=False)
@@ -210,7 +229,7 @@ class Link:
     #: Hands the session's journal to the session store before each write.
     persist: Callable[[], None] | None = None
     #: Cancel scopes of the work serving this link; ending it cancels them all.
-    scopes: list[anyio.CancelScope] = attrs.Factory(list)
+    scopes: list[Scope] = attrs.Factory(list)
     #: When our unanswered PINGREQ went out (None: none outstanding).
     ping_sent_at: float | None = None
     #: Outgoing QoS 1/2 publishes completed on this link.
@@ -232,10 +251,12 @@ class Link:
     batch: _Batch = attrs.Factory(_Batch)
     #: Withheld acknowledgements, in arrival order of their PUBLISH.
     acks: collections.deque[Hold] = attrs.Factory(collections.deque)
-    _acks_wanted: anyio.Event = attrs.Factory(anyio.Event)
+    #: Set for the ack writer (made when first wanted, with the writer).
+    _acks_wanted: anyio.Event | None = None
     #: Starts `ack_writer` in the client's task group (once, when first wanted).
     start_ack_writer: Callable[[], None] | None = None
-    _ended_event: anyio.Event = attrs.Factory(anyio.Event)
+    #: Set when the link ends (made by the first `wait_ended`).
+    _ended_event: anyio.Event | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.sock is not None or running_on_trio():
@@ -275,8 +296,12 @@ class Link:
         """The endpoint, for messages."""
         return self.endpoint.display()
 
-    def end(self, reason: BaseException) -> None:
-        """Record why the link ended (first reason wins) and stop its tasks."""
+    def end(self, reason: BaseException, *, spare: Scope | None = None) -> None:
+        """Record why the link ended (first reason wins) and stop its tasks.
+
+        *spare*: the caller's own scope, left uncancelled (the reader, which
+        leaves it without another checkpoint).
+        """
         if self.ended is None:
             self.ended = reason
             for hold in self.acks:
@@ -288,13 +313,20 @@ class Link:
                 self.flush_wanted = False
                 self.batch.fail(reason)
             self.on_end(self, reason)
-            self._ended_event.set()
+            if self._ended_event is not None:
+                self._ended_event.set()
             for scope in self.scopes:
-                scope.cancel()
+                if scope is not spare:
+                    scope.cancel()
 
     async def wait_ended(self) -> None:
         """Wait until the link ended."""
-        await self._ended_event.wait()
+        event = self._ended_event
+        if event is None:
+            event = self._ended_event = anyio.Event()
+            if self.ended is not None:
+                event.set()
+        await event.wait()
 
     async def close(self) -> None:
         """Close the stream once, even from a cancelled task."""
@@ -303,9 +335,9 @@ class Link:
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(self.stream)
 
-    def new_scope(self, *, shield: bool = False) -> anyio.CancelScope:
-        """A cancel scope that ends with this link."""
-        scope = anyio.CancelScope(shield=shield)
+    def new_scope(self, *, shield: bool = False) -> Scope:
+        """A cancel scope that ends with this link (the running backend's own)."""
+        scope = new_scope(shield=shield)
         if self.ended is not None:
             scope.cancel()
         self.scopes.append(scope)
@@ -366,7 +398,10 @@ class Link:
     def acks_ready(self) -> None:
         """A hold was released (or `send_nowait` left bytes): wake the ack writer,
         started the first time it is wanted."""
-        self._acks_wanted.set()
+        wanted = self._acks_wanted
+        if wanted is None:
+            wanted = self._acks_wanted = anyio.Event()
+        wanted.set()
         start = self.start_ack_writer
         if start is not None and self.ended is None:
             self.start_ack_writer = None
@@ -391,7 +426,9 @@ class Link:
         """Send released acknowledgements (a task per link)."""
         try:
             while True:
-                await self._acks_wanted.wait()
+                wanted = self._acks_wanted
+                assert wanted is not None  # started by acks_ready, which made it
+                await wanted.wait()
                 self._acks_wanted = anyio.Event()
                 try:
                     data = self.take_ready_acks()
@@ -489,7 +526,7 @@ class Link:
             if not wait:
                 return
             batch = self.batch
-            await batch.done.wait()
+            await batch.wait()
             if batch.error is not None:
                 raise ConnectionLost(
                     f"sending to {self.where} failed: {batch.error}"
@@ -559,7 +596,7 @@ class Link:
                 batch.fail(exc)
                 raise
             written += len(data)
-            batch.done.set()
+            batch.set()
         return written
 
     def _write_failed(self, exc: BaseException) -> BaseException:
@@ -657,7 +694,7 @@ class Link:
         except BaseException as exc:
             batch.fail(exc)
             raise
-        batch.done.set()
+        batch.set()
 
     async def _write(self, sock: socket.socket | None, data: bytes) -> None:
         """Write all of *data* (the outbox: no schedule point when nothing waits)."""

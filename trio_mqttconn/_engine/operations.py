@@ -20,10 +20,8 @@ again on the next one.
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Final
 
-import anyio
 import attrs
 
 from .._enums import QoS
@@ -172,7 +170,7 @@ async def request(
     pending = client._pending
     while True:
         link = await client._wait_ready()
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await link.check_cancelled()
         try:
             packet_id, data = make(link.session)
         except (ConnectionLost, InvalidStateError):
@@ -185,8 +183,11 @@ async def request(
         op = Operation(packet_id, done=client._new_event(), request=True)
         pending[packet_id] = op
         try:
-            with contextlib.suppress(ConnectionLost):
-                await link.send(data, wait=False)
+            try:
+                # Nothing yielded since the check above.
+                await link.send(data, wait=False, checked=True)
+            except ConnectionLost:
+                pass  # asked again on the next link (see serve._lost_requests)
             await op.done.wait()
         finally:
             if pending.get(packet_id) is op:

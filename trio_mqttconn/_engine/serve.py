@@ -66,6 +66,7 @@ from .subscriptions import filter_options, resubscribed
 if TYPE_CHECKING:
     from .._client import MqttClient
     from .._events import Connected, Event
+    from .._groups import Scope
     from .._session import ClientSession
     from .link import Hold, Link
     from .operations import Operation
@@ -184,8 +185,8 @@ async def serve_link(
     """
     if not opened:
         open_link(client, session, link, connected, rest)
-    with link.new_scope():
-        await _read(client, session, link)
+    with (scope := link.new_scope()):
+        await _read(client, session, link, scope)
     # The link is over: nothing may use it again.
     if client._conn is link:
         client._conn = None
@@ -204,8 +205,15 @@ async def serve_link(
 # -- the reader ------------------------------------------------------------------------
 
 
-async def _read(client: MqttClient, session: ClientSession, link: Link) -> None:
-    """Read *link* until it ends (its session is used only while it lives)."""
+async def _read(
+    client: MqttClient, session: ClientSession, link: Link, scope: Scope
+) -> None:
+    """Read *link* until it ends (its session is used only while it lives).
+
+    *scope*: the reader's own, which the end of the link it sees itself leaves
+    alone (nothing yields before the reader leaves it: cancelling it would only
+    cost).
+    """
     intake = client._router.intake
     try:
         while True:
@@ -247,7 +255,7 @@ async def _read(client: MqttClient, session: ClientSession, link: Link) -> None:
                 disconnect = session.disconnect(ReasonCode(int(exc.reason_code)))
         await link.violation(exc, disconnect)
     except ConnectionLost as exc:
-        link.end(exc)
+        link.end(exc, spare=scope)
 
 
 def _report_excess(session: ClientSession, link: Link) -> None:
@@ -344,7 +352,7 @@ def link_ended(client: MqttClient, link: Link, reason: BaseException) -> None:
     counters.last_disconnect_time = current_time()
     # An Event that has not fired yet keeps its waiters: the next link sets it.
     if client._ready.is_set() and client._state == "running":
-        client._ready = anyio.Event()
+        client._ready = client._new_event()
 
 
 async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
