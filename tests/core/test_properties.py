@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import re
+import tracemalloc
 
 import attrs
 import pytest
@@ -488,6 +491,52 @@ def test_decoded_properties_are_normal_instances() -> None:
     assert attrs.evolve(props, maximum_qos=0).maximum_qos == 0
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         props.receive_maximum = 1  # type: ignore[misc]  # frozen on purpose
+
+
+def test_decoded_properties_hold_only_the_properties_carried() -> None:
+    # The decode cache keeps a record per subscription identifier (a client with
+    # 1,000 filters: 1,000 of them): each holds its own values only, the rest
+    # reads the class defaults (#9, peak RSS).
+    block = h("0B 0B 07 26 00 01 6B 00 01 76 01 01")
+    props = _decode(block, T.PUBLISH)
+    assert list(vars(props)) == [
+        "payload_format_indicator",
+        "subscription_identifiers",
+        "user_properties",
+    ]
+    full = Properties(
+        payload_format_indicator=1,
+        subscription_identifiers=(7,),
+        user_properties=(("k", "v"),),
+    )
+    assert props == full
+    assert hash(props) == hash(full)
+    assert repr(props) == repr(full)
+    assert attrs.asdict(props) == attrs.asdict(full)
+    assert props.content_type is None
+    assert props.topic_alias is None
+    assert pickle.loads(pickle.dumps(props)) == full
+    assert copy.copy(props) == full
+    assert attrs.evolve(props, content_type="t") == attrs.evolve(full, content_type="t")
+    # Encoded in identifier order, whatever order the wire had.
+    assert encode_properties(props, T.PUBLISH) == encode_properties(full, T.PUBLISH)
+    assert encode_properties(props, T.PUBLISH) == h(
+        "0B 01 01 0B 07 26 00 01 6B 00 01 76"
+    )
+
+
+def test_decoded_properties_record_is_small() -> None:
+    blocks = [bytes([3, 0x0B, 0x80 | (n & 0x7F), n >> 7]) for n in range(200, 400)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        decoded = [decode_properties(b, 0, len(b), T.PUBLISH)[0] for b in blocks]
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(decoded) == 200
+    # A full instance dict alone was about 750 bytes.
+    assert used / len(decoded) < 450
 
 
 def test_properties_decoded_blocks_are_cached_and_bounded() -> None:
