@@ -48,13 +48,23 @@ T = TypeVar("T")
 _by_sequence = itemgetter(0)
 
 
-@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class _Node(Generic[T]):
-    children: dict[str, _Node[T]] = attrs.Factory(dict)
-    # (sequence number, value), in registration order
-    registrations: list[tuple[int, T]] = attrs.Factory(list)
-    # the (inner) filter that leads here; set once something is registered
-    topic_filter: str = ""
+    """One level of the trie.
+
+    A plain slotted class whose containers are made when first needed: with filters
+    like ``t/<n>/+`` a node has either children or registrations, rarely both, and
+    a client with 1,000 filters has 2,000 nodes (an empty dict and an empty list
+    each were about 120 bytes a node).
+    """
+
+    __slots__ = ("children", "registrations", "topic_filter")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node[T]] | None = None
+        # (sequence number, value), in registration order
+        self.registrations: list[tuple[int, T]] | None = None
+        # the (inner) filter that leads here; set once something is registered
+        self.topic_filter = ""
 
 
 def _check_cache_size(
@@ -126,12 +136,22 @@ class SubscriptionTree(Generic[T]):
         _, inner = parse_shared_subscription(topic_filter)
         node = self._root
         for level in inner.split("/"):
-            child = node.children.get(level)
-            if child is None:
-                child = node.children[level] = _Node()
+            children = node.children
+            if children is None:
+                child: _Node[T] = _Node()
+                node.children = {level: child}
+            else:
+                found = children.get(level)
+                if found is None:
+                    found = children[level] = _Node()
+                child = found
             node = child
         node.topic_filter = inner
-        node.registrations.append((self._next_sequence, value))
+        registration = (self._next_sequence, value)
+        if node.registrations is None:
+            node.registrations = [registration]
+        else:
+            node.registrations.append(registration)
         self._next_sequence += 1
         self._count += 1
         self._cache.clear()
@@ -154,29 +174,35 @@ class SubscriptionTree(Generic[T]):
             _, inner = parse_shared_subscription(topic_filter)
         except ValueError:
             return False
-        path: list[tuple[_Node[T], str]] = []
+        path: list[tuple[_Node[T], dict[str, _Node[T]], str]] = []
         node = self._root
         for level in inner.split("/"):
-            child = node.children.get(level)
+            children = node.children
+            child = None if children is None else children.get(level)
             if child is None:
                 return False
-            path.append((node, level))
+            assert children is not None  # a child was found in it
+            path.append((node, children, level))
             node = child
-        registrations = node.registrations
+        registrations = node.registrations or []
         for index, (_, registered) in enumerate(registrations):
             if registered is value:
                 del registrations[index]
                 break
         else:
             return False
+        if not registrations:
+            node.registrations = None
         self._count -= 1
         self._cache.clear()
         # Prune from the leaf up while nodes hold nothing.
-        for parent, level in reversed(path):
-            child = parent.children[level]
+        for parent, children, level in reversed(path):
+            child = children[level]
             if child.registrations or child.children:
                 break
-            del parent.children[level]
+            del children[level]
+            if not children:
+                parent.children = None
         return True
 
     def match(self, topic: str) -> list[T]:
@@ -213,11 +239,13 @@ class SubscriptionTree(Generic[T]):
             following: list[_Node[T]] = []
             for node in current:
                 children = node.children
+                if children is None:
+                    continue
                 if not skip_wildcards:
                     rest = children.get("#")
                     if rest is not None:
                         visited += 1
-                        found.extend(rest.registrations)
+                        found.extend(rest.registrations or ())
                     single = children.get("+")
                     if single is not None:
                         following.append(single)
@@ -231,11 +259,12 @@ class SubscriptionTree(Generic[T]):
             current = following
         else:
             for node in current:
-                found.extend(node.registrations)
-                rest = node.children.get("#")
+                found.extend(node.registrations or ())
+                children = node.children
+                rest = None if children is None else children.get("#")
                 if rest is not None:
                     visited += 1
-                    found.extend(rest.registrations)
+                    found.extend(rest.registrations or ())
         self._nodes_visited = visited
         if len(found) > 1:
             found.sort(key=_by_sequence)
@@ -254,9 +283,13 @@ class SubscriptionTree(Generic[T]):
 
         Shared filters appear as their inner filter.
         """
-        nodes = [node for node in self._walk(self._root) if node.registrations]
-        nodes.sort(key=lambda node: node.registrations[0][0])
-        return [node.topic_filter for node in nodes]
+        firsts = [
+            (node.registrations[0][0], node.topic_filter)
+            for node in self._walk(self._root)
+            if node.registrations
+        ]
+        firsts.sort()
+        return [topic_filter for _, topic_filter in firsts]
 
     def clear(self) -> None:
         """Remove every registration."""
@@ -271,7 +304,8 @@ class SubscriptionTree(Generic[T]):
             return None
         node = self._root
         for level in inner.split("/"):
-            child = node.children.get(level)
+            children = node.children
+            child = None if children is None else children.get(level)
             if child is None:
                 return None
             node = child
@@ -282,4 +316,5 @@ class SubscriptionTree(Generic[T]):
         while stack:
             node = stack.pop()
             yield node
-            stack.extend(node.children.values())
+            if node.children:
+                stack.extend(node.children.values())
