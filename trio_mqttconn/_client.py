@@ -34,7 +34,7 @@ state they share (the session, the current link, the waiting callers).
 Task tree (names as in ``trio``'s task list)::
 
     mqtt-supervisor[id]      serves one link at a time (reads it), reconnects
-      mqtt-keepalive[id]     per link: PINGREQ, dead-peer detection
+      mqtt-keepalive[id]     per link, once first due: PINGREQ, dead-peer detection
       mqtt-acks[id]          per link: writes released (withheld) acknowledgements
       mqtt-restore[id]       per link after a reconnect: resend, resubscribe, republish
     mqtt-dispatch[filter]    one per async listener

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from .._transports import Endpoint
 
 __all__ = [
+    "ARMED_READS",
     "NOWAIT_BUFFER",
     "READ_SIZE",
     "Counters",
@@ -72,6 +73,9 @@ _LOGGER = logging.getLogger("trio_mqttconn.client")
 READ_SIZE: Final = 65536
 #: What `Link.send_nowait` lets wait for the writer (or in asyncio's transport).
 NOWAIT_BUFFER: Final = 65536
+#: trio, plain socket: the reads that wait under the keepalive watchdog's first due
+#: time before the watchdog runs as a task of its own (see `Link.watch`).
+ARMED_READS: Final = 8
 
 
 @attrs.define(eq=False)
@@ -257,6 +261,14 @@ class Link:
     start_ack_writer: Callable[[], None] | None = None
     #: Set when the link ends (made by the first `wait_ended`).
     _ended_event: anyio.Event | None = None
+    #: Starts `keepalive_task` in the client's task group, until it was (see watch).
+    start_keepalive: Callable[[], None] | None = None
+    #: trio, plain socket: reads left that wait under the watchdog's due time.
+    armed_reads: int = 0
+    #: asyncio: the loop's timer that starts the watchdog when it is due.
+    _keepalive_timer: asyncio.TimerHandle | None = None
+    #: asyncio: the running loop.
+    _loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         if self.sock is not None or running_on_trio():
@@ -271,9 +283,9 @@ class Link:
 
         # Its wait() returns True, not None: nobody looks.
         self.new_event = typing.cast("Callable[[], _Event]", asyncio.Event)
+        loop = self._loop = asyncio.get_running_loop()
         direct = self.direct = direct_transport(self.stream)
         if direct is not None:
-            loop = asyncio.get_running_loop()
             self.clock = loop.time
             done = self._done = loop.create_future()
             done.set_result(None)
@@ -313,6 +325,11 @@ class Link:
                 self.flush_wanted = False
                 self.batch.fail(reason)
             self.on_end(self, reason)
+            self.start_keepalive = None
+            self.armed_reads = 0
+            if self._keepalive_timer is not None:
+                self._keepalive_timer.cancel()
+                self._keepalive_timer = None
             if self._ended_event is not None:
                 self._ended_event.set()
             for scope in self.scopes:
@@ -352,7 +369,10 @@ class Link:
             ConnectionLost: EOF or a broken stream; the reason names the endpoint once.
         """
         try:
-            data = await self.stream.receive(READ_SIZE)
+            if self.armed_reads:
+                data = await self._armed_receive()
+            else:
+                data = await self.stream.receive(READ_SIZE)
         except anyio.EndOfStream:
             raise ConnectionLost("the broker closed the connection") from None
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
@@ -361,6 +381,20 @@ class Link:
         self.last_heard = self.clock()
         self.counters.bytes_received += len(data)
         return data
+
+    async def _armed_receive(self) -> bytes:
+        """trio, plain socket: the stream's next chunk, cut short when the keepalive
+        watchdog is due (it starts then; see `watch`)."""
+        self.armed_reads -= 1
+        if self.start_keepalive is not None and self.armed_reads:
+            timeout = self.keepalive_due() - self.clock()
+            if timeout > 0:
+                # trio's socket receive is cancel-safe: cut short, it took nothing.
+                with new_scope(timeout=timeout):
+                    return await self.stream.receive(READ_SIZE)
+        # Due, or a link that lives on: the watchdog runs as a task from now on.
+        self.watchdog_now()
+        return await self.stream.receive(READ_SIZE)
 
     # -- acknowledgements ---------------------------------------------------------------
 
@@ -449,6 +483,47 @@ class Link:
             self.end(exc)
 
     # -- keepalive -------------------------------------------------------------------
+
+    def watch(self, start: Callable[[], None]) -> None:
+        """Have *start* start `keepalive_task` by the time it first has work to do.
+
+        Most links are short or busy: the watchdog's task is started when first
+        due (*keepalive* seconds after the CONNECT at the earliest), not with the
+        link. On asyncio a timer of the loop starts it. On trio, whose only timer
+        is a cancel scope's deadline, the reader's receive on a plain socket (which
+        a cancellation cuts short without taking anything) waits under that
+        deadline, for `ARMED_READS` reads at most; the reader starts the watchdog
+        before it waits anywhere else (`watchdog_now`), and on other streams it
+        starts at once.
+        """
+        if self.ended is not None:
+            return
+        self.start_keepalive = start
+        loop = self._loop
+        if loop is not None:
+            self._keepalive_timer = loop.call_at(
+                self.keepalive_due(), self.watchdog_now
+            )
+        elif self.sock is not None:
+            self.armed_reads = ARMED_READS
+        else:
+            self.watchdog_now()
+
+    def keepalive_due(self) -> float:
+        """When the watchdog first has work to do (unless more traffic comes)."""
+        return min(self.last_sent, self.last_heard) + self.keepalive
+
+    def watchdog_now(self) -> None:
+        """Start the keepalive watchdog now, unless it runs already."""
+        start = self.start_keepalive
+        self.armed_reads = 0
+        if start is not None:
+            self.start_keepalive = None
+            timer, self._keepalive_timer = self._keepalive_timer, None
+            if timer is not None:
+                timer.cancel()
+            if self.ended is None:
+                start()
 
     async def keepalive_task(self) -> None:
         """PINGREQ when due; end the link when the broker does not answer one."""
@@ -555,6 +630,8 @@ class Link:
                     # meanwhile goes out in one write.
                     await self._trio_yield()
                 else:
+                    if self.armed_reads:
+                        self.watchdog_now()  # the reader may be the one waiting
                     await self.stream.send(data[sent:])
             elif (direct := self.direct) is not None:
                 # The same on asyncio (see direct_transport), inline too.
@@ -706,6 +783,8 @@ class Link:
             if sent == len(data):
                 return
             data = data[sent:]
+            if self.armed_reads:
+                self.watchdog_now()  # the reader may be the one waiting
         elif (
             direct := self.direct
         ) is not None and direct._protocol.write_event.is_set():

@@ -116,18 +116,25 @@ def open_link(
     """Start serving *link* (never waits): its tasks, what came with the CONNACK,
     then the restore task, or the link is ready at once.
 
-    The keepalive watchdog, the ack writer (once an ack was withheld or
-    ``publish_nowait`` left bytes to write) and, after a reconnect, the restoring
-    of publishes and subscriptions run under scopes that end with the link.
+    The keepalive watchdog (once first due: see `Link.watch`), the ack writer
+    (once an ack was withheld or ``publish_nowait`` left bytes to write) and,
+    after a reconnect, the restoring of publishes and subscriptions run under
+    scopes that end with the link.
     `MqttClient._start` calls it for a first link that brought nothing else, so
     that ``async with`` returns with the link ready; `serve_link` otherwise.
     """
     shield = client._shield_tasks
-    client._spawn(
-        link.keepalive_task,
-        name=f"mqtt-keepalive[{client.client_id}]",
-        scope=link.new_scope(shield=shield),
-    )
+
+    def start_keepalive() -> None:
+        client._spawn(
+            link.keepalive_task,
+            name=f"mqtt-keepalive[{client.client_id}]",
+            scope=link.new_scope(shield=shield),
+        )
+
+    if link.keepalive > 0:
+        # Started when first due: most links end or hear from the broker first.
+        link.watch(start_keepalive)
 
     def start_ack_writer() -> None:
         client._spawn(
@@ -241,6 +248,7 @@ async def _read(
                 # limit: stop reading (TCP backpressure) until consumers took
                 # some. Not silence of the broker for the keepalive watchdog.
                 link.intake_paused = True
+                link.watchdog_now()  # the reader waits here, not in receive
                 try:
                     while intake.is_full() and client._state == "running":
                         room = intake.room = anyio.Event()
