@@ -58,6 +58,24 @@ def test_public_api_plain_client_import_loads_no_pip_services_or_sqlite() -> Non
     assert done.stdout.split("\n")[:2] == ["[]", "True"]
 
 
+def test_public_api_request_response_names_report_the_package() -> None:
+    """Request/response names are imported when first used (#9, peak RSS); their
+    classes report the package as their module however they were reached."""
+    import subprocess
+    import sys
+
+    code = (
+        "import trio_mqttconn._rpc as r; "
+        "print({c.__module__ for c in (r.Request, r.RequestStatistics, "
+        "r.Responder, r.ResponderStatistics)}); "
+        "import trio_mqttconn; print(trio_mqttconn.Request is r.Request)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split("\n")[:2] == ["{'trio_mqttconn'}", "True"]
+
+
 def test_public_api_unknown_name_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         trio_mqttconn.Nope  # type: ignore[attr-defined]  # noqa: B018

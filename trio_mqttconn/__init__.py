@@ -49,12 +49,6 @@ from ._journal import (
 from ._message import Message as Message
 from ._packets import TopicSubscription as TopicSubscription, Will as Will
 from ._properties import Properties as Properties
-from ._rpc import (
-    Request as Request,
-    RequestStatistics as RequestStatistics,
-    Responder as Responder,
-    ResponderStatistics as ResponderStatistics,
-)
 from ._subscription import (
     Listener as Listener,
     Overflow as Overflow,
@@ -65,8 +59,9 @@ from ._transports import Endpoint as Endpoint, parse_uri as parse_uri
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    # Imported when first used (see __getattr__): the pip-services components and
-    # the SQLite session store, which a plain MqttClient user never loads.
+    # Imported when first used (see __getattr__): the pip-services components, the
+    # SQLite session store and request/response, which a plain MqttClient user
+    # never loads.
     from ._config import ConfigParams as ConfigParams
     from ._connection import (
         IMqttMessageListener as IMqttMessageListener,
@@ -100,6 +95,12 @@ if TYPE_CHECKING:
         MqttConnectionResolver as MqttConnectionResolver,
         ResolvedConnection as ResolvedConnection,
     )
+    from ._rpc import (
+        Request as Request,
+        RequestStatistics as RequestStatistics,
+        Responder as Responder,
+        ResponderStatistics as ResponderStatistics,
+    )
     from ._store import (
         MemorySessionStore as MemorySessionStore,
         SessionStore as SessionStore,
@@ -132,7 +133,11 @@ _LAZY: dict[str, str] = {
     "MqttSubscription": "._connection",
     "QUEUE_CONFIG_KEYS": "._queue",
     "References": "._references",
+    "Request": "._rpc",
+    "RequestStatistics": "._rpc",
     "ResolvedConnection": "._resolver",
+    "Responder": "._rpc",
+    "ResponderStatistics": "._rpc",
     "SessionStore": "._store",
     "SqliteSessionStore": "._store",
 }

@@ -469,3 +469,11 @@ async def responder(
     _require_v5(client, "responder()")
     async with client.subscription(topic_filter, qos=qos, buffer=buffer) as sub:
         yield Responder(client=client, subscription=sub)
+
+
+# The package imports this module when a request/response name is first used; the
+# public classes report the package as their module however they were reached (as
+# trio_mqttconn/__init__.py does for the names it imports eagerly).
+for _public in (Request, RequestStatistics, Responder, ResponderStatistics):
+    _public.__module__ = "trio_mqttconn"
+del _public
