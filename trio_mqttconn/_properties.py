@@ -351,10 +351,10 @@ def decode_properties(
     # Property blocks repeat from message to message (a subscription identifier,
     # the same user properties): small ones are decoded once. Properties are
     # immutable, so sharing the decoded record is safe.
-    key: tuple[int, bytes] | None = None
+    key: bytes | None = None
     if length <= _DECODED_ITEM:
-        key = (context, buf[pos:stop])
-        cached = _decoded.get(key)
+        key = buf[pos:stop]
+        cached = _decoded[context].get(key)
         if cached is not None:
             return cached, stop
     bit = 1 << context
@@ -461,9 +461,10 @@ def decode_properties(
         )
     result = _make(values)
     if key is not None:
-        if len(_decoded) >= _DECODED_SIZE:
-            _decoded.clear()
-        _decoded[key] = result
+        decoded = _decoded[context]
+        if len(decoded) >= _DECODED_SIZE:
+            decoded.clear()
+        decoded[key] = result
     return result, stop
 
 
@@ -472,8 +473,11 @@ def decode_properties(
 #: by queued messages and so promoted by the garbage collector).
 _DECODED_SIZE: Final = 2048
 _DECODED_ITEM: Final = 64
-_decoded: dict[tuple[int, bytes], Properties] = {}
-"""Small property blocks decoded before, by packet type and raw bytes."""
+_decoded: Final[tuple[dict[bytes, Properties], ...]] = tuple(
+    {} for _ in range(max(PacketType) + 1)
+)
+"""Small property blocks decoded before: by packet type (``WILL`` is 0), then raw
+bytes (no ``(type, bytes)`` tuple made per message, nor kept per entry)."""
 
 
 # ---------------------------------------------------------------- encoding

@@ -549,4 +549,15 @@ def test_properties_decoded_blocks_are_cached_and_bounded() -> None:
         raw = bytes([3, 0x0B, 0x80 | (n & 0x7F), n >> 7])  # two-byte varint
         props, _ = decode_properties(raw, 0, len(raw), T.PUBLISH)
         assert props.subscription_identifiers == (n,)
-    assert len(_properties._decoded) <= _properties._DECODED_SIZE
+    assert len(_properties._decoded[T.PUBLISH]) <= _properties._DECODED_SIZE
+
+
+def test_properties_cache_is_kept_per_packet_type() -> None:
+    # A block cached for PUBLISH is decoded (and refused) anew for PUBACK.
+    block = bytes([2, 0x0B, 9])  # subscription identifier 9
+    props, _ = decode_properties(block, 0, len(block), T.PUBLISH)
+    assert props.subscription_identifiers == (9,)
+    assert block[1:] in _properties._decoded[T.PUBLISH]
+    with pytest.raises(MalformedPacketError):
+        decode_properties(block, 0, len(block), T.PUBACK)
+    assert block[1:] not in _properties._decoded[T.PUBACK]
