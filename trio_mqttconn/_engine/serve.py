@@ -64,6 +64,8 @@ from . import restore, trace
 from .subscriptions import filter_options, resubscribed
 
 if TYPE_CHECKING:
+    import socket
+
     from .._client import MqttClient
     from .._events import Connected, Event
     from .._groups import Scope
@@ -378,16 +380,39 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
     # The stream is closed here, whatever happens, not by the reader (which sees
     # the broker's EOF after our DISCONNECT, usually before we get to close it).
     link.closed = True
+    try:
+        properties = EMPTY_PROPERTIES
+        if session_expiry is not None and client.protocol is ProtocolVersion.V5:
+            properties = Properties(session_expiry_interval=session_expiry)
+        data = link.session.disconnect(properties=properties)
+    except (MqttError, ValueError):
+        data = b""
+    sock = link.sock
+    if sock is not None and not link.writing and link.persist is None:
+        # trio, plain socket, no write in progress: the DISCONNECT is written at
+        # once, as Link.send would write it, and the socket closed: nothing
+        # waits, so there is nothing to shield or to bound.
+        try:
+            sent = sock.send(data) if data else 0
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            sent = len(data)  # broken: nothing more to say (as below)
+        link.counters.bytes_sent += sent
+        if sent == len(data):
+            link.end(NotOpenError("the client is closed"))
+            _close_socket(sock)
+            client._stop_tasks()
+            return
+        data = data[sent:]  # the rest waits for room, below
     closed = False
     try:
         with new_scope(timeout=client.disconnect_timeout, shield=True):
-            try:
-                properties = EMPTY_PROPERTIES
-                if session_expiry is not None and client.protocol is ProtocolVersion.V5:
-                    properties = Properties(session_expiry_interval=session_expiry)
-                await link.send(link.session.disconnect(properties=properties))
-            except (MqttError, OSError, ValueError):
-                pass
+            if data:
+                try:
+                    await link.send(data)
+                except (MqttError, OSError, ValueError):
+                    pass
             # Nothing may be sent after DISCONNECT [v5:MQTT-3.14.4-1]: the link
             # ends (nothing can use it any more, its tasks are cancelled), the
             # stream is closed, then the other tasks stop. The supervisor has
@@ -405,6 +430,16 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
             client._stop_tasks()
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(link.stream)
+
+
+def _close_socket(sock: socket.socket) -> None:
+    """Close trio's plain socket under a link's stream now, as its ``aclose()``
+    does before its checkpoint (the reader waiting on it wakes with an error)."""
+    import trio  # imported already (a direct socket is trio's only)
+
+    if sock.fileno() != -1:
+        trio.lowlevel.notify_closing(sock)
+        sock.close()
 
 
 def _lost_requests(client: MqttClient) -> None:
