@@ -67,3 +67,26 @@ def test_registry_tree_keeps_no_cache_of_its_own() -> None:
     router.register(_sub("t/+"))
     router.tree.match("t/1")
     assert router.tree._cache == {}
+
+
+def test_registry_filter_and_identifier_share_one_tuple() -> None:
+    router = _router()
+    first, second = _sub("a/+", 7), _sub("a/+", 7)
+    router.register(first)
+    assert router.by_id[7] is router.by_filter["a/+"]
+    router.register(second)
+    assert router.by_id[7] is router.by_filter["a/+"]
+    router.unregister(first)
+    assert router.by_id[7] is router.by_filter["a/+"]
+
+
+def test_registry_identifiers_differing_within_a_filter_keep_their_own() -> None:
+    # Two subscriptions made before either was registered got two identifiers.
+    router = _router()
+    first, second = _sub("a/+", 7), _sub("a/+", 8)
+    router.register(first)
+    router.register(second)
+    assert router.by_filter == {"a/+": (first, second)}
+    assert router.by_id == {7: (first,), 8: (second,)}
+    router.unregister(first)
+    assert router.by_id == {8: (second,)}

@@ -77,6 +77,17 @@ def _without(
     return tuple([other for other in subs if other is not sub])
 
 
+def _shared(
+    subs: tuple[Subscription, ...], siblings: tuple[Subscription, ...]
+) -> tuple[Subscription, ...]:
+    """*siblings* itself when it holds the same subscriptions as *subs*.
+
+    The subscriptions of a filter normally share its identifier: `by_id` and
+    `by_filter` then keep one tuple between them.
+    """
+    return siblings if subs == siblings else subs
+
+
 @attrs.define(eq=False)
 class Router:
     """Where received messages go (see the module docstring)."""
@@ -117,13 +128,13 @@ class Router:
         self.subscriptions.append(sub)
         topic_filter = sub.topic_filter
         by_filter = self.by_filter
-        by_filter[topic_filter] = (*by_filter.get(topic_filter, ()), sub)
+        siblings = by_filter[topic_filter] = (*by_filter.get(topic_filter, ()), sub)
         self.tree.add(topic_filter, sub)
         identifier = sub._identifier
         if identifier:
             self.filter_ids[topic_filter] = identifier
             by_id = self.by_id
-            by_id[identifier] = (*by_id.get(identifier, ()), sub)
+            by_id[identifier] = _shared((*by_id.get(identifier, ()), sub), siblings)
 
     def unregister(self, sub: Subscription) -> bool:
         """Forget *sub*; True when no other subscription uses its filter."""
@@ -145,7 +156,7 @@ class Router:
         if identifier:
             subs = _without(self.by_id.get(identifier, ()), sub)
             if subs:
-                self.by_id[identifier] = subs
+                self.by_id[identifier] = _shared(subs, siblings)
             else:
                 self.by_id.pop(identifier, None)
                 self.filter_ids.pop(topic_filter, None)
