@@ -219,9 +219,9 @@ def test_subtree_remove_keeps_nodes_that_still_hold_something() -> None:
     tree = make_tree(("a", parent), ("a/b", child), ("a/c/d", sibling))
     # "a/b" goes, "a" stays because it has registrations
     assert tree.remove("a/b", child) is True
-    root_children = tree._root.children
-    assert root_children is not None
-    assert list(root_children["a"].children or ()) == ["c"]
+    node = tree._root.child("a")
+    assert node is not None
+    assert [child.level for child in node.each_child()] == ["c"]
     # "a" loses its registration but keeps its child "c"
     assert tree.remove("a", parent) is True
     assert "a" not in tree
@@ -425,3 +425,46 @@ def test_subtree_match_equals_brute_force(
     assert sorted(tree.filters()) == sorted({f for f, _ in registrations})
     for topic in topics:
         assert tree.match(topic) == brute_force(registrations, topic)
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "topic", "matches"),
+    [
+        ("+/x", "a/x", True),
+        ("+/x", "$SYS/x", False),  # [v5:MQTT-4.7.2-1]
+        ("#", "a/b", True),
+        ("#", "$SYS/b", False),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("a/+", "a/b", True),
+        ("a/b", "a/c", False),
+        ("a/b", "a/b/c", False),
+        ("$SYS/+", "$SYS/x", True),
+    ],
+)
+def test_subtree_single_child_nodes_match_like_shared_ones(
+    topic_filter: str, topic: str, matches: bool
+) -> None:
+    # A node with one child keeps it without a dict; with a sibling the children
+    # are a dict. Both match alike.
+    value, other = Sub("v"), Sub("other")
+    alone = make_tree((topic_filter, value))
+    sibling = "/".join([*topic_filter.split("/")[:-1], "zz"])
+    crowded = make_tree((sibling, other), (topic_filter, value))
+    assert (alone.match(topic) == [value]) is matches
+    assert (value in crowded.match(topic)) is matches
+
+
+def test_subtree_node_with_one_child_left_keeps_it_without_a_dict() -> None:
+    b, c = Sub("b"), Sub("c")
+    tree = make_tree(("a/b", b), ("a/c", c))
+    node = tree._root.child("a")
+    assert node is not None
+    assert isinstance(node.children, dict)
+    assert tree.remove("a/c", c) is True
+    only: object = node.children  # the remove changed it (mypy narrowed it above)
+    assert only is node.child("b")
+    assert tree.match("a/b") == [b]
+    assert tree.match("a/c") == []
+    assert tree.remove("a/b", b) is True
+    assert tree._root.children is None
