@@ -546,19 +546,12 @@ class MqttClient:
 
     async def _start(self) -> None:
         """The first connection, then the supervisor task that keeps it."""
-        # aclose() may come while we connect: it cancels this scope too.
-        scope = new_scope()
-        self._task_scopes.add(scope)
-        result: tuple[Link, Connected, list[Event]] | None = None
-        try:
-            with scope:
-                result = await connector.connect_round(self)
-        finally:
-            self._task_scopes.discard(scope)
-        if result is None or self._state != "connecting":
-            if result is not None:
-                await result[0].close()
-            raise NotOpenError("the client was closed while it was connecting")
+        # aclose() may come while we connect: it cancels the attempt's scope
+        # (see connector.handshake), which then raises NotOpenError.
+        result = await connector.connect_round(self)
+        if self._state != "connecting":
+            await result[0].close()
+            raise NotOpenError(connector.CLOSED_WHILE_CONNECTING)
         link, connected, rest = result
         self._state = "running"
         self._attach(link, connected)

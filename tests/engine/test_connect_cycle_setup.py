@@ -3,12 +3,14 @@
 The CONNECT properties a client's options make are shared between clients with
 the same options; a URI without credentials is parsed once; a link's events are
 made by their first waiter (also after the fact); the reader that sees the end
-of its link itself does not cancel its own scope, only the others'.
+of its link itself does not cancel its own scope, only the others'. The first
+connection's attempts carry aclose()'s cancellation themselves (no scope around
+them all).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -19,11 +21,15 @@ from tests._fakes import (
     make_client,
     virtual_deadline_fixture,  # noqa: F401 - the virtual_deadline fixture
 )
+from trio_mqttconn import NotOpenError
 from trio_mqttconn._engine import connector
 from trio_mqttconn._engine.link import Counters, Link, _Batch
 from trio_mqttconn._packets import ConnectPacket
 from trio_mqttconn._properties import Properties
-from trio_mqttconn._transports import parse_uri
+from trio_mqttconn._transports import Endpoint, parse_uri
+
+if TYPE_CHECKING:
+    import anyio.abc
 
 
 async def _connect_packet(broker: FakeBroker, **options: Any) -> ConnectPacket:
@@ -153,3 +159,42 @@ async def test_link_end_spares_the_scope_of_the_task_that_ends_it() -> None:
     assert other.cancel_called
     late = link.new_scope()  # a scope made after the end is cancelled at once
     assert late.cancel_called
+
+
+@pytest.mark.trio
+async def test_aclose_while_an_attempt_fails_stops_the_failover(
+    autojump_clock: trio.testing.MockClock, virtual_deadline: None
+) -> None:
+    # An attempt begun after aclose() is cancelled at once.
+    async with FakeBroker() as broker:
+        asked: list[str] = []
+        closing = trio.Event()
+
+        async def transport(endpoint: Endpoint) -> anyio.abc.ByteStream:
+            asked.append(endpoint.host)
+            if endpoint.host == "first.test":
+                with trio.CancelScope(shield=True):
+                    await closing.wait()
+                raise ConnectionRefusedError("refused by the test")
+            return await broker.connect(endpoint)
+
+        client = make_client(
+            broker, ["mqtt://first.test", "mqtt://second.test"], transport=transport
+        )
+
+        async def close() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.aclose)
+                await trio.testing.wait_all_tasks_blocked()
+                closing.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(close)
+            with pytest.raises(
+                NotOpenError, match=r"^the client was closed while it was connecting$"
+            ):
+                async with client:
+                    pytest.fail("connected")  # pragma: no cover
+        assert asked == ["first.test", "second.test"]
+        assert broker.connections == []

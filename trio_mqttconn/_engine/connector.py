@@ -29,7 +29,13 @@ import attrs
 from .._backoff import Backoff
 from .._enums import ProtocolVersion, ReasonCode
 from .._events import Connected, ConnectionRefused
-from .._exceptions import ConnectError, ConnectionLost, ConnectTimeout, ProtocolError
+from .._exceptions import (
+    ConnectError,
+    ConnectionLost,
+    ConnectTimeout,
+    NotOpenError,
+    ProtocolError,
+)
 from .._groups import current_time, new_scope
 from .._packets import ConnectPacket
 from .._properties import EMPTY_PROPERTIES
@@ -44,7 +50,16 @@ if TYPE_CHECKING:
     from .._properties import Properties
     from .._transports import Endpoint
 
-__all__ = ["FATAL_CONNACK", "connect_round", "handshake", "supervise"]
+__all__ = [
+    "CLOSED_WHILE_CONNECTING",
+    "FATAL_CONNACK",
+    "connect_round",
+    "handshake",
+    "supervise",
+]
+
+#: Why the first connection failed when aclose() came first.
+CLOSED_WHILE_CONNECTING = "the client was closed while it was connecting"
 
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 
@@ -165,10 +180,18 @@ async def handshake(
     counters = client._counters
     stream: anyio.abc.ByteStream | None = None
     first = True
+    # anyio.fail_after without its generator-based context manager: past the
+    # deadline the scope swallows the cancellation and we get below it.
+    scope = new_scope(timeout=client.connect_timeout or math.inf)
+    # The first connection (no supervisor task yet): aclose() cancels the
+    # attempt itself, and every attempt begun after it.
+    starting = not counters.connects
+    if starting:
+        client._task_scopes.add(scope)
+        if client._stopping:
+            scope.cancel()
     try:
-        # anyio.fail_after without its generator-based context manager: past the
-        # deadline the scope swallows the cancellation and we get below it.
-        with new_scope(timeout=client.connect_timeout or math.inf):
+        with scope:
             stream = await open_stream(client, endpoint)
             packet = connect_packet(client, endpoint)
             connect = session.connect(packet)
@@ -253,6 +276,8 @@ async def handshake(
                             + _REFUSAL_HINTS.get(event.reason_code, ""),
                             reason_code=event.reason_code,
                         )
+        if starting and client._state != "connecting":
+            raise NotOpenError(CLOSED_WHILE_CONNECTING)  # aclose() cancelled it
         raise TimeoutError  # the deadline cancelled the attempt
     except TimeoutError as exc:
         if stream is not None:
@@ -285,6 +310,9 @@ async def handshake(
                 f"connection to {endpoint.display()} failed: {detail}"
             ) from exc
         raise
+    finally:
+        if starting:
+            client._task_scopes.discard(scope)
 
 
 async def connect_round(client: MqttClient) -> tuple[Link, Connected, list[Event]]:
