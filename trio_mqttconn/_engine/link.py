@@ -238,6 +238,8 @@ class Link:
     persist: Callable[[], None] | None = None
     #: Cancel scopes of the work serving this link; ending it cancels them all.
     scopes: list[Scope] = attrs.Factory(list)
+    #: The reader's own (see serve.serve_link), once it reads.
+    reader_scope: Scope | None = None
     #: When our unanswered PINGREQ went out (None: none outstanding).
     ping_sent_at: float | None = None
     #: Outgoing QoS 1/2 publishes completed on this link.

@@ -194,7 +194,8 @@ async def serve_link(
     """
     if not opened:
         open_link(client, session, link, connected, rest)
-    with (scope := link.new_scope()):
+    scope = link.reader_scope = link.new_scope()
+    with scope:
         await _read(client, session, link, scope)
     # The link is over: nothing may use it again.
     if client._conn is link:
@@ -400,8 +401,12 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
             sent = len(data)  # broken: nothing more to say (as below)
         link.counters.bytes_sent += sent
         if sent == len(data):
-            link.end(NotOpenError("the client is closed"))
+            # The reader (spared) wakes on the closed socket and ends, as on the
+            # broker's EOF, before the tasks are stopped: cheaper than its
+            # cancellation.
+            link.end(NotOpenError("the client is closed"), spare=link.reader_scope)
             _close_socket(sock)
+            await _shielded_yield()
             client._stop_tasks()
             return
         data = data[sent:]  # the rest waits for room, below
@@ -430,6 +435,12 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
             client._stop_tasks()
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(link.stream)
+
+
+async def _shielded_yield() -> None:
+    import trio  # imported already (a direct socket is trio's only)
+
+    await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 def _close_socket(sock: socket.socket) -> None:
