@@ -799,6 +799,14 @@ class Link:
             return
         await self.stream.send(data)
 
+    async def yield_shielded(self) -> None:
+        """A schedule point that no cancellation interrupts (the cheap one of the
+        running backend; see `send`)."""
+        if self._done is not None:
+            await _resume_soon(self._done)
+        else:
+            await self._trio_yield()
+
     async def violation(self, exc: ProtocolError, disconnect: bytes | None) -> None:
         """Answer a protocol violation with DISCONNECT, through the write path.
 

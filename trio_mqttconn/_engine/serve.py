@@ -61,10 +61,13 @@ from .._groups import current_time, new_scope
 from .._properties import EMPTY_PROPERTIES, Properties
 from .._session import SessionState
 from . import restore, trace
+from .link import transport_drained, transport_write
 from .subscriptions import filter_options, resubscribed
 
 if TYPE_CHECKING:
     import socket
+
+    from anyio._backends._asyncio import SocketStream as AsyncioSocketStream
 
     from .._client import MqttClient
     from .._events import Connected, Event
@@ -406,13 +409,44 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
             # cancellation.
             link.end(NotOpenError("the client is closed"), spare=link.reader_scope)
             _close_socket(sock)
-            await _shielded_yield()
+            await link.yield_shielded()
             client._stop_tasks()
             return
         data = data[sent:]  # the rest waits for room, below
+    drain: AsyncioSocketStream | None = None
+    if (
+        (direct := link.direct) is not None
+        and not link.writing
+        and link.persist is None
+        and direct._protocol.write_event.is_set()
+    ):
+        # asyncio, plain TCP, nothing buffered: the same with the transport.
+        written = True
+        try:
+            if data:
+                written = transport_write(direct, data)
+                link.counters.bytes_sent += len(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # broken: nothing more to say (as below)
+        if written:
+            link.end(NotOpenError("the client is closed"), spare=link.reader_scope)
+            direct._transport.close()
+            # The reader wakes on the closed transport (its connection_lost,
+            # then its task): two turns of the loop.
+            await link.yield_shielded()
+            await link.yield_shielded()
+            client._stop_tasks()
+            return
+        data = b""
+        drain = direct  # the transport keeps some: wait for it to take them
     closed = False
     try:
         with new_scope(timeout=client.disconnect_timeout, shield=True):
+            if drain is not None:
+                try:
+                    await transport_drained(drain)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
             if data:
                 try:
                     await link.send(data)
@@ -435,12 +469,6 @@ async def disconnect(client: MqttClient, session_expiry: int | None) -> None:
             client._stop_tasks()
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(link.stream)
-
-
-async def _shielded_yield() -> None:
-    import trio  # imported already (a direct socket is trio's only)
-
-    await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 def _close_socket(sock: socket.socket) -> None:
