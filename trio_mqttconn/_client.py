@@ -122,6 +122,12 @@ _Operation = Operation
 _Connection = Link
 
 
+def _protocol_version(value: ProtocolVersion | int) -> ProtocolVersion:
+    """*protocol*: a `ProtocolVersion` as it is (Enum's ``__call__`` is slow), an
+    int by value."""
+    return value if type(value) is ProtocolVersion else ProtocolVersion(value)
+
+
 @final
 @attrs.frozen(kw_only=True)
 class ClientStatistics:
@@ -233,7 +239,7 @@ class MqttClient:
     client_id: str | None = attrs.field(default=None, kw_only=True)
     """The client identifier in force (the broker's choice when it assigned one)."""
     protocol: ProtocolVersion = attrs.field(
-        default=ProtocolVersion.V5, converter=ProtocolVersion, kw_only=True
+        default=ProtocolVersion.V5, converter=_protocol_version, kw_only=True
     )
     """The MQTT protocol version spoken."""
     _username: str | None = attrs.field(default=None, kw_only=True, alias="username")

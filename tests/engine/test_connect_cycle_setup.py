@@ -198,3 +198,13 @@ async def test_aclose_while_an_attempt_fails_stops_the_failover(
                     pytest.fail("connected")  # pragma: no cover
         assert asked == ["first.test", "second.test"]
         assert broker.connections == []
+
+
+def test_protocol_is_taken_as_it_is_or_by_value() -> None:
+    from trio_mqttconn import MqttClient, ProtocolVersion
+
+    given = MqttClient("mqtt://setup.test", protocol=ProtocolVersion.V311)
+    assert given.protocol is ProtocolVersion.V311
+    assert MqttClient("mqtt://setup.test", protocol=5).protocol is ProtocolVersion.V5
+    with pytest.raises(ValueError, match="3"):
+        MqttClient("mqtt://setup.test", protocol=3)
