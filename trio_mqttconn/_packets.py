@@ -961,12 +961,14 @@ class PacketDecoder:
         table = self._table
         limit = self.max_packet_size
         self._need = 0
+        starved = False  # stopped for want of bytes
         try:
             while True:
                 avail = end - pos
                 if avail < 2:
                     if avail and table[buf[pos]] is None:
                         raise _bad_first_byte(buf[pos], self._version == 5)
+                    starved = True
                     break
                 b0 = buf[pos]
                 decoder = table[b0]
@@ -981,6 +983,7 @@ class PacketDecoder:
                             buf, pos + 1, end, "remaining length"
                         )
                     except NeedMoreData:
+                        starved = True
                         break
                 stop = start + length
                 if limit is not None and stop - pos > limit:
@@ -991,6 +994,7 @@ class PacketDecoder:
                     )
                 if stop > end:
                     self._need = stop - pos
+                    starved = True
                     break
                 out.append(decoder(buf, start, stop, b0))
                 pos = stop
@@ -1002,6 +1006,11 @@ class PacketDecoder:
                 raise
         if pos == end:
             self._buf = b""
+            pos = 0
+        elif starved and pos:
+            # Keep only the unread tail, not the (large) read it ends: every
+            # packet before it was handed out already.
+            self._buf = buf[pos:]
             pos = 0
         self._pos = pos
         return out
