@@ -223,6 +223,10 @@ class Link:
     )
     #: The running backend's clock.
     clock: Callable[[], float] = attrs.field(default=anyio.current_time, init=False)
+    #: trio: its cancel scope (for the armed reads; see `watch`).
+    _deadline_scope: Callable[..., Scope] = attrs.field(
+        default=anyio.CancelScope, init=False
+    )
     #: With `sock`: trio's ``cancel_shielded_checkpoint``.
     _trio_yield: Callable[[], Awaitable[None]] = attrs.field(
         default=anyio.lowlevel.cancel_shielded_checkpoint, init=False
@@ -283,6 +287,7 @@ class Link:
             # trio.current_time() asks the run for its clock each time.
             self.clock = trio.lowlevel.current_clock().current_time
             self._trio_yield = trio.lowlevel.cancel_shielded_checkpoint
+            self._deadline_scope = trio.CancelScope
             self.new_event = trio.Event
             return
         import asyncio  # running it (anyio's other backend)
@@ -393,10 +398,10 @@ class Link:
         watchdog is due (it starts then; see `watch`)."""
         self.armed_reads -= 1
         if self.start_keepalive is not None and self.armed_reads:
-            timeout = self.keepalive_due() - self.clock()
-            if timeout > 0:
+            due = self.keepalive_due()
+            if due > self.clock():
                 # trio's socket receive is cancel-safe: cut short, it took nothing.
-                with new_scope(timeout=timeout):
+                with self._deadline_scope(deadline=due):
                     return await self.stream.receive(READ_SIZE)
         # Due, or a link that lives on: the watchdog runs as a task from now on.
         self.watchdog_now()
