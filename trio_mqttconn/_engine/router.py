@@ -112,12 +112,11 @@ class Router:
     qos2_held: dict[int, Hold] = attrs.Factory(dict)
     #: (filter, topic) -> whether the filter matches (checks of identifiers).
     match_cache: dict[tuple[str, str], bool] = attrs.Factory(dict)
-    #: subscription identifiers -> topic -> the subscriptions it goes to, but for
-    #: `catch_all`; emptied whenever a subscription comes or goes. (Two levels: a
-    #: ``(topic, identifiers)`` key would be a tuple made and hashed per message.)
-    routes: dict[tuple[int, ...], dict[str, list[Subscription]]] = attrs.Factory(dict)
-    #: How many topics `routes` holds, over all identifier tuples.
-    routes_size: int = 0
+    #: topic -> (its subscription identifiers, the subscriptions it goes to but
+    #: for `catch_all`); emptied whenever a subscription comes or goes. Keyed by
+    #: the topic alone (a ``(topic, identifiers)`` key was a tuple made and hashed
+    #: per message): the identifiers are checked against the remembered ones.
+    routes: dict[str, tuple[tuple[int, ...], list[Subscription]]] = attrs.Factory(dict)
 
     # -- registry ------------------------------------------------------------------
 
@@ -214,9 +213,10 @@ class Router:
         """
         topic = message.topic
         identifiers = message.properties.subscription_identifiers
-        by_topic = self.routes.get(identifiers)
-        found = None if by_topic is None else by_topic.get(topic)
-        if found is None:
+        known = self.routes.get(topic)
+        if known is not None and (known[0] is identifiers or known[0] == identifiers):
+            found = known[1]
+        else:
             found = self._route(topic, identifiers)
         if self.catch_all:
             return [*self.catch_all, *found]
@@ -230,15 +230,9 @@ class Router:
         if found is None:
             found = self.tree.match(topic)
         routes = self.routes
-        if self.routes_size >= _ROUTE_CACHE_SIZE:
+        if len(routes) >= _ROUTE_CACHE_SIZE:
             routes.clear()
-        if not routes:
-            self.routes_size = 0
-        by_topic = routes.get(identifiers)
-        if by_topic is None:
-            by_topic = routes[identifiers] = {}
-        by_topic[topic] = found
-        self.routes_size += 1
+        routes[topic] = (identifiers, found)
         return found
 
     def _by_identifiers(
@@ -288,9 +282,10 @@ class Router:
         # `route`, inlined (once per message).
         topic = message.topic
         identifiers = message.properties.subscription_identifiers
-        by_topic = self.routes.get(identifiers)
-        targets = None if by_topic is None else by_topic.get(topic)
-        if targets is None:
+        known = self.routes.get(topic)
+        if known is not None and (known[0] is identifiers or known[0] == identifiers):
+            targets = known[1]
+        else:
             targets = self._route(topic, identifiers)
         if self.catch_all:
             targets = [*self.catch_all, *targets]
