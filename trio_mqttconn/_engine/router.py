@@ -60,9 +60,7 @@ __all__ = ["HUB_BUFFER", "RUNNING_IN", "Hub", "Router"]
 _LOGGER = logging.getLogger("trio_mqttconn.client")
 #: Capacity of the channel shared by synchronous listeners.
 HUB_BUFFER = 1024
-#: Entries of the (filter, topic) match cache before it starts over.
-_MATCH_CACHE_SIZE = 4096
-#: Entries of the (topic, identifiers) route cache before it starts over.
+#: Topics the route cache remembers before it starts over.
 _ROUTE_CACHE_SIZE = 4096
 #: The client whose own task (a listener's dispatcher) is running, if any.
 RUNNING_IN: contextvars.ContextVar[MqttClient | None] = contextvars.ContextVar(
@@ -110,8 +108,6 @@ class Router:
     next_sub_id: int = 1
     #: Holds of received QoS 2 messages by packet id, until released.
     qos2_held: dict[int, Hold] = attrs.Factory(dict)
-    #: (filter, topic) -> whether the filter matches (checks of identifiers).
-    match_cache: dict[tuple[str, str], bool] = attrs.Factory(dict)
     #: topic -> (its subscription identifiers, the subscriptions it goes to but
     #: for `catch_all`); emptied whenever a subscription comes or goes. Keyed by
     #: the topic alone (a ``(topic, identifiers)`` key was a tuple made and hashed
@@ -189,7 +185,6 @@ class Router:
         self.by_id.clear()
         self.filter_ids.clear()
         self.qos2_held.clear()
-        self.match_cache.clear()
         self.routes.clear()
         room = self.intake.room
         if room is not None:
@@ -258,17 +253,8 @@ class Router:
         return found
 
     def _matches(self, topic_filter: str, topic: str) -> bool:
-        """`topic_matches`, remembered for the last topics seen per filter."""
-        if topic_filter == topic:
-            return True
-        key = (topic_filter, topic)
-        cache = self.match_cache
-        known = cache.get(key)
-        if known is None:
-            if len(cache) >= _MATCH_CACHE_SIZE:
-                cache.clear()
-            known = cache[key] = topic_matches(topic_filter, topic)
-        return known
+        """`topic_matches` (once per route: `routes` remembers the result)."""
+        return topic_filter == topic or topic_matches(topic_filter, topic)
 
     def deliver(self, message: Message, held: dict[int, Hold]) -> None:
         """Hand *message* to every matching subscription without waiting.
