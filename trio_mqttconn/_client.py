@@ -81,11 +81,6 @@ from ._groups import (
     open_task_group,
 )
 from ._properties import EMPTY_PROPERTIES, Properties
-from ._rpc import (
-    request as _request,
-    request_statistics as _request_statistics,
-    responder as _responder,
-)
 from ._session import ClientSession, SessionState
 from ._subscription import Listener, Overflow, Subscription, _Intake
 from ._topics import validate_topic_name
@@ -1124,7 +1119,9 @@ class MqttClient:
             PublishError: the broker refused the request.
             NotOpenError: the client is not running, or closed while waiting.
         """
-        return await _request(
+        from ._rpc import request  # imported when first used (#9, memory)
+
+        return await request(
             self, topic, payload, qos=qos, timeout=timeout, properties=properties
         )
 
@@ -1156,9 +1153,13 @@ class MqttClient:
             SubscribeError: the broker refused the subscription.
             NotOpenError: the client is not running.
         """
-        async with _responder(self, topic_filter, qos=qos, buffer=buffer) as requests:
+        from ._rpc import responder  # imported when first used (#9, memory)
+
+        async with responder(self, topic_filter, qos=qos, buffer=buffer) as requests:
             yield requests
 
     def request_statistics(self) -> RequestStatistics:
         """Counters of :meth:`request`: requests, responses, dropped, pending (sync)."""
-        return _request_statistics(self)
+        from ._rpc import request_statistics  # imported when first used (#9, memory)
+
+        return request_statistics(self)
