@@ -231,10 +231,14 @@ async def _read(
     try:
         while True:
             data = await link.receive()
+            size = len(data)
             session.receive_data(data)
+            # The decoder keeps what it still needs (an unfinished packet): the
+            # read itself goes now, not after its messages were handled.
+            del data
             events = session.events()
             if trace.enabled():
-                trace.received(link.where, len(data), events)
+                trace.received(link.where, size, events)
             if events:
                 held: dict[int, Hold] = {}
                 error = handle(client, link, events, held)
