@@ -7,21 +7,7 @@ its own beside the router's routes.
 
 from __future__ import annotations
 
-from trio_mqttconn._engine.router import Router
-from trio_mqttconn._packets import TopicSubscription
-from trio_mqttconn._subscription import Subscription, _Intake
-
-
-def _router() -> Router:
-    return Router(intake=_Intake(limit=1 << 20))
-
-
-def _sub(topic_filter: str, identifier: int = 0) -> Subscription:
-    return Subscription(
-        topic_filter=topic_filter,
-        options=TopicSubscription(filter=topic_filter),
-        identifier=identifier,
-    )
+from tests.engine.test_router_routes import _router, _sub
 
 
 def test_registry_indexes_hold_tuples_in_registration_order() -> None:
