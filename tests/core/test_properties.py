@@ -6,6 +6,7 @@ import copy
 import pickle
 import re
 import tracemalloc
+from typing import TYPE_CHECKING
 
 import attrs
 import pytest
@@ -23,6 +24,9 @@ from trio_mqttconn._properties import (
     encode_properties,
     validate_properties,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 T = PacketType
 P = PropertyId
@@ -525,18 +529,35 @@ def test_decoded_properties_hold_only_the_properties_carried() -> None:
     )
 
 
-def test_decoded_properties_record_is_small() -> None:
-    blocks = [bytes([3, 0x0B, 0x80 | (n & 0x7F), n >> 7]) for n in range(200, 400)]
+def _bytes_each(make: Callable[[int], Properties]) -> float:
+    """Traced bytes per record of 200 records made by *make*."""
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        decoded = [decode_properties(b, 0, len(b), T.PUBLISH)[0] for b in blocks]
+        made = [make(n) for n in range(200, 400)]
         used = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert len(decoded) == 200
-    # A full instance dict alone was about 750 bytes.
-    assert used / len(decoded) < 450
+    assert len(made) == 200
+    return used / len(made)
+
+
+def test_decoded_properties_record_is_small() -> None:
+    def decoded(n: int) -> Properties:
+        block = bytes([3, 0x0B, 0x80 | (n & 0x7F), n >> 7])
+        return decode_properties(block, 0, len(block), T.PUBLISH)[0]
+
+    def full(n: int) -> Properties:
+        # How a decoded record was kept before: an instance dict of every field.
+        props: Properties = object.__new__(Properties)
+        state = {a.name: a.default for a in attrs.fields(Properties)}
+        state["subscription_identifiers"] = (n,)
+        object.__setattr__(props, "__dict__", state)
+        return props
+
+    # The sizes differ between Python versions (3.11: about 370 against 890
+    # bytes; 3.13: 590 against 1,150): compared in the running interpreter.
+    assert _bytes_each(decoded) < 0.6 * _bytes_each(full)
 
 
 def test_properties_decoded_blocks_are_cached_and_bounded() -> None:
