@@ -1149,6 +1149,10 @@ def _e_publish(packet: PublishPacket, v5: bool) -> bytes:
         b0 |= 0x08
     if size < 0x80:
         header = bytes((b0, size, 0, len(data)))
+    elif size < 0x4000:  # two bytes of remaining length (up to 16 KiB messages)
+        header = bytes(
+            (b0, size & 0x7F | 0x80, size >> 7, len(data) >> 8, len(data) & 0xFF)
+        )
     elif size <= MAX_VARINT:
         header = bytes((b0,)) + varint_bytes(size) + len(data).to_bytes(2, "big")
     else:
@@ -1184,6 +1188,10 @@ def encode_publish_fast(
     b0 = 0x30 | qos << 1 | retain
     if size < 0x80:
         header = bytes((b0, size, 0, len(data)))
+    elif size < 0x4000:  # two bytes of remaining length (up to 16 KiB messages)
+        header = bytes(
+            (b0, size & 0x7F | 0x80, size >> 7, len(data) >> 8, len(data) & 0xFF)
+        )
     elif size <= MAX_VARINT:
         header = bytes((b0,)) + varint_bytes(size) + len(data).to_bytes(2, "big")
     else:

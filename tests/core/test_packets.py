@@ -1674,7 +1674,7 @@ def test_password_never_in_repr() -> None:
 
 @pytest.mark.parametrize("version", [ProtocolVersion.V311, ProtocolVersion.V5])
 @pytest.mark.parametrize("retain", [False, True])
-@pytest.mark.parametrize("size", [0, 64, 120, 200, 20_000])
+@pytest.mark.parametrize("size", [0, 64, 120, 200, 16_000, 16_370, 16_380, 20_000])
 @pytest.mark.parametrize(("qos", "packet_id"), [(0, 0), (1, 1), (2, 65535)])
 def test_packets_encode_publish_fast_matches_encode_packet(
     version: ProtocolVersion, retain: bool, size: int, qos: int, packet_id: int
@@ -1682,7 +1682,9 @@ def test_packets_encode_publish_fast_matches_encode_packet(
     from trio_mqttconn._packets import encode_publish_fast
 
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    for topic in ("a/b", "ünïcode/tøpic"):
+    # (A topic of 300 bytes: its length takes both bytes; the remaining length
+    # goes from one byte to two at 128 and to three at 16,384.)
+    for topic in ("a/b", "ünïcode/tøpic", "t" * 300):
         expected = encode_packet(
             PublishPacket(
                 topic=topic,
