@@ -33,7 +33,23 @@ if TYPE_CHECKING:
 
     from anyio._backends._asyncio import SocketStream as AsyncioSocketStream
 
+    from trio_mqttconn._engine.link import Link
     from trio_mqttconn.testing import Mosquitto
+
+
+def _direct_link(client: MqttClient) -> Link:
+    """The client's link, which writes to its socket directly."""
+    link = client._conn
+    assert link is not None
+    assert link.sock is not None
+    return link
+
+
+async def _disconnects_seen(broker: FakeBroker) -> int:
+    """How many DISCONNECT the first connection got, once it is closed."""
+    conn = broker.connections[0]
+    await conn.wait_closed()
+    return len(conn.packets(DisconnectPacket))
 
 
 @pytest.mark.trio
@@ -44,14 +60,11 @@ async def test_close_writes_disconnect_and_closes_the_socket(
         before = live_tasks()
         async with make_client(broker, transport=transport) as client:
             await client.subscribe("a/b", qos=1)
-            link = client._conn
-            assert link is not None
-            assert link.sock is not None
-            conn = broker.connections[0]
+            link = _direct_link(client)
         assert client_task_names(live_tasks() - before) == []
+        assert link.sock is not None
         assert link.sock.fileno() == -1
-        await conn.wait_closed()
-        assert len(conn.packets(DisconnectPacket)) == 1
+        assert await _disconnects_seen(broker) == 1
         assert not client.is_connected
 
 
@@ -65,9 +78,7 @@ async def test_close_of_a_cancelled_body_still_disconnects(
                 scope.cancel()
                 await trio.sleep_forever()
         assert scope.cancelled_caught
-        conn = broker.connections[0]
-        await conn.wait_closed()
-        assert len(conn.packets(DisconnectPacket)) == 1
+        assert await _disconnects_seen(broker) == 1
 
 
 @pytest.mark.trio
@@ -112,13 +123,9 @@ async def test_a_disconnect_the_socket_takes_in_part_is_finished_whole(
 ) -> None:
     async with FakeBroker() as broker, socket_transport(broker) as transport:
         async with make_client(broker, transport=transport) as client:
-            link = client._conn
-            assert link is not None
-            assert link.sock is not None
-            link.sock = _Socket(link.sock, take=1)  # type: ignore[assignment]
-        conn = broker.connections[0]
-        await conn.wait_closed()
-        assert len(conn.packets(DisconnectPacket)) == 1
+            link = _direct_link(client)
+            link.sock = _Socket(link.sock, take=1)  # type: ignore[arg-type,assignment]
+        assert await _disconnects_seen(broker) == 1
         assert not client.is_connected
 
 
@@ -128,15 +135,12 @@ async def test_a_socket_broken_at_close_ends_the_link_without_disconnect(
 ) -> None:
     async with FakeBroker() as broker, socket_transport(broker) as transport:
         async with make_client(broker, transport=transport) as client:
-            link = client._conn
-            assert link is not None
-            assert link.sock is not None
+            link = _direct_link(client)
             real = link.sock
-            link.sock = _Socket(real, take=None)  # type: ignore[assignment]
+            link.sock = _Socket(real, take=None)  # type: ignore[arg-type,assignment]
+        assert real is not None
         assert real.fileno() == -1
-        conn = broker.connections[0]
-        await conn.wait_closed()
-        assert conn.packets(DisconnectPacket) == []
+        assert await _disconnects_seen(broker) == 0
         assert not client.is_connected
 
 
