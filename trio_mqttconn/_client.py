@@ -67,7 +67,7 @@ from ._engine.arguments import (
     to_payload,
 )
 from ._engine.link import Counters, Link
-from ._engine.operations import Operation
+from ._engine.operations import Operation, operation_type
 from ._engine.router import HUB_BUFFER, RUNNING_IN, Router
 from ._engine.serve import POISON_TRIES as POISON_TRIES
 from ._enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
@@ -320,6 +320,8 @@ class MqttClient:
     _stopping: bool = attrs.field(init=False, default=False)
     #: Makes the events of waiting callers (trio's own on trio; see event_factory).
     _new_event: Callable[[], _Event] = attrs.field(init=False, default=anyio.Event)
+    #: The running backend's `Operation` (set when the client runs).
+    _new_operation: type[Operation] = attrs.field(init=False, default=Operation)
     _outer: AbstractAsyncContextManager[TaskGroup] | None = attrs.field(
         init=False, default=None
     )
@@ -544,6 +546,7 @@ class MqttClient:
             self._restored_subscriptions = stored.subscriptions
         self._state = "connecting"
         self._new_event = event_factory()
+        self._new_operation = operation_type()
 
     async def _start(self) -> None:
         """The first connection, then the supervisor task that keeps it."""

@@ -35,7 +35,6 @@ import collections
 import logging
 import sys
 import types
-import typing
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -54,7 +53,7 @@ if TYPE_CHECKING:
 
     from anyio._backends._asyncio import SocketStream as AsyncioSocketStream
 
-    from .._groups import Event as _Event, Scope
+    from .._groups import Scope
     from .._session import ClientSession
     from .._transports import Endpoint
 
@@ -231,11 +230,6 @@ class Link:
     _trio_yield: Callable[[], Awaitable[None]] = attrs.field(
         default=anyio.lowlevel.cancel_shielded_checkpoint, init=False
     )
-    #: The backend's own event class, for the `Operation` of a QoS 1/2 publish
-    #: (anyio's Event on asyncio costs a backend lookup to make and a layer to wait).
-    #: Unlike anyio's, asyncio's ``wait()`` does not yield once set: callers make
-    #: sure they have yielded otherwise.
-    new_event: Callable[[], _Event] = attrs.field(default=anyio.Event, init=False)
     #: With `direct`: a finished future of the running loop (see _resume_soon).
     _done: asyncio.Future[None] | None = attrs.field(default=None, init=False)
     #: Hands the session's journal to the session store before each write.
@@ -288,12 +282,9 @@ class Link:
             self.clock = trio.lowlevel.current_clock().current_time
             self._trio_yield = trio.lowlevel.cancel_shielded_checkpoint
             self._deadline_scope = trio.CancelScope
-            self.new_event = trio.Event
             return
         import asyncio  # running it (anyio's other backend)
 
-        # Its wait() returns True, not None: nobody looks.
-        self.new_event = typing.cast("Callable[[], _Event]", asyncio.Event)
         loop = self._loop = asyncio.get_running_loop()
         direct = self.direct = direct_transport(self.stream)
         if direct is not None:

@@ -20,58 +20,154 @@ again on the next one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
-
-import attrs
+from typing import TYPE_CHECKING, Any, Final
 
 from .._enums import QoS
 from .._events import PublishCompleted
 from .._exceptions import ConnectionLost, InvalidStateError, PublishError
+from .._groups import running_on_trio
 from . import trace
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from .._client import MqttClient
     from .._events import Event
-    from .._groups import Event as _Event
     from .._properties import Properties
     from .._session import ClientSession
     from .link import Link
 
-__all__ = ["Operation", "publish", "qos0_packet", "request"]
+__all__ = ["Operation", "operation_type", "publish", "qos0_packet", "request"]
 
 # Enum members by class attribute cost a lookup each time (Python 3.11).
 _QOS0: Final = QoS.AT_MOST_ONCE
 
 
-@attrs.define(eq=False)
 class Operation:
-    """A caller waiting for the broker's answer to one packet."""
+    """A caller waiting for the broker's answer to one packet.
 
-    packet_id: int
-    #: The running backend's event (``MqttClient._new_event``).
-    done: _Event
-    result: Event | None = None
-    error: BaseException | None = None
-    #: A SUBSCRIBE/UNSUBSCRIBE (asked again after a reconnect), not a PUBLISH.
-    request: bool = False
-    #: The request must be sent again on the next connection.
-    retry: bool = False
-    #: The filter of a re-subscription (its refusal ends the subscriptions on it).
-    topic_filter: str | None = None
+    Settled once, by `finish`, `fail` or `ask_retry`, which wake the caller waiting
+    in `wait`. Made by the running backend's subclass (`operation_type`): on trio
+    the waiting task is rescheduled directly (no Event, no parking), on asyncio its
+    future completes. A plain slotted class: one is made per QoS 1/2 publish.
+    """
+
+    __slots__ = (
+        "_waiter",
+        "error",
+        "packet_id",
+        "request",
+        "result",
+        "retry",
+        "settled",
+        "topic_filter",
+    )
+
+    def __init__(
+        self, packet_id: int, *, request: bool = False, topic_filter: str | None = None
+    ) -> None:
+        self.packet_id = packet_id
+        self.result: Event | None = None
+        self.error: BaseException | None = None
+        #: A SUBSCRIBE/UNSUBSCRIBE (asked again after a reconnect), not a PUBLISH.
+        self.request = request
+        #: The request must be sent again on the next connection.
+        self.retry = False
+        #: The filter of a re-subscription (its refusal ends the subscriptions on it).
+        self.topic_filter = topic_filter
+        #: `finish`, `fail` or `ask_retry` was called.
+        self.settled = False
+        #: The waiting trio task or asyncio future, while one waits.
+        self._waiter: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Operation packet_id={self.packet_id} settled={self.settled}>"
 
     def finish(self, result: Event) -> None:
         self.result = result
-        self.done.set()
+        self._settle()
 
     def fail(self, error: BaseException) -> None:
         self.error = error
-        self.done.set()
+        self._settle()
 
     def ask_retry(self) -> None:
         self.retry = True
-        self.done.set()
+        self._settle()
+
+    def _settle(self) -> None:  # pragma: no cover - the backends' subclasses
+        raise NotImplementedError
+
+    def wait(self) -> Awaitable[Any]:  # pragma: no cover - the backends' subclasses
+        """Wait (a cancel point) until settled; only while not `settled`."""
+        raise NotImplementedError
+
+
+_TYPES: dict[bool, type[Operation]] = {}
+
+
+def operation_type() -> type[Operation]:
+    """The `Operation` subclass of the running backend (trio's or asyncio's)."""
+    on_trio = running_on_trio()
+    kind = _TYPES.get(on_trio)
+    if kind is None:
+        kind = _TYPES[on_trio] = _trio_operation() if on_trio else _asyncio_operation()
+    return kind
+
+
+def _trio_operation() -> type[Operation]:
+    import trio  # running it (running_on_trio)
+
+    lowlevel = trio.lowlevel
+    current_task = lowlevel.current_task
+    wait_task_rescheduled = lowlevel.wait_task_rescheduled
+    reschedule = lowlevel.reschedule
+    succeeded = lowlevel.Abort.SUCCEEDED
+
+    class TrioOperation(Operation):
+        __slots__ = ()
+
+        def _settle(self) -> None:
+            self.settled = True
+            task = self._waiter
+            if task is not None:
+                # Rescheduled, the task can no longer be cancelled: the result
+                # reaches it.
+                self._waiter = None
+                reschedule(task)
+
+        def _abort(self, _: object) -> trio.lowlevel.Abort:
+            self._waiter = None  # cancelled: nobody reschedules it now
+            return succeeded
+
+        def wait(self) -> Awaitable[Any]:
+            self._waiter = current_task()
+            return wait_task_rescheduled(self._abort)
+
+    return TrioOperation
+
+
+def _asyncio_operation() -> type[Operation]:
+    import asyncio  # running it
+
+    get_running_loop = asyncio.get_running_loop
+
+    class AsyncioOperation(Operation):
+        __slots__ = ()
+
+        def _settle(self) -> None:
+            self.settled = True
+            future = self._waiter
+            if future is not None:
+                self._waiter = None
+                if not future.done():  # else cancelled
+                    future.set_result(None)
+
+        def wait(self) -> Awaitable[Any]:
+            future = self._waiter = get_running_loop().create_future()
+            return future
+
+    return AsyncioOperation
 
 
 async def publish(
@@ -114,7 +210,7 @@ async def publish(
             qos=int(qos),
             payload=len(payload),
         )
-    op = Operation(packet_id, done=link.new_event())
+    op = client._new_operation(packet_id)
     pending = client._pending
     pending[packet_id] = op
     try:
@@ -126,11 +222,12 @@ async def publish(
             # The session keeps the message in flight: it is re-sent (or
             # published again) after reconnecting.
             pass
-        # Not set yet (nothing could answer before this task yielded): a schedule
-        # point here or in the write above, whichever event type the link made.
-        await op.done.wait()
+        # Settled only if the write above yielded (and the answer came): a
+        # schedule point there or here.
+        if not op.settled:
+            await op.wait()
     finally:
-        if pending.get(op.packet_id) is op and not op.done.is_set():
+        if pending.get(op.packet_id) is op and not op.settled:
             del pending[op.packet_id]
     if op.error is not None:
         raise op.error
@@ -180,7 +277,7 @@ async def request(
             continue
         if trace.enabled():
             trace.sent("SUBSCRIBE/UNSUBSCRIBE", len(data), id=packet_id)
-        op = Operation(packet_id, done=client._new_event(), request=True)
+        op = client._new_operation(packet_id, request=True)
         pending[packet_id] = op
         try:
             try:
@@ -188,7 +285,8 @@ async def request(
                 await link.send(data, wait=False, checked=True)
             except ConnectionLost:
                 pass  # asked again on the next link (see serve._lost_requests)
-            await op.done.wait()
+            if not op.settled:
+                await op.wait()
         finally:
             if pending.get(packet_id) is op:
                 del pending[packet_id]

@@ -23,12 +23,12 @@ from .._exceptions import (
     ProtocolError,
     PublishError,
 )
-from .operations import Operation
 
 if TYPE_CHECKING:
     from .._client import MqttClient
     from .._events import Connected
     from .link import Link
+    from .operations import Operation
 
 __all__ = ["restore"]
 
@@ -53,7 +53,8 @@ async def restore(
             await _republish(client, link, connected)
         client._set_ready(link)
         for op in resubscribed:
-            await op.done.wait()
+            if not op.settled:
+                await op.wait()
     except (ConnectionLost, ProtocolError) as exc:
         link.end(exc)
     except InvalidStateError:
@@ -120,12 +121,7 @@ async def _resubscribe(client: MqttClient, link: Link) -> list[Operation]:
     ops: list[Operation] = []
     for options, properties in client._filter_options().values():
         packet_id, data = link.session.subscribe([options], properties=properties)
-        op = Operation(
-            packet_id,
-            done=client._new_event(),
-            request=True,
-            topic_filter=options.filter,
-        )
+        op = client._new_operation(packet_id, request=True, topic_filter=options.filter)
         client._pending[packet_id] = op
         ops.append(op)
         await link.send(data)

@@ -489,7 +489,7 @@ def _lost_requests(client: MqttClient) -> None:
     """SUBSCRIBE/UNSUBSCRIBE in flight are asked again on the next connection."""
     pending = client._pending
     for packet_id, op in list(pending.items()):
-        if op.request and not op.done.is_set():
+        if op.request and not op.settled:
             del pending[packet_id]
             op.ask_retry()
 
