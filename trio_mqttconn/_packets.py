@@ -603,20 +603,32 @@ def _ack_decoders(
     cls: _AckClass, ptype: PacketType, allowed: frozenset[int]
 ) -> tuple[_Decoder, _Decoder]:
     name = ptype.name
+    # The common case (packet id only: Success, no properties) is built as an
+    # unfrozen twin (see _frozen): one per QoS 1/2 message in each direction.
+    twin = unfrozen_twin(cls)
+    success = ReasonCode.SUCCESS
+
+    def plain(packet_id: int) -> Packet:
+        packet = _new(twin)
+        packet.packet_id = packet_id
+        packet.reason_code = success
+        packet.properties = EMPTY_PROPERTIES
+        packet.__class__ = cls
+        return packet  # type: ignore[no-any-return]
 
     def v311(buf: bytes, pos: int, end: int, b0: int) -> Packet:
         if end - pos != 2:
             raise MalformedPacketError(
                 f"{name} has remaining length {end - pos}, MQTT 3.1.1 requires 2"
             )
-        return cls(packet_id=_packet_id(buf, pos, end, name))
+        return plain(_packet_id(buf, pos, end, name))
 
     def v5(buf: bytes, pos: int, end: int, b0: int) -> Packet:
         packet_id = _packet_id(buf, pos, end, name)
         pos += 2
         if pos == end:
             # Remaining length 2: Success and no properties (5.0 3.4.2.1).
-            return cls(packet_id=packet_id)
+            return plain(packet_id)
         reason_code = _reason(buf[pos], allowed, name)
         pos += 1
         if pos == end:

@@ -175,6 +175,8 @@ _PUBCOMP: Final = 0x70
 
 _PONG: Final = PongReceived()
 _UNFROZEN_RECEIVED: Final = unfrozen_twin(MessageReceived)
+_UNFROZEN_COMPLETED: Final = unfrozen_twin(PublishCompleted)
+_UNFROZEN_PUBLISH: Final = unfrozen_twin(PublishPacket)
 _new = object.__new__
 
 
@@ -611,14 +613,16 @@ class ClientSession:
                     f"wait for a PublishCompleted event"
                 )
             packet_id = self._allocate_id("PublishPacket")
-        packet = PublishPacket(
-            topic=topic,
-            payload=payload,
-            qos=qos,
-            retain=retain,
-            packet_id=packet_id,
-            properties=properties,
-        )
+        # An unfrozen twin (see _frozen): the arguments are checked already.
+        packet = _new(_UNFROZEN_PUBLISH)
+        packet.topic = topic
+        packet.payload = payload
+        packet.qos = qos
+        packet.retain = retain
+        packet.dup = False
+        packet.packet_id = packet_id
+        packet.properties = properties
+        packet.__class__ = PublishPacket
         wire = packet
         new_alias = 0
         if fast:
@@ -898,26 +902,32 @@ class ClientSession:
         if handlers is None:
             return []
         events: list[Event] = []
-        next_packet = self._decoder.next_packet
+        decode = self._decoder.packets
         try:
-            while (packet := next_packet()) is not None:
-                handler = handlers.get(type(packet))
-                if handler is None:
-                    raise ProtocolError(
-                        f"received {type(packet).__name__} in state {self._state.name}"
-                    )
-                event = handler(self, packet)
-                if event is not None:
-                    events.append(event)
-                if self._handlers is not handlers:
-                    handlers = self._handlers
-                    if self._late:
-                        # Re-sends given up at CONNACK, right after Connected.
-                        events.extend(self._late)
-                        self._late.clear()
-                    if handlers is None:
-                        # DISCONNECT or refused CONNACK: the rest is not processed.
-                        return events
+            # Every complete packet at once (one decoder call per read, not per
+            # packet); a bad one behind them is raised by the next call, after
+            # these were handled.
+            while packets := decode():
+                for packet in packets:
+                    handler = handlers.get(type(packet))
+                    if handler is None:
+                        raise ProtocolError(
+                            f"received {type(packet).__name__} in state "
+                            f"{self._state.name}"
+                        )
+                    event = handler(self, packet)
+                    if event is not None:
+                        events.append(event)
+                    if self._handlers is not handlers:
+                        handlers = self._handlers
+                        if self._late:
+                            # Re-sends given up at CONNACK, right after Connected.
+                            events.extend(self._late)
+                            self._late.clear()
+                        if handlers is None:
+                            # DISCONNECT or refused CONNACK: the rest is not
+                            # processed.
+                            return events
         except ProtocolError as exc:
             self._error = exc
             if events:
@@ -1184,13 +1194,20 @@ class ClientSession:
             self._unsubscribes,
             self._reserved,
         )
+        packet_id = self._next_id
+        if (
+            packet_id not in outgoing
+            and packet_id not in subscribes
+            and packet_id not in unsubscribes
+            and not (reserved and packet_id in reserved)
+        ):
+            return packet_id  # free (so not all of them are in use)
         in_use = len(outgoing) + len(subscribes) + len(unsubscribes) + len(reserved)
         if in_use >= _MAX_PACKET_ID:
             raise InvalidStateError(
                 f"cannot send {name}: all 65535 packet identifiers are in use; "
                 f"wait for acknowledgements"
             )
-        packet_id = self._next_id
         while (
             packet_id in outgoing
             or packet_id in subscribes
@@ -1599,11 +1616,7 @@ class ClientSession:
         if self._held:
             self._held.discard(packet_id)
             self._release()
-        return PublishCompleted(
-            packet_id=packet_id,
-            reason_code=packet.reason_code,
-            properties=packet.properties,
-        )
+        return _completed(packet_id, packet)
 
     def _on_pubrec(self, packet: PubRecPacket) -> Event | None:
         packet_id = packet.packet_id
@@ -1629,11 +1642,7 @@ class ClientSession:
                 if self._held:
                     self._held.discard(packet_id)
                     self._release()
-                return PublishCompleted(
-                    packet_id=packet_id,
-                    reason_code=packet.reason_code,
-                    properties=packet.properties,
-                )
+                return _completed(packet_id, packet)
             self._pubrel[packet_id] = None
             if self._journal is not None:
                 self._journal.append(SessionChange(_RELEASED, packet_id))
@@ -1676,11 +1685,7 @@ class ClientSession:
             self._journal.append(SessionChange(_COMPLETED, packet_id))
         if self._held:
             self._release()
-        return PublishCompleted(
-            packet_id=packet_id,
-            reason_code=packet.reason_code,
-            properties=packet.properties,
-        )
+        return _completed(packet_id, packet)
 
     def _pop_request(
         self, table: dict[int, int], name: str, packet_id: int, count: int
@@ -1733,6 +1738,22 @@ class ClientSession:
         return Disconnected(
             reason_code=packet.reason_code, properties=packet.properties
         )
+
+
+def _completed(
+    packet_id: int, packet: PubAckPacket | PubRecPacket | PubCompPacket
+) -> Event:
+    """The `PublishCompleted` for the broker's acknowledgement *packet*.
+
+    An unfrozen twin (see _frozen): one per outgoing QoS 1/2 message.
+    """
+    event = _new(_UNFROZEN_COMPLETED)
+    event.packet_id = packet_id
+    event.reason_code = packet.reason_code
+    event.properties = packet.properties
+    event.error = None
+    event.__class__ = PublishCompleted
+    return event  # type: ignore[no-any-return]
 
 
 def _merge_limit(
