@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Self, final
 
@@ -363,7 +363,7 @@ class MqttClient:
                 "client id; pass client_id=..."
             )
         if self.client_id is None:
-            self.client_id = f"trio-mqttconn-{secrets.token_hex(6)}"
+            self.client_id = f"trio-mqttconn-{os.urandom(6).hex()}"
         if self.reconnect_delay <= 0 or self.max_reconnect_delay < self.reconnect_delay:
             raise ValueError(
                 "reconnect_delay must be > 0 and <= max_reconnect_delay, not "

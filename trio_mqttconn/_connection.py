@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import secrets
+import os
 import socket
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias, final, runtime_checkable
@@ -491,7 +491,7 @@ class _Run:
 def _default_client_id() -> str:
     # The upstream ports use the bare host name, so two connections on one host take
     # over each other's session (the broker drops the older one).
-    return f"{socket.gethostname()}-{secrets.token_hex(4)}"
+    return f"{socket.gethostname()}-{os.urandom(4).hex()}"
 
 
 @final

@@ -47,7 +47,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import secrets
+import os
 from typing import TYPE_CHECKING, final
 
 import anyio
@@ -173,7 +173,7 @@ class _Requester:
     _subscription: Subscription | None = None
     _basis: ConnAckInfo | None = None
     """The CONNACK `topic` was last checked against."""
-    _prefix: bytes = attrs.field(factory=lambda: secrets.token_bytes(8))
+    _prefix: bytes = attrs.field(factory=lambda: os.urandom(8))
     _counter: itertools.count[int] = attrs.field(factory=itertools.count)
     _closed: BaseException | None = None
     requests: int = 0
