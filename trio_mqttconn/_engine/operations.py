@@ -193,11 +193,12 @@ async def publish(
         return
     while True:
         link = client._ready_link() or await client._wait_ready()
-        if link.session.send_quota > 0:
+        session = link.session
+        if session.send_quota > 0:
             break
         await client._wait_quota()
     await link.check_cancelled()
-    packet_id, data = link.session.publish(
+    packet_id, data = session.publish(
         topic, payload, qos=qos, retain=retain, properties=properties
     )
     assert packet_id is not None
