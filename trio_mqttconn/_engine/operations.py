@@ -20,7 +20,8 @@ again on the next one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+import types
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._enums import QoS
 from .._events import PublishCompleted
@@ -29,7 +30,7 @@ from .._groups import running_on_trio
 from . import trace
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Generator
 
     from .._client import MqttClient
     from .._events import Event
@@ -118,11 +119,14 @@ def operation_type() -> type[Operation]:
 def _trio_operation() -> type[Operation]:
     import trio  # running it (running_on_trio)
 
+    from .._subscription import _trio_trap_type
+
     lowlevel = trio.lowlevel
     current_task = lowlevel.current_task
     wait_task_rescheduled = lowlevel.wait_task_rescheduled
     reschedule = lowlevel.reschedule
     succeeded = lowlevel.Abort.SUCCEEDED
+    trap_type = _trio_trap_type()
 
     class TrioOperation(Operation):
         __slots__ = ()
@@ -132,9 +136,13 @@ def _trio_operation() -> type[Operation]:
             task = self._waiter
             if task is not None:
                 # Rescheduled, the task can no longer be cancelled: the result
-                # reaches it.
+                # reaches it. With the trap of `wait`, the operation itself is
+                # what the task gets back: no Outcome made and unwrapped.
                 self._waiter = None
-                reschedule(task)
+                if trap_type is not None:
+                    reschedule(task, cast("Any", self))
+                else:  # pragma: no cover - another trio
+                    reschedule(task)
 
         def _abort(self, _: object) -> trio.lowlevel.Abort:
             self._waiter = None  # cancelled: nobody reschedules it now
@@ -142,9 +150,22 @@ def _trio_operation() -> type[Operation]:
 
         def wait(self) -> Awaitable[Any]:
             self._waiter = current_task()
-            return wait_task_rescheduled(self._abort)
+            if trap_type is not None:
+                return _wait_trapped(self, trap_type(self._abort))
+            return wait_task_rescheduled(self._abort)  # pragma: no cover - another trio
 
     return TrioOperation
+
+
+@types.coroutine
+def _wait_trapped(op: Operation, trap: object) -> Generator[object, Any, None]:
+    """``wait_task_rescheduled`` with its trap made by the caller (as
+    `trio_mqttconn._subscription._yield_to_trio`): trio's scheduler sends what the
+    task was rescheduled with, the operation itself (settled) or an Outcome (a
+    cancellation)."""
+    handed = yield trap
+    if handed is not op:
+        handed.unwrap()
 
 
 def _asyncio_operation() -> type[Operation]:
