@@ -28,7 +28,17 @@ from __future__ import annotations
 import collections
 import types
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias, cast, final
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Literal,
+    NamedTuple,
+    Self,
+    TypeAlias,
+    cast,
+    final,
+)
 
 import anyio
 import attrs
@@ -38,6 +48,8 @@ from ._groups import running_on_trio
 from ._message import Message
 
 if TYPE_CHECKING:
+    import trio
+
     from ._client import MqttClient
     from ._engine.link import Hold
     from ._engine.router import Hub
@@ -112,16 +124,39 @@ class _Waits:
     cancel_shielded_checkpoint: Callable[[], Awaitable[None]]
 
 
+class TrioPrimitives(NamedTuple):
+    """trio's low-level calls a direct wake-up uses (see `trio_primitives`)."""
+
+    current_task: Callable[[], Any]
+    wait_task_rescheduled: Callable[[Any], Awaitable[Any]]
+    reschedule: Callable[..., None]
+    succeeded: trio.lowlevel.Abort
+    #: See `_trio_trap_type` (None: use ``wait_task_rescheduled``).
+    trap_type: Callable[[Any], object] | None
+
+
+def trio_primitives() -> TrioPrimitives:
+    """trio's calls for waking a waiting task directly; only called on trio."""
+    import trio  # imported already: only called on trio
+
+    lowlevel = trio.lowlevel
+    return TrioPrimitives(
+        lowlevel.current_task,
+        lowlevel.wait_task_rescheduled,
+        lowlevel.reschedule,
+        lowlevel.Abort.SUCCEEDED,
+        _trio_trap_type(),
+    )
+
+
 def _trio_waits() -> _Waits:
     import outcome  # trio's own dependency, for reschedule()
     import trio  # imported already: only called on trio
 
     lowlevel = trio.lowlevel
-    current_task = lowlevel.current_task
-    wait_task_rescheduled = lowlevel.wait_task_rescheduled
-    reschedule = lowlevel.reschedule
-    succeeded = lowlevel.Abort.SUCCEEDED
-    trap_type = _trio_trap_type()
+    current_task, wait_task_rescheduled, reschedule, succeeded, trap_type = (
+        trio_primitives()
+    )
 
     def aborter(sleepers: Sleepers, task: object) -> None:
         def abort(_: object) -> trio.lowlevel.Abort:

@@ -32,6 +32,8 @@ from . import trace
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator
 
+    import trio
+
     from .._client import MqttClient
     from .._events import Event
     from .._properties import Properties
@@ -117,16 +119,11 @@ def operation_type() -> type[Operation]:
 
 
 def _trio_operation() -> type[Operation]:
-    import trio  # running it (running_on_trio)
+    from .._subscription import trio_primitives  # running trio (running_on_trio)
 
-    from .._subscription import _trio_trap_type
-
-    lowlevel = trio.lowlevel
-    current_task = lowlevel.current_task
-    wait_task_rescheduled = lowlevel.wait_task_rescheduled
-    reschedule = lowlevel.reschedule
-    succeeded = lowlevel.Abort.SUCCEEDED
-    trap_type = _trio_trap_type()
+    current_task, wait_task_rescheduled, reschedule, succeeded, trap_type = (
+        trio_primitives()
+    )
 
     class TrioOperation(Operation):
         __slots__ = ()
