@@ -21,7 +21,7 @@ again on the next one.
 from __future__ import annotations
 
 import types
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 from .._enums import QoS
 from .._events import PublishCompleted
@@ -137,7 +137,7 @@ def _trio_operation() -> type[Operation]:
                 # what the task gets back: no Outcome made and unwrapped.
                 self._waiter = None
                 if trap_type is not None:
-                    reschedule(task, cast("Any", self))
+                    reschedule(task, self)
                 else:  # pragma: no cover - another trio
                     reschedule(task)
 
