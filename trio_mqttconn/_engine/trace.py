@@ -8,8 +8,9 @@ the cost is one level check.
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .._events import (
     Disconnected,
@@ -21,6 +22,8 @@ from .._events import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._events import Event
 
 __all__ = ["LOGGER", "enabled", "received", "sent"]
@@ -28,9 +31,11 @@ __all__ = ["LOGGER", "enabled", "received", "sent"]
 LOGGER = logging.getLogger("trio_mqttconn.packets")
 
 
-def enabled() -> bool:
-    """Whether packets are logged (DEBUG on ``trio_mqttconn.packets``)."""
-    return LOGGER.isEnabledFor(logging.DEBUG)
+#: ``enabled()``: whether packets are logged (DEBUG on ``trio_mqttconn.packets``).
+#: A partial, not a function: no Python frame of its own on the hot paths.
+enabled: Final[Callable[[], bool]] = functools.partial(
+    LOGGER.isEnabledFor, logging.DEBUG
+)
 
 
 def sent(kind: str, size: int, **details: object) -> None:
