@@ -83,8 +83,10 @@ async def test_an_answer_after_a_cancelled_wait_is_harmless() -> None:
 async def test_an_answer_that_came_first_is_kept() -> None:
     op = operation_type()(5)
     op.finish(PublishCompleted(packet_id=5))
-    # The caller looks at `settled` before waiting (operations.publish).
     assert op.settled
+    # Waiting on a settled operation returns at once (nothing would wake it).
+    with anyio.fail_after(5):
+        await op.wait()
     assert op.result == PublishCompleted(packet_id=5)
 
 

@@ -101,8 +101,13 @@ class Operation:
     def _settle(self) -> None:  # pragma: no cover - the backends' subclasses
         raise NotImplementedError
 
-    def wait(self) -> Awaitable[Any]:  # pragma: no cover - the backends' subclasses
-        """Wait (a cancel point) until settled; only while not `settled`."""
+    def wait(self) -> Awaitable[Any]:
+        """Wait until settled: a cancel point while not `settled`, at once after."""
+        if self.settled:
+            return _SETTLED
+        return self._wait()
+
+    def _wait(self) -> Awaitable[Any]:  # pragma: no cover - the backends' subclasses
         raise NotImplementedError
 
 
@@ -145,13 +150,26 @@ def _trio_operation() -> type[Operation]:
             self._waiter = None  # cancelled: nobody reschedules it now
             return succeeded
 
-        def wait(self) -> Awaitable[Any]:
+        def _wait(self) -> Awaitable[Any]:
             self._waiter = current_task()
             if trap_type is not None:
                 return _wait_trapped(self, trap_type(self._abort))
             return wait_task_rescheduled(self._abort)  # pragma: no cover - another trio
 
     return TrioOperation
+
+
+class _Settled:
+    """What `Operation.wait` returns once settled: done without yielding (the
+    caller's write yielded already)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        yield from ()
+
+
+_SETTLED: Final = _Settled()
 
 
 @types.coroutine
@@ -181,7 +199,7 @@ def _asyncio_operation() -> type[Operation]:
                 if not future.done():  # else cancelled
                     future.set_result(None)
 
-        def wait(self) -> Awaitable[Any]:
+        def _wait(self) -> Awaitable[Any]:
             future = self._waiter = get_running_loop().create_future()
             return future
 
@@ -241,10 +259,9 @@ async def publish(
             # The session keeps the message in flight: it is re-sent (or
             # published again) after reconnecting.
             pass
-        # Settled only if the write above yielded (and the answer came): a
-        # schedule point there or here.
-        if not op.settled:
-            await op.wait()
+        # Settled already only if the write above yielded (and the answer came):
+        # a schedule point there or here.
+        await op.wait()
     finally:
         if pending.get(op.packet_id) is op and not op.settled:
             del pending[op.packet_id]
@@ -304,8 +321,7 @@ async def request(
                 await link.send(data, wait=False, checked=True)
             except ConnectionLost:
                 pass  # asked again on the next link (see serve._lost_requests)
-            if not op.settled:
-                await op.wait()
+            await op.wait()
         finally:
             if pending.get(packet_id) is op:
                 del pending[packet_id]

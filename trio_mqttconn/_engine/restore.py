@@ -53,8 +53,7 @@ async def restore(
             await _republish(client, link, connected)
         client._set_ready(link)
         for op in resubscribed:
-            if not op.settled:
-                await op.wait()
+            await op.wait()
     except (ConnectionLost, ProtocolError) as exc:
         link.end(exc)
     except InvalidStateError:
