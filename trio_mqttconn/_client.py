@@ -38,7 +38,8 @@ Task tree (names as in ``trio``'s task list)::
       mqtt-acks[id]          per link: writes released (withheld) acknowledgements
       mqtt-restore[id]       per link after a reconnect: resend, resubscribe, republish
     mqtt-dispatch[filter]    one per async listener
-    mqtt-dispatch[id]        one for every synchronous listener (the hub)
+    mqtt-dispatch[id]        one for every synchronous listener (the hub); while
+                             it is idle the reader calls them itself
 
 Protocol state lives in the sans-IO :class:`~trio_mqttconn._session.ClientSession`, which
 survives reconnects, so unacknowledged QoS 1/2 data is re-sent (session present) or
@@ -735,6 +736,9 @@ class MqttClient:
     async def _supervisor(
         self, link: Link, connected: Connected, rest: list[Event], opened: bool
     ) -> None:
+        # This task reads the connections, and synchronous listeners may be called
+        # while it does (see `Hub.put`): it is one of the client's own tasks.
+        RUNNING_IN.set(self)
         try:
             await connector.supervise(self, link, connected, rest, opened=opened)
         finally:

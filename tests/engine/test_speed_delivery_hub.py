@@ -2,10 +2,15 @@
 
 `Hub` sleeps with the backend's own primitives (`_Waits`: on trio the task is
 rescheduled, on asyncio a future completes) instead of an Event per wait. These
-tests pin what must not change with that: a message put while the task sleeps
-wakes it, listeners are called in order, a cancelled wait leaves no sleeper behind,
-and closing ends the task once it called what was queued. On trio a waiting
-consumer yields trio's own trap, made once per subscription.
+tests pin what must not change with that: listeners are called in order, a
+cancelled wait leaves no sleeper behind, and closing ends the task once it called
+what was queued. On trio a waiting consumer yields trio's own trap, made once per
+subscription.
+
+While the task sleeps on an empty queue, `Hub.put` calls the listener itself (no
+task switch per read of the connection): up to `_STREAK` calls in a row, then the
+task is woken and takes over. What such a call raises, and an awaitable it returns,
+go to the task, and what comes later waits behind them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from trio_mqttconn._engine.router import Hub
 from trio_mqttconn._packets import TopicSubscription
 from trio_mqttconn._subscription import (
     _HUB_QUEUE,
+    _STREAK,
     Subscription,
     _HubQueue,
     _Intake,
@@ -27,6 +33,8 @@ from trio_mqttconn._subscription import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from trio_mqttconn import MqttClient
 
 pytestmark = pytest.mark.anyio
@@ -50,22 +58,98 @@ def _hub_subscription(hub: Hub, seen: list[bytes]) -> Subscription:
     return sub
 
 
-async def test_a_message_put_wakes_the_sleeping_task_and_close_ends_it() -> None:
+async def test_a_message_put_while_the_task_sleeps_is_handled_at_once() -> None:
     hub = Hub(intake=_Intake(limit=1 << 20))
     seen: list[bytes] = []
     sub = _hub_subscription(hub, seen)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(hub.run, _client())
+            await anyio.wait_all_tasks_blocked()
             for n in range(3):
-                await anyio.wait_all_tasks_blocked()
-                assert len(hub._sleepers) == 1
                 assert sub._offer(Message(topic=f"t/{n}", payload=b"%d" % n))
-                assert sub._offer(Message(topic=f"t/{n}", payload=b"%d+" % n))
-                assert not hub._sleepers  # woken once, not once per message
+                assert seen[-1] == b"%d" % n  # called by put itself
+                assert len(hub._sleepers) == 1  # the task was not woken
+            hub.close()
+    assert seen == [b"0", b"1", b"2"]
+
+
+async def test_after_a_streak_of_calls_the_task_takes_over_in_order() -> None:
+    hub = Hub(intake=_Intake(limit=1 << 20))
+    seen: list[bytes] = []
+    sub = _hub_subscription(hub, seen)
+    total = _STREAK + 10
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hub.run, _client())
+            await anyio.wait_all_tasks_blocked()
+            for n in range(total):
+                assert sub._offer(Message(topic="t/x", payload=b"%d" % n))
+            assert len(seen) == _STREAK  # the rest waits for the task
+            assert not hub._sleepers  # woken once, not once per message
+            assert len(hub.queue) == 10
+            await anyio.wait_all_tasks_blocked()
+            # The task called the rest and sleeps again: put calls again.
+            assert len(hub._sleepers) == 1
+            assert sub._offer(Message(topic="t/x", payload=b"last"))
+            assert seen[-1] == b"last"
+            hub.close()
+    assert seen == [b"%d" % n for n in range(total)] + [b"last"]
+
+
+async def test_what_a_listener_called_by_put_raises_ends_the_task() -> None:
+    hub = Hub(intake=_Intake(limit=1 << 20))
+    seen: list[bytes] = []
+    sub = _hub_subscription(hub, seen)
+
+    def broken(message: Message) -> None:
+        seen.append(message.payload)
+        raise KeyError(message.topic)
+
+    sub._share(broken, hub)
+    caught: list[BaseException] = []
+    with anyio.fail_after(5):
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(hub.run, _client())
+                await anyio.wait_all_tasks_blocked()
+                assert sub._offer(Message(topic="t/1", payload=b"1"))
+                # Not called again by put: it waits for the task, which raises.
+                assert sub._offer(Message(topic="t/2", payload=b"2"))
+                await anyio.sleep_forever()
+        except* KeyError as group:
+            caught.extend(group.exceptions)
+    assert [str(exc) for exc in caught] == ["'t/1'"]
+    assert seen == [b"1"]
+
+
+async def test_an_awaitable_a_listener_returns_is_awaited_before_what_follows() -> None:
+    hub = Hub(intake=_Intake(limit=1 << 20))
+    seen: list[bytes] = []
+    sub = _hub_subscription(hub, seen)
+    go_on = anyio.Event()
+
+    async def finish(payload: bytes) -> None:
+        await go_on.wait()
+        seen.append(payload + b" done")
+
+    def returns_awaitable(message: Message) -> Awaitable[None] | None:
+        seen.append(message.payload)
+        return finish(message.payload) if message.payload == b"slow" else None
+
+    sub._share(returns_awaitable, hub)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hub.run, _client())
+            await anyio.wait_all_tasks_blocked()
+            assert sub._offer(Message(topic="t/x", payload=b"slow"))
+            assert sub._offer(Message(topic="t/x", payload=b"next"))
+            await anyio.wait_all_tasks_blocked()
+            assert seen == [b"slow"]  # "next" waits behind the awaitable
+            go_on.set()
             await anyio.wait_all_tasks_blocked()
             hub.close()
-    assert seen == [b"0", b"0+", b"1", b"1+", b"2", b"2+"]
+    assert seen == [b"slow", b"slow done", b"next"]
 
 
 async def test_a_cancelled_wait_leaves_no_sleeper() -> None:
