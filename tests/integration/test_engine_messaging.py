@@ -190,6 +190,34 @@ async def test_client_listener_style_subscription(
     assert async_received == [b"1", b"2", b"3"]
 
 
+async def test_client_sync_listener_answers_with_publish_nowait(
+    mosquitto: Mosquitto, unique_topic: str
+) -> None:
+    """A synchronous listener runs in the task reading the connection while the
+    dispatcher is idle (see `Hub.put`): publishing from it is fine there too."""
+    count = 300
+    echoes: list[bytes] = []
+    all_back = anyio.Event()
+
+    async with MqttClient(mosquitto.uri) as client:
+
+        def echo(message: Message) -> None:
+            client.publish_nowait(f"{unique_topic}/echo", message.payload)
+
+        def on_echo(message: Message) -> None:
+            echoes.append(message.payload)
+            if len(echoes) == count:
+                all_back.set()
+
+        with anyio.fail_after(TIMEOUT):
+            await client.subscribe(unique_topic, qos=QoS.AT_LEAST_ONCE, listener=echo)
+            await client.subscribe(f"{unique_topic}/echo", listener=on_echo)
+            for n in range(count):
+                await client.publish(unique_topic, b"%d" % n, qos=QoS.AT_LEAST_ONCE)
+            await all_back.wait()
+    assert echoes == [b"%d" % n for n in range(count)]
+
+
 # ---------------------------------------------------------------------------
 # overlapping and wildcard subscriptions
 
