@@ -11,6 +11,9 @@ One private mosquitto (persistence on) sits behind a `FaultProxy`. Through it:
 * a **fast subscriber** and a **slow subscriber** (persistent sessions, small
   buffers; the slow one awaits 1 ms per message, so its buffer fills, messages are
   parked and their acknowledgements withheld) receive ``soak/#`` at QoS 2;
+* a **listener subscriber** (persistent session) receives ``soak/#`` at QoS 2 through
+  a synchronous ``listener=`` (called by the task reading the connection, or by the
+  dispatcher task when messages queue for it);
 * a **chaos** task resets or closes every connection, blackholes traffic for a few
   seconds (the keepalive must notice), or stalls it, at random moments.
 
@@ -35,7 +38,14 @@ import attrs
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests._faultproxy import FaultProxy
-from trio_mqttconn import ClientStatistics, ConnectionLost, MqttClient, MqttError, QoS
+from trio_mqttconn import (
+    ClientStatistics,
+    ConnectionLost,
+    Message,
+    MqttClient,
+    MqttError,
+    QoS,
+)
 from trio_mqttconn.testing import Mosquitto
 
 #: Reconnect quickly: the run is about surviving drops, not about waiting.
@@ -112,6 +122,15 @@ class Soak:
                 if delay:
                     await anyio.sleep(delay)
 
+    async def listener(
+        self, client: MqttClient, tally: Tally, ready: anyio.Event
+    ) -> None:
+        def record(message: Message) -> None:
+            tally.record(message.payload)
+
+        await client.subscribe("soak/#", qos=QoS.EXACTLY_ONCE, listener=record)
+        ready.set()
+
     async def chaos(self, proxy: FaultProxy, rng: random.Random) -> None:
         while True:
             await anyio.sleep(rng.uniform(0.5, 4.0))
@@ -164,7 +183,11 @@ async def run(duration: float, seed: int, *, drain_limit: float = 60.0) -> int:
     """Run one soak; print a report; return the exit status (0: nothing lost)."""
     soak = Soak(duration=duration, seed=seed)
     rng = random.Random(seed)
-    tallies = [Tally("fast subscriber"), Tally("slow subscriber")]
+    tallies = [
+        Tally("fast subscriber"),
+        Tally("slow subscriber"),
+        Tally("listener subscriber"),
+    ]
     with Mosquitto(tls=False, websockets=False) as broker:
         async with FaultProxy(broker.port) as proxy, anyio.create_task_group() as tg:
             clients = [
@@ -174,13 +197,14 @@ async def run(duration: float, seed: int, *, drain_limit: float = 60.0) -> int:
                     on_connection_lost=functools.partial(soak.lost, name),
                     **_CLIENT_OPTIONS,  # type: ignore[arg-type]
                 )
-                for name in ("pub", "fast", "slow")
+                for name in ("pub", "fast", "slow", "listen")
             ]
-            publisher, fast, slow = clients
-            async with publisher, fast, slow:
-                ready = [anyio.Event(), anyio.Event()]
+            publisher, fast, slow, listen = clients
+            async with publisher, fast, slow, listen:
+                ready = [anyio.Event(), anyio.Event(), anyio.Event()]
                 tg.start_soon(soak.subscriber, fast, tallies[0], 0.0, ready[0])
                 tg.start_soon(soak.subscriber, slow, tallies[1], 0.001, ready[1])
+                tg.start_soon(soak.listener, listen, tallies[2], ready[2])
                 for event in ready:
                     await event.wait()
                 async with anyio.create_task_group() as traffic:
@@ -226,7 +250,8 @@ def _report(
         for tally in tallies:
             row.append(f"{tally.name} {sum(tally.seen[qos].values())}")
         print("; ".join(row))
-    for name, stats in zip(("publisher", "fast", "slow"), statistics, strict=True):
+    names = ("publisher", "fast", "slow", "listener")
+    for name, stats in zip(names, statistics, strict=True):
         print(f"{name}: {stats}")
 
 
