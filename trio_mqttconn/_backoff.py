@@ -18,12 +18,25 @@ not all come back in the same instant. With ``jitter=0`` the sequence is exactly
 from __future__ import annotations
 
 import math
-import random
+import os
 import typing
 
 import attrs
 
+if typing.TYPE_CHECKING:
+    import random
+
 __all__ = ["Backoff"]
+
+
+def _system_uniform(low: float, high: float) -> float:
+    """A uniform draw from *low* up to *high*, from the operating system's randomness.
+
+    (The default source of the jitter: importing `random` would cost about 150 KiB
+    of memory for one draw per reconnect.)
+    """
+    fraction = (int.from_bytes(os.urandom(7), "big") >> 3) / (1 << 53)
+    return low + (high - low) * fraction
 
 
 def _check_initial(
@@ -76,7 +89,7 @@ class Backoff:
         jitter: Random spread as a fraction of the delay (0 <= jitter < 1): 0.1
             gives a delay within +-10 % of the nominal one.
         rng: Source of randomness; pass a seeded `random.Random` for a
-            reproducible sequence.
+            reproducible sequence. None (the default): the operating system's.
 
     Raises:
         ValueError: An argument is out of range; the message names it and its value.
@@ -95,8 +108,8 @@ class Backoff:
     """Growth factor from one delay to the next."""
     jitter: float = attrs.field(default=0.1, validator=_check_jitter)
     """Random spread as a fraction of the nominal delay."""
-    rng: random.Random = attrs.field(factory=random.Random, repr=False)
-    """Source of the jitter."""
+    rng: random.Random | None = attrs.field(default=None, repr=False)
+    """Source of the jitter (None: the operating system's randomness)."""
     # The nominal (jitter-free) delay handed out last; None right after reset.
     # Keeping the value instead of an attempt counter means the growth stops at
     # the cap, so no power ever overflows however long the broker stays away.
@@ -115,7 +128,9 @@ class Backoff:
         self._current = nominal
         if self.jitter == 0:
             return nominal
-        spread = self.rng.uniform(-self.jitter, self.jitter)
+        rng = self.rng
+        uniform = _system_uniform if rng is None else rng.uniform
+        spread = uniform(-self.jitter, self.jitter)
         return min(nominal * (1 + spread), self.maximum)
 
     def reset(self) -> None:

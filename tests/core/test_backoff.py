@@ -77,6 +77,17 @@ def test_backoff_jitter_stays_within_its_fraction_and_the_cap() -> None:
     assert len({round(d, 6) for d in delays[3:]}) > 50
 
 
+def test_backoff_default_jitter_comes_from_the_system_and_stays_in_range() -> None:
+    # No rng given: os.urandom, not the `random` module (memory, #9).
+    backoff = Backoff(initial=1.0, maximum=8.0, jitter=0.25)
+    assert backoff.rng is None
+    nominal = [1, 2, 4, 8, *[8] * 200]
+    delays = take(backoff, len(nominal))
+    for n, delay in zip(nominal, delays, strict=True):
+        assert n * 0.75 <= delay <= min(n * 1.25, 8.0)
+    assert len({round(d, 6) for d in delays[3:]}) > 50
+
+
 def test_backoff_never_overflows() -> None:
     backoff = Backoff(initial=1e-3, maximum=1e6, multiplier=1e3, jitter=0)
     delays = take(backoff, 10_000)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random as _random
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -373,7 +372,7 @@ async def supervise(
                 initial=client.reconnect_delay,
                 maximum=client.max_reconnect_delay,
                 jitter=client.reconnect_jitter,
-                rng=client._random or _random.Random(),
+                rng=client._random,  # None: the system's randomness
             )
         # A connection that ended with a protocol violation (ours to detect, such
         # as a broker far beyond our Receive Maximum) is never "stable": the same
