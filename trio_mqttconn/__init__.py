@@ -41,6 +41,7 @@ from ._exceptions import (
     SubscribeError as SubscribeError,
     UnsubscribeError as UnsubscribeError,
 )
+from ._generated import forget_generated_source as _forget_generated_source
 from ._journal import (
     ChangeKind as ChangeKind,
     SessionChange as SessionChange,
@@ -142,6 +143,10 @@ _LAZY: dict[str, str] = {
     "SqliteSessionStore": "._store",
 }
 
+# Every eagerly imported class exists now: the source attrs kept for their methods
+# goes (memory; see ._generated). Lazily imported modules do the same below.
+_forget_generated_source()
+
 # A library logs but never configures logging (the stdlib's advice).
 _logging.getLogger("trio_mqttconn").addHandler(_logging.NullHandler())
 
@@ -172,6 +177,7 @@ if not TYPE_CHECKING:
         if module is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         value = getattr(_importlib.import_module(module, __name__), name)
+        _forget_generated_source()
         _own(value)
         globals()[name] = value
         return value

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from .._generated import forget_generated_source as _forget_generated_source
 from . import (
     client as client,
     exceptions as exceptions,
@@ -25,6 +26,8 @@ from .client import Client, MessagesIterator
 from .exceptions import MqttCodeError, MqttConnectError, MqttError, MqttReentrantError
 from .message import Message
 from .topic import Topic, TopicLike, Wildcard, WildcardLike
+
+_forget_generated_source()  # memory: see trio_mqttconn._generated
 
 __version__: Final[str] = "2.5.1"
 __version_tuple__: Final[tuple[int, int, int]] = (2, 5, 1)
