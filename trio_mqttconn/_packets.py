@@ -946,11 +946,16 @@ class PacketDecoder:
             ProtocolError: The input is malformed or breaks the protocol (or did
                 earlier); ``reason_code`` says which MQTT 5 reason code applies.
         """
-        packets = self._decode(True)
+        packets = self._decode(1)
         return packets[0] if packets else None
 
-    def packets(self) -> list[Packet]:
+    def packets(self, limit: int | None = None) -> list[Packet]:
         """Return every complete packet in the buffer, in order (maybe none).
+
+        Args:
+            limit: Return at most this many (the rest stays buffered for the next
+                call): a caller that handles a large read in parts keeps fewer
+                decoded packets alive at once.
 
         If a bad packet follows good ones, the good ones are returned and the
         next call raises.
@@ -958,10 +963,16 @@ class PacketDecoder:
         Raises:
             ProtocolError: The input is malformed or breaks the protocol (or did
                 earlier); ``reason_code`` says which MQTT 5 reason code applies.
+            ValueError: *limit* is less than 1.
         """
-        return self._decode(False)
+        if limit is None:
+            return self._decode(-1)
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit!r}")
+        return self._decode(limit)
 
-    def _decode(self, single: bool) -> list[Packet]:
+    def _decode(self, left: int) -> list[Packet]:
+        # *left*: how many packets to return at most (-1: no limit).
         if self._error is not None:
             raise self._error
         out: list[Packet] = []
@@ -1010,7 +1021,8 @@ class PacketDecoder:
                     break
                 out.append(decoder(buf, start, stop, b0))
                 pos = stop
-                if single:
+                left -= 1
+                if not left:
                     break
         except ProtocolError as exc:
             self._error = exc

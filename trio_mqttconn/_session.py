@@ -200,6 +200,8 @@ _CONNECTED: Final = SessionState.CONNECTED
 _V5: Final = ProtocolVersion.V5
 _QOS1: Final = QoS.AT_LEAST_ONCE
 _QOS2: Final = QoS.EXACTLY_ONCE
+#: Packets decoded per decoder call in `ClientSession.events`.
+_DECODE_BATCH: Final = 64
 _STORED: Final = ChangeKind.STORED
 _RELEASED: Final = ChangeKind.RELEASED
 _COMPLETED: Final = ChangeKind.COMPLETED
@@ -904,10 +906,11 @@ class ClientSession:
         events: list[Event] = []
         decode = self._decoder.packets
         try:
-            # Every complete packet at once (one decoder call per read, not per
-            # packet); a bad one behind them is raised by the next call, after
-            # these were handled.
-            while packets := decode():
+            # The complete packets, _DECODE_BATCH at a time (one decoder call per
+            # batch, not per packet; a large read's decoded packets are not all
+            # alive at once); a bad one behind them is raised by the next call,
+            # after these were handled.
+            while packets := decode(_DECODE_BATCH):
                 for packet in packets:
                     handler = handlers.get(type(packet))
                     if handler is None:
