@@ -58,10 +58,15 @@ def _hub_subscription(hub: Hub, seen: list[bytes]) -> Subscription:
     return sub
 
 
-async def test_a_message_put_while_the_task_sleeps_is_handled_at_once() -> None:
+def _hub_with_subscription() -> tuple[Hub, list[bytes], Subscription]:
+    """A hub, what its one subscription's listener saw, and the subscription."""
     hub = Hub(intake=_Intake(limit=1 << 20))
     seen: list[bytes] = []
-    sub = _hub_subscription(hub, seen)
+    return hub, seen, _hub_subscription(hub, seen)
+
+
+async def test_a_message_put_while_the_task_sleeps_is_handled_at_once() -> None:
+    hub, seen, sub = _hub_with_subscription()
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(hub.run, _client())
@@ -75,9 +80,7 @@ async def test_a_message_put_while_the_task_sleeps_is_handled_at_once() -> None:
 
 
 async def test_after_a_streak_of_calls_the_task_takes_over_in_order() -> None:
-    hub = Hub(intake=_Intake(limit=1 << 20))
-    seen: list[bytes] = []
-    sub = _hub_subscription(hub, seen)
+    hub, seen, sub = _hub_with_subscription()
     total = _STREAK + 10
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
@@ -98,9 +101,7 @@ async def test_after_a_streak_of_calls_the_task_takes_over_in_order() -> None:
 
 
 async def test_what_a_listener_called_by_put_raises_ends_the_task() -> None:
-    hub = Hub(intake=_Intake(limit=1 << 20))
-    seen: list[bytes] = []
-    sub = _hub_subscription(hub, seen)
+    hub, seen, sub = _hub_with_subscription()
 
     def broken(message: Message) -> None:
         seen.append(message.payload)
@@ -124,9 +125,7 @@ async def test_what_a_listener_called_by_put_raises_ends_the_task() -> None:
 
 
 async def test_an_awaitable_a_listener_returns_is_awaited_before_what_follows() -> None:
-    hub = Hub(intake=_Intake(limit=1 << 20))
-    seen: list[bytes] = []
-    sub = _hub_subscription(hub, seen)
+    hub, seen, sub = _hub_with_subscription()
     go_on = anyio.Event()
 
     async def finish(payload: bytes) -> None:
@@ -153,9 +152,7 @@ async def test_an_awaitable_a_listener_returns_is_awaited_before_what_follows() 
 
 
 async def test_a_cancelled_wait_leaves_no_sleeper() -> None:
-    hub = Hub(intake=_Intake(limit=1 << 20))
-    seen: list[bytes] = []
-    sub = _hub_subscription(hub, seen)
+    hub, seen, sub = _hub_with_subscription()
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(hub.run, _client())
